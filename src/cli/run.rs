@@ -1,0 +1,135 @@
+//! `rhai-kernel run FILE [ARGS…]`: runs a script with the kernel's engine and natives,
+//! printing to the terminal.
+
+use crate::interpreter::engine::SCRIPT_STACK_SIZE;
+use crate::interpreter::errors::render_for_terminal;
+use crate::interpreter::RhaiSession;
+use crate::runtime::interrupt;
+use crate::runtime::sink::{self, InputError, MimeBundle, OutputSink, Stream};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit status of a script stopped by Ctrl-C (128 + SIGINT), as shells report it.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Output straight to the process's stdout and stderr.
+pub struct TerminalSink;
+
+impl OutputSink for TerminalSink {
+    fn write(&self, stream: Stream, text: &str) {
+        let _ = match stream {
+            Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes()).and_then(|_| out.flush())
+            }
+            Stream::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
+        };
+    }
+
+    fn display(&self, bundle: MimeBundle, _display_id: Option<&str>, _update: bool) {
+        let text = bundle
+            .get("text/plain")
+            .and_then(|v| v.as_str())
+            .unwrap_or("<display>");
+        self.write(Stream::Stdout, &format!("{text}\n"));
+    }
+
+    fn clear_output(&self, _wait: bool) {}
+
+    fn read_input(&self, prompt: &str, _password: bool) -> Result<String, InputError> {
+        self.write(Stream::Stdout, prompt);
+        let mut line = String::new();
+        match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) | Err(_) => Err(InputError::Closed),
+            Ok(_) => {
+                if interrupt::is_requested() {
+                    return Err(InputError::Interrupted);
+                }
+                Ok(line.trim_end_matches(['\n', '\r']).to_string())
+            }
+        }
+    }
+
+    fn page(&self, text: &str) {
+        self.write(Stream::Stdout, text);
+    }
+}
+
+/// First Ctrl-C interrupts the script (which then exits with 130); if it has not stopped
+/// two seconds later, or on a second Ctrl-C, the process exits at once.
+fn handle_ctrl_c() {
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]) else {
+        return;
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if interrupt::is_requested() {
+                    std::process::exit(EXIT_INTERRUPTED);
+                }
+                interrupt::request();
+                std::thread::spawn(|| {
+                    std::thread::sleep(Duration::from_secs(2));
+                    let _ = std::io::stdout().flush();
+                    std::process::exit(EXIT_INTERRUPTED);
+                });
+            }
+        })
+        .ok();
+}
+
+/// Runs a script file and returns the process exit code.
+pub fn run_file(path: &Path, args: Vec<String>) -> i32 {
+    let code = match std::fs::read_to_string(path) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rhai-kernel: cannot read {}: {e}", path.display());
+            return 2;
+        }
+    };
+    // A `#!` line lets scripts be made executable.
+    let code = if code.starts_with("#!") {
+        format!("//{}", &code[2..])
+    } else {
+        code
+    };
+    handle_ctrl_c();
+    let source_name = path.display().to_string();
+    let worker = std::thread::Builder::new()
+        .name("script".into())
+        .stack_size(SCRIPT_STACK_SIZE)
+        .spawn(move || run_source(&code, &source_name, args));
+    match worker.map(|w| w.join()) {
+        Ok(Ok(code)) => code,
+        _ => {
+            eprintln!("rhai-kernel: the script thread crashed");
+            1
+        }
+    }
+}
+
+/// Runs source code as a script named `source_name`; returns the exit code.
+pub fn run_source(code: &str, source_name: &str, args: Vec<String>) -> i32 {
+    let mut session = RhaiSession::new();
+    let args: rhai::Array = args.into_iter().map(rhai::Dynamic::from).collect();
+    session.scope_mut().push_constant("ARGS", args);
+    let outcome = sink::with_sink(Arc::new(TerminalSink), || session.run(code, source_name));
+    let _ = std::io::stdout().flush();
+    match outcome {
+        Ok(_) => 0,
+        Err(error) if error.is_interrupt() => {
+            eprintln!("{source_name}: interrupted");
+            EXIT_INTERRUPTED
+        }
+        Err(error) => {
+            eprint!(
+                "{}",
+                render_for_terminal(&error, |name| session.source_text(name))
+            );
+            1
+        }
+    }
+}

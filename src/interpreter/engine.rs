@@ -1,0 +1,43 @@
+//! Construction of the Rhai engine shared by the kernel and the script runner.
+
+use crate::runtime::sink::{self, Stream};
+use crate::runtime::{interrupt, RuntimePackage, INTERRUPTED};
+use rhai::packages::Package;
+use rhai::{Dynamic, Engine};
+
+/// Maximum depth of nested script function calls. Script code runs on threads with
+/// [`SCRIPT_STACK_SIZE`] bytes of stack, which this depth must fit in (debug builds use
+/// several times more stack per call than release builds).
+pub const MAX_CALL_LEVELS: usize = 1_000;
+
+/// Stack size for threads that run script code (virtual memory; pages are touched lazily).
+pub const SCRIPT_STACK_SIZE: usize = 1 << 30;
+
+/// A configured engine: the runtime package, output through the current sink, the
+/// interrupt flag checked at every operation, and limits that turn runaway recursion into
+/// an error instead of a crash.
+pub fn new_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.register_global_module(RuntimePackage::new().as_shared_module());
+    // The string interner's lock would serialise script threads.
+    engine.set_max_strings_interned(0);
+    engine.set_max_call_levels(MAX_CALL_LEVELS);
+    engine.set_max_expr_depths(512, 256);
+    engine.on_print(|text| sink::write(Stream::Stdout, &format!("{text}\n")));
+    engine.on_debug(|text, source, pos| {
+        let location = match (source, pos.line()) {
+            (Some(source), Some(line)) => format!("[{source}:{line}] "),
+            (None, Some(line)) => format!("[line {line}] "),
+            _ => String::new(),
+        };
+        sink::write(Stream::Stderr, &format!("{location}{text}\n"));
+    });
+    engine.on_progress(|_| {
+        if interrupt::is_requested() {
+            Some(Dynamic::from(INTERRUPTED))
+        } else {
+            None
+        }
+    });
+    engine
+}

@@ -1,0 +1,229 @@
+//! A persistent Rhai session: variables, constants and functions survive from cell to cell.
+
+use super::errors::{render_traceback, ScriptError};
+use super::{completeness, completion, engine, inspection};
+use super::{Completeness, Completion, Interpreter, LanguageInfo};
+use crate::runtime::display::mime_bundle;
+use crate::runtime::sink::{self, MimeBundle};
+use rhai::{Dynamic, Engine, Scope, AST};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The state a notebook accumulates: one engine, one scope, and the functions of every
+/// cell run so far (merged into one function library).
+pub struct RhaiSession {
+    engine: Engine,
+    scope: Scope<'static>,
+    functions: AST,
+    /// Which cell (source name) each script function was last defined in.
+    function_origins: HashMap<String, String>,
+    /// Source text of cells that define functions, plus the latest cell.
+    sources: HashMap<String, String>,
+}
+
+impl Default for RhaiSession {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RhaiSession {
+    pub fn new() -> Self {
+        RhaiSession {
+            engine: engine::new_engine(),
+            scope: Scope::new(),
+            functions: AST::empty(),
+            function_origins: HashMap::new(),
+            sources: HashMap::new(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn scope(&self) -> &Scope<'static> {
+        &self.scope
+    }
+
+    pub fn scope_mut(&mut self) -> &mut Scope<'static> {
+        &mut self.scope
+    }
+
+    /// The script functions defined so far.
+    pub fn functions(&self) -> &AST {
+        &self.functions
+    }
+
+    /// Source text of a cell or file by name, for tracebacks.
+    pub fn source_text(&self, name: &str) -> Option<String> {
+        self.sources.get(name).cloned()
+    }
+
+    /// Runs code and returns the raw value of its last expression.
+    pub fn run(&mut self, code: &str, source_name: &str) -> Result<Dynamic, ScriptError> {
+        if let Some(name) = inspection::help_query(code) {
+            return self.page_help(name, source_name).map(|_| Dynamic::UNIT);
+        }
+        let mut ast = self
+            .engine
+            .compile_with_scope(&self.scope, code)
+            .map_err(|e| ScriptError::from_parse(&e, source_name))?;
+        ast.set_source(source_name);
+        self.forget_unused_sources();
+        self.sources
+            .insert(source_name.to_string(), code.to_string());
+        for f in ast.iter_functions() {
+            self.function_origins
+                .insert(f.name.to_string(), source_name.to_string());
+        }
+        // Earlier cells' functions first, so this cell's definitions replace them.
+        let mut program = self.functions.merge(&ast);
+        program.set_source(source_name);
+        // Functions are hoisted in Rhai, so they exist even if the cell later fails.
+        self.functions = program.clone_functions_only();
+
+        let engine = &self.engine;
+        let scope = &mut self.scope;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            engine.eval_ast_with_scope::<Dynamic>(scope, &program)
+        }));
+        self.compact_scope();
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                let origins = &self.function_origins;
+                Err(ScriptError::from_eval(&err, source_name, |f| {
+                    origins.get(f).cloned()
+                }))
+            }
+            Err(panic) => {
+                let detail = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(ScriptError::other(
+                    "ErrorSystem",
+                    format!("internal error in a native function: {detail}"),
+                    source_name,
+                ))
+            }
+        }
+    }
+
+    fn page_help(&self, name: &str, source_name: &str) -> Result<(), ScriptError> {
+        match inspection::describe(self, name) {
+            Some(text) => {
+                match sink::current() {
+                    Some(sink) => sink.page(&text),
+                    None => sink::write(sink::Stream::Stdout, &text),
+                }
+                Ok(())
+            }
+            None => Err(ScriptError::other(
+                "ErrorVariableNotFound",
+                format!("Object `{name}` not found."),
+                source_name,
+            )),
+        }
+    }
+
+    /// Keeps only sources that a traceback may still need.
+    fn forget_unused_sources(&mut self) {
+        let origins = &self.function_origins;
+        self.sources
+            .retain(|name, _| origins.values().any(|o| o == name));
+    }
+
+    /// Each `let` pushes a new entry even when the name exists; drop shadowed entries so
+    /// a long session's scope stays as large as the set of names.
+    fn compact_scope(&mut self) {
+        let total = self.scope.len();
+        let mut seen = std::collections::HashSet::new();
+        let unique = self
+            .scope
+            .iter_raw()
+            .filter(|(name, ..)| seen.insert(*name))
+            .count();
+        if unique == total {
+            return;
+        }
+        let mut keep: Vec<(String, bool, Dynamic)> = Vec::with_capacity(unique);
+        let mut seen = std::collections::HashSet::new();
+        let entries: Vec<(String, bool, Dynamic)> = self
+            .scope
+            .iter_raw()
+            .map(|(name, constant, value)| (name.to_string(), constant, value.clone()))
+            .collect();
+        for (name, constant, value) in entries.into_iter().rev() {
+            if seen.insert(name.clone()) {
+                keep.push((name, constant, value));
+            }
+        }
+        self.scope.clear();
+        for (name, constant, value) in keep.into_iter().rev() {
+            if constant {
+                self.scope.push_constant_dynamic(name, value);
+            } else {
+                self.scope.push_dynamic(name, value);
+            }
+        }
+    }
+}
+
+impl Interpreter for RhaiSession {
+    fn execute(
+        &mut self,
+        code: &str,
+        source_name: &str,
+    ) -> Result<Option<MimeBundle>, ScriptError> {
+        let value = self.run(code, source_name)?;
+        Ok((!value.is_unit()).then(|| mime_bundle(&value)))
+    }
+
+    fn evaluate(&mut self, expression: &str) -> Result<MimeBundle, ScriptError> {
+        let source = "<expression>";
+        let ast = self
+            .engine
+            .compile_expression_with_scope(&self.scope, expression)
+            .map_err(|e| ScriptError::from_parse(&e, source))?;
+        let program = self.functions.merge(&ast);
+        self.engine
+            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &program)
+            .map(|v| mime_bundle(&v))
+            .map_err(|e| ScriptError::from_eval(&e, source, |_| None))
+    }
+
+    fn complete(&self, code: &str, cursor: usize) -> Completion {
+        completion::complete(self, code, cursor)
+    }
+
+    fn inspect(&self, code: &str, cursor: usize, detail_level: u8) -> Option<String> {
+        inspection::inspect(self, code, cursor, detail_level)
+    }
+
+    fn is_complete(&self, code: &str) -> Completeness {
+        completeness::check(&self.engine, code)
+    }
+
+    fn language_info(&self) -> LanguageInfo {
+        LanguageInfo {
+            name: "rhai",
+            version: rhai_version(),
+            mimetype: "text/x-rhai",
+            file_extension: ".rhai",
+            pygments_lexer: "rust",
+            codemirror_mode: "rust",
+        }
+    }
+
+    fn traceback(&self, error: &ScriptError, colour: bool) -> Vec<String> {
+        render_traceback(error, |name| self.source_text(name), colour)
+    }
+}
+
+/// The version of the embedded Rhai crate, taken from the lock file at build time.
+pub fn rhai_version() -> String {
+    option_env!("RHAI_VERSION").unwrap_or("1").to_string()
+}

@@ -1,0 +1,86 @@
+//! The control channel, on its own thread so that interrupt and shutdown requests are
+//! served while a cell is running.
+
+use super::KernelContext;
+use crate::protocol::{decode, encode, Message};
+use crate::runtime::interrupt;
+use serde_json::json;
+
+pub fn start(socket: zmq::Socket, ctx: KernelContext) {
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || serve(socket, ctx))
+        .ok();
+}
+
+fn serve(socket: zmq::Socket, ctx: KernelContext) {
+    loop {
+        let frames = match socket.recv_multipart(0) {
+            Ok(frames) => frames,
+            Err(zmq::Error::ETERM) => return,
+            Err(e) => {
+                eprintln!("[rhai-kernel] control receive failed: {e}");
+                continue;
+            }
+        };
+        let request = match decode(frames, &ctx.signer) {
+            Ok(msg) => msg,
+            Err(e) => {
+                eprintln!("[rhai-kernel] dropped control message: {e}");
+                continue;
+            }
+        };
+        handle(&socket, &ctx, &request);
+    }
+}
+
+fn reply(
+    socket: &zmq::Socket,
+    ctx: &KernelContext,
+    request: &Message,
+    msg_type: &str,
+    content: serde_json::Value,
+) {
+    let msg = ctx.session.reply(request, msg_type, content);
+    if let Err(e) = socket.send_multipart(encode(&msg, &ctx.signer), 0) {
+        eprintln!("[rhai-kernel] control send failed: {e}");
+    }
+}
+
+fn handle(socket: &zmq::Socket, ctx: &KernelContext, request: &Message) {
+    ctx.iopub.status("busy", Some(request));
+    match request.msg_type() {
+        "interrupt_request" => {
+            interrupt::request();
+            reply(
+                socket,
+                ctx,
+                request,
+                "interrupt_reply",
+                json!({ "status": "ok" }),
+            );
+        }
+        "kernel_info_request" => {
+            reply(
+                socket,
+                ctx,
+                request,
+                "kernel_info_reply",
+                (*ctx.kernel_info).clone(),
+            );
+        }
+        "shutdown_request" => {
+            let restart = request.content["restart"].as_bool().unwrap_or(false);
+            let content = json!({ "status": "ok", "restart": restart });
+            reply(socket, ctx, request, "shutdown_reply", content.clone());
+            ctx.iopub.send("shutdown_reply", Some(request), content);
+            ctx.iopub.status("idle", Some(request));
+            interrupt::request();
+            super::exit_process(&ctx.iopub, 0);
+        }
+        other => {
+            eprintln!("[rhai-kernel] unsupported message type on control: {other}");
+        }
+    }
+    ctx.iopub.status("idle", Some(request));
+}

@@ -1,0 +1,165 @@
+//! The IOPub publisher: one thread owns the PUB socket; everyone else sends it events.
+//! Small stream writes are batched (like ipykernel's IOPub thread) so that thousands of
+//! `print`s arrive as a few messages, while order with other messages is preserved.
+
+use crate::protocol::message::Session;
+use crate::protocol::{encode, Message, Signer};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long stream text may wait for more text before it is sent.
+const STREAM_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+/// Stream text is sent at once when a batch grows past this many bytes.
+const STREAM_BATCH_LIMIT: usize = 256 * 1024;
+
+enum Event {
+    Message(Box<Message>),
+    Stream {
+        parent: Arc<Value>,
+        name: &'static str,
+        text: String,
+    },
+    Flush(Sender<()>),
+}
+
+/// A cheap, cloneable handle to the IOPub thread.
+#[derive(Clone)]
+pub struct Iopub {
+    tx: Sender<Event>,
+    session: Arc<Session>,
+}
+
+impl Iopub {
+    /// Starts the publisher thread on an already-bound PUB socket.
+    pub fn start(socket: zmq::Socket, session: Arc<Session>, signer: Signer) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let thread_session = session.clone();
+        std::thread::Builder::new()
+            .name("iopub".into())
+            .spawn(move || publish_loop(socket, rx, thread_session, signer))
+            .ok();
+        Iopub { tx, session }
+    }
+
+    /// Publishes a message with the given parent.
+    pub fn send(&self, msg_type: &str, parent: Option<&Message>, content: Value) {
+        let msg = self.session.message(
+            msg_type,
+            parent,
+            vec![msg_type.as_bytes().to_vec()],
+            content,
+        );
+        let _ = self.tx.send(Event::Message(Box::new(msg)));
+    }
+
+    /// Publishes a message whose parent header is given as JSON.
+    pub fn send_with_parent_header(&self, msg_type: &str, parent_header: &Value, content: Value) {
+        let mut msg =
+            self.session
+                .message(msg_type, None, vec![msg_type.as_bytes().to_vec()], content);
+        msg.parent_header = parent_header.clone();
+        let _ = self.tx.send(Event::Message(Box::new(msg)));
+    }
+
+    pub fn status(&self, state: &str, parent: Option<&Message>) {
+        self.send("status", parent, json!({ "execution_state": state }));
+    }
+
+    /// Queues stream text; it is merged with neighbouring writes to the same stream.
+    pub fn stream(&self, parent: Arc<Value>, name: &'static str, text: &str) {
+        let _ = self.tx.send(Event::Stream {
+            parent,
+            name,
+            text: text.to_string(),
+        });
+    }
+
+    /// Waits (up to `timeout`) until everything queued so far has been handed to ZeroMQ.
+    pub fn flush(&self, timeout: Duration) {
+        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
+        if self.tx.send(Event::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(timeout);
+        }
+    }
+}
+
+struct PendingStream {
+    parent: Arc<Value>,
+    name: &'static str,
+    text: String,
+    deadline: Instant,
+}
+
+fn publish_loop(socket: zmq::Socket, rx: Receiver<Event>, session: Arc<Session>, signer: Signer) {
+    let send = |msg: &Message| {
+        if let Err(e) = socket.send_multipart(encode(msg, &signer), 0) {
+            eprintln!("[rhai-kernel] iopub send failed: {e}");
+        }
+    };
+    let flush_stream = |pending: &mut Option<PendingStream>| {
+        if let Some(p) = pending.take() {
+            let mut msg = session.message(
+                "stream",
+                None,
+                vec![format!("stream.{}", p.name).into_bytes()],
+                json!({ "name": p.name, "text": p.text }),
+            );
+            msg.parent_header = (*p.parent).clone();
+            send(&msg);
+        }
+    };
+    let mut pending: Option<PendingStream> = None;
+    loop {
+        let event = match &pending {
+            Some(p) => {
+                match rx.recv_timeout(p.deadline.saturating_duration_since(Instant::now())) {
+                    Ok(event) => event,
+                    Err(RecvTimeoutError::Timeout) => {
+                        flush_stream(&mut pending);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            None => match rx.recv() {
+                Ok(event) => event,
+                Err(_) => break,
+            },
+        };
+        match event {
+            Event::Stream { parent, name, text } => {
+                match &mut pending {
+                    Some(p) if p.name == name && Arc::ptr_eq(&p.parent, &parent) => {
+                        p.text.push_str(&text)
+                    }
+                    _ => {
+                        flush_stream(&mut pending);
+                        pending = Some(PendingStream {
+                            parent,
+                            name,
+                            text,
+                            deadline: Instant::now() + STREAM_FLUSH_INTERVAL,
+                        });
+                    }
+                }
+                if pending
+                    .as_ref()
+                    .is_some_and(|p| p.text.len() >= STREAM_BATCH_LIMIT)
+                {
+                    flush_stream(&mut pending);
+                }
+            }
+            Event::Message(msg) => {
+                flush_stream(&mut pending);
+                send(&msg);
+            }
+            Event::Flush(ack) => {
+                flush_stream(&mut pending);
+                let _ = ack.send(());
+            }
+        }
+    }
+    flush_stream(&mut pending);
+}

@@ -1,0 +1,110 @@
+//! The kernel core: binds the five channels, runs the heartbeat, IOPub, control and shell
+//! threads, and routes interrupts. Language work is delegated to an [`Interpreter`].
+//!
+//! [`Interpreter`]: crate::interpreter::Interpreter
+
+pub mod control;
+pub mod heartbeat;
+pub mod history;
+pub mod info;
+pub mod iopub;
+pub mod shell;
+pub mod sink;
+pub mod stdin;
+
+use crate::interpreter::{engine::SCRIPT_STACK_SIZE, Interpreter, RhaiSession};
+use crate::protocol::message::Session;
+use crate::protocol::{ConnectionInfo, Signer};
+use anyhow::Context as _;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Everything the request handlers of both the shell and the control thread share.
+#[derive(Clone)]
+pub struct KernelContext {
+    pub session: Arc<Session>,
+    pub signer: Signer,
+    pub iopub: iopub::Iopub,
+    pub kernel_info: Arc<serde_json::Value>,
+}
+
+fn bind(
+    ctx: &zmq::Context,
+    kind: zmq::SocketType,
+    info: &ConnectionInfo,
+    port: u16,
+) -> anyhow::Result<zmq::Socket> {
+    let socket = ctx.socket(kind)?;
+    socket.set_linger(1000)?;
+    let endpoint = info.endpoint(port);
+    socket
+        .bind(&endpoint)
+        .with_context(|| format!("cannot bind {endpoint}"))?;
+    Ok(socket)
+}
+
+/// Runs a kernel for the given connection file until a shutdown request arrives.
+pub fn run(connection_file: &Path) -> anyhow::Result<()> {
+    let info = ConnectionInfo::from_file(connection_file)?;
+    let zmq_ctx = zmq::Context::new();
+    let shell_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.shell_port)?;
+    let control_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.control_port)?;
+    let stdin_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.stdin_port)?;
+    let iopub_socket = bind(&zmq_ctx, zmq::PUB, &info, info.iopub_port)?;
+    let hb_socket = bind(&zmq_ctx, zmq::REP, &info, info.hb_port)?;
+
+    let session = Arc::new(Session::new());
+    let signer = Signer::new(&info.key);
+    let iopub = iopub::Iopub::start(iopub_socket, session.clone(), signer.clone());
+    heartbeat::start(hb_socket);
+    route_sigint();
+
+    let interpreter = RhaiSession::new();
+    let kernel_info = Arc::new(info::kernel_info(&interpreter.language_info()));
+    let ctx = KernelContext {
+        session: session.clone(),
+        signer: signer.clone(),
+        iopub: iopub.clone(),
+        kernel_info,
+    };
+    iopub.status("starting", None);
+
+    control::start(control_socket, ctx.clone());
+    let stdin = Arc::new(stdin::StdinChannel::new(stdin_socket, session, signer));
+    // Cells run on the shell thread, which gets a large stack for deep script recursion.
+    let shell = std::thread::Builder::new()
+        .name("shell".into())
+        .stack_size(SCRIPT_STACK_SIZE)
+        .spawn(move || shell::Shell::new(shell_socket, stdin, ctx, interpreter).serve())?;
+    shell
+        .join()
+        .map_err(|_| anyhow::anyhow!("shell thread panicked"))?;
+    Ok(())
+}
+
+/// SIGINT (for clients using `interrupt_mode: signal`) interrupts the running cell
+/// instead of killing the kernel.
+fn route_sigint() {
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]) {
+        Ok(mut signals) => {
+            std::thread::Builder::new()
+                .name("signals".into())
+                .spawn(move || {
+                    for _ in signals.forever() {
+                        crate::runtime::interrupt::request();
+                    }
+                })
+                .ok();
+        }
+        Err(e) => eprintln!("[rhai-kernel] cannot handle SIGINT: {e}"),
+    }
+}
+
+/// Ends the kernel process after the final messages have left.
+pub fn exit_process(iopub: &iopub::Iopub, code: i32) -> ! {
+    iopub.flush(std::time::Duration::from_secs(2));
+    // ZeroMQ sends asynchronously; give its I/O thread a moment to put the last
+    // replies on the wire before the process goes away.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    std::process::exit(code)
+}

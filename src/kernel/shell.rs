@@ -1,0 +1,336 @@
+//! The shell channel: receives requests, wraps each in busy/idle, and dispatches it to a
+//! handler (the equivalent of ipykernel's `shell_handlers` table).
+
+use super::history::History;
+use super::sink::IopubSink;
+use super::stdin::StdinChannel;
+use super::KernelContext;
+use crate::interpreter::{Completeness, Interpreter, ScriptError};
+use crate::protocol::{decode, encode, Message};
+use crate::runtime::{interrupt, sink};
+use serde_json::{json, Map, Value};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+pub struct Shell<I: Interpreter> {
+    socket: zmq::Socket,
+    stdin: Arc<StdinChannel>,
+    ctx: KernelContext,
+    interpreter: I,
+    execution_count: u64,
+    history: History,
+    /// Requests received while aborting after an error, to be handled next.
+    deferred: VecDeque<Message>,
+}
+
+type Handler<I> = fn(&mut Shell<I>, &Message);
+
+impl<I: Interpreter> Shell<I> {
+    pub fn new(
+        socket: zmq::Socket,
+        stdin: Arc<StdinChannel>,
+        ctx: KernelContext,
+        interpreter: I,
+    ) -> Self {
+        Shell {
+            socket,
+            stdin,
+            ctx,
+            interpreter,
+            execution_count: 0,
+            history: History::new(),
+            deferred: VecDeque::new(),
+        }
+    }
+
+    /// The handler for each shell message type.
+    fn handler(msg_type: &str) -> Option<Handler<I>> {
+        Some(match msg_type {
+            "execute_request" => Self::execute,
+            "kernel_info_request" => Self::kernel_info,
+            "complete_request" => Self::complete,
+            "inspect_request" => Self::inspect,
+            "is_complete_request" => Self::is_complete,
+            "history_request" => Self::history,
+            "comm_info_request" => Self::comm_info,
+            "comm_open" => Self::comm_open,
+            "comm_msg" | "comm_close" => Self::ignore,
+            "shutdown_request" => Self::shutdown,
+            "interrupt_request" => Self::interrupt,
+            _ => return None,
+        })
+    }
+
+    pub fn serve(mut self) {
+        loop {
+            let request = match self.deferred.pop_front() {
+                Some(msg) => msg,
+                None => match self.receive(-1) {
+                    Some(msg) => msg,
+                    None => continue,
+                },
+            };
+            self.dispatch(&request);
+        }
+    }
+
+    /// Receives one verified message; `None` when nothing valid arrived in time.
+    fn receive(&self, timeout_ms: i64) -> Option<Message> {
+        match self.socket.poll(zmq::POLLIN, timeout_ms) {
+            Ok(n) if n > 0 => {}
+            _ => return None,
+        }
+        let frames = self.socket.recv_multipart(0).ok()?;
+        match decode(frames, &self.ctx.signer) {
+            Ok(msg) => Some(msg),
+            Err(e) => {
+                eprintln!("[rhai-kernel] dropped shell message: {e}");
+                None
+            }
+        }
+    }
+
+    fn dispatch(&mut self, request: &Message) {
+        self.ctx.iopub.status("busy", Some(request));
+        match Self::handler(request.msg_type()) {
+            Some(handler) => handler(self, request),
+            None => eprintln!("[rhai-kernel] unknown message type: {}", request.msg_type()),
+        }
+        self.ctx.iopub.status("idle", Some(request));
+    }
+
+    fn reply(&self, request: &Message, msg_type: &str, content: Value) {
+        let msg = self.ctx.session.reply(request, msg_type, content);
+        if let Err(e) = self
+            .socket
+            .send_multipart(encode(&msg, &self.ctx.signer), 0)
+        {
+            eprintln!("[rhai-kernel] shell send failed: {e}");
+        }
+    }
+
+    fn kernel_info(&mut self, request: &Message) {
+        self.reply(
+            request,
+            "kernel_info_reply",
+            (*self.ctx.kernel_info).clone(),
+        );
+    }
+
+    fn error_content(&self, error: &ScriptError) -> Value {
+        json!({
+            "ename": error.kind,
+            "evalue": error.message,
+            "traceback": self.interpreter.traceback(error, true),
+        })
+    }
+
+    fn execute(&mut self, request: &Message) {
+        let content = &request.content;
+        let code = content["code"].as_str().unwrap_or_default().to_string();
+        let silent = content["silent"].as_bool().unwrap_or(false);
+        let store_history = !silent && content["store_history"].as_bool().unwrap_or(true);
+        let allow_stdin = content["allow_stdin"].as_bool().unwrap_or(true);
+        let stop_on_error = content["stop_on_error"].as_bool().unwrap_or(true);
+
+        if store_history {
+            self.execution_count += 1;
+        }
+        let count = self.execution_count;
+        if !silent {
+            self.ctx.iopub.send(
+                "execute_input",
+                Some(request),
+                json!({ "code": code, "execution_count": count }),
+            );
+        }
+
+        interrupt::clear();
+        let request_arc = Arc::new(request.clone());
+        let sink = Arc::new(IopubSink::new(
+            request_arc,
+            self.ctx.iopub.clone(),
+            self.stdin.clone(),
+            allow_stdin,
+        ));
+        let source_name = if store_history {
+            format!("In[{count}]")
+        } else {
+            "<silent>".to_string()
+        };
+        let interpreter = &mut self.interpreter;
+        let outcome = sink::with_sink(sink.clone(), || interpreter.execute(&code, &source_name));
+
+        let mut output_text = None;
+        let mut reply = match &outcome {
+            Ok(value) => {
+                if let Some(bundle) = value {
+                    output_text = bundle
+                        .get("text/plain")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    if !silent {
+                        self.ctx.iopub.send(
+                            "execute_result",
+                            Some(request),
+                            json!({ "execution_count": count, "data": bundle, "metadata": {} }),
+                        );
+                    }
+                }
+                json!({ "status": "ok", "execution_count": count, "payload": sink.take_payloads() })
+            }
+            Err(error) => {
+                let mut error_content = self.error_content(error);
+                self.ctx
+                    .iopub
+                    .send("error", Some(request), error_content.clone());
+                error_content["status"] = json!("error");
+                error_content["execution_count"] = json!(count);
+                error_content["payload"] = json!(sink.take_payloads());
+                error_content
+            }
+        };
+        reply["user_expressions"] = self.user_expressions(&content["user_expressions"]);
+        if store_history {
+            self.history.record(count, &code, output_text);
+        }
+        self.reply(request, "execute_reply", reply);
+        if outcome.is_err() && stop_on_error {
+            self.abort_queued_executions();
+        }
+    }
+
+    fn user_expressions(&mut self, expressions: &Value) -> Value {
+        let mut results = Map::new();
+        if let Some(map) = expressions.as_object() {
+            for (name, expr) in map {
+                let expr = expr.as_str().unwrap_or_default();
+                let result = match self.interpreter.evaluate(expr) {
+                    Ok(bundle) => json!({ "status": "ok", "data": bundle, "metadata": {} }),
+                    Err(error) => {
+                        let mut c = self.error_content(&error);
+                        c["status"] = json!("error");
+                        c
+                    }
+                };
+                results.insert(name.clone(), result);
+            }
+        }
+        Value::Object(results)
+    }
+
+    /// After a failed cell, queued execute requests are answered `aborted` without running
+    /// (a notebook's "Run All" stops at the first error); other requests are kept.
+    fn abort_queued_executions(&mut self) {
+        while let Some(msg) = self.receive(0) {
+            if msg.msg_type() == "execute_request" {
+                self.ctx.iopub.status("busy", Some(&msg));
+                self.reply(
+                    &msg,
+                    "execute_reply",
+                    json!({
+                        "status": "aborted",
+                        "execution_count": self.execution_count,
+                        "user_expressions": {},
+                        "payload": [],
+                    }),
+                );
+                self.ctx.iopub.status("idle", Some(&msg));
+            } else {
+                self.deferred.push_back(msg);
+            }
+        }
+    }
+
+    fn complete(&mut self, request: &Message) {
+        let code = request.content["code"].as_str().unwrap_or_default();
+        let cursor = cursor_pos(request, code);
+        let completion = self.interpreter.complete(code, cursor);
+        self.reply(
+            request,
+            "complete_reply",
+            json!({
+                "status": "ok",
+                "matches": completion.matches,
+                "cursor_start": completion.cursor_start,
+                "cursor_end": completion.cursor_end,
+                "metadata": {},
+            }),
+        );
+    }
+
+    fn inspect(&mut self, request: &Message) {
+        let code = request.content["code"].as_str().unwrap_or_default();
+        let cursor = cursor_pos(request, code);
+        let detail = request.content["detail_level"].as_u64().unwrap_or(0) as u8;
+        let content = match self.interpreter.inspect(code, cursor, detail) {
+            Some(text) => {
+                json!({ "status": "ok", "found": true, "data": { "text/plain": text }, "metadata": {} })
+            }
+            None => json!({ "status": "ok", "found": false, "data": {}, "metadata": {} }),
+        };
+        self.reply(request, "inspect_reply", content);
+    }
+
+    fn is_complete(&mut self, request: &Message) {
+        let code = request.content["code"].as_str().unwrap_or_default();
+        let content = match self.interpreter.is_complete(code) {
+            Completeness::Complete => json!({ "status": "complete" }),
+            Completeness::Incomplete(indent) => json!({ "status": "incomplete", "indent": indent }),
+            Completeness::Invalid => json!({ "status": "invalid" }),
+        };
+        self.reply(request, "is_complete_reply", content);
+    }
+
+    fn history(&mut self, request: &Message) {
+        let history = self.history.query(&request.content);
+        self.reply(
+            request,
+            "history_reply",
+            json!({ "status": "ok", "history": history }),
+        );
+    }
+
+    fn comm_info(&mut self, request: &Message) {
+        self.reply(
+            request,
+            "comm_info_reply",
+            json!({ "status": "ok", "comms": {} }),
+        );
+    }
+
+    /// No comm targets are registered: close every comm a frontend tries to open.
+    fn comm_open(&mut self, request: &Message) {
+        let comm_id = request.content["comm_id"].clone();
+        self.ctx.iopub.send(
+            "comm_close",
+            Some(request),
+            json!({ "comm_id": comm_id, "data": {} }),
+        );
+    }
+
+    fn ignore(&mut self, _request: &Message) {}
+
+    /// Old clients send shutdown on the shell channel.
+    fn shutdown(&mut self, request: &Message) {
+        let restart = request.content["restart"].as_bool().unwrap_or(false);
+        let content = json!({ "status": "ok", "restart": restart });
+        self.reply(request, "shutdown_reply", content.clone());
+        self.ctx
+            .iopub
+            .send("shutdown_reply", Some(request), content);
+        self.ctx.iopub.status("idle", Some(request));
+        super::exit_process(&self.ctx.iopub, 0);
+    }
+
+    fn interrupt(&mut self, request: &Message) {
+        self.reply(request, "interrupt_reply", json!({ "status": "ok" }));
+    }
+}
+
+/// The request's cursor position (in characters), defaulting to the end of the code.
+fn cursor_pos(request: &Message, code: &str) -> usize {
+    request.content["cursor_pos"]
+        .as_u64()
+        .map_or_else(|| code.chars().count(), |c| c as usize)
+}

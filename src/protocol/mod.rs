@@ -1,0 +1,16 @@
+//! The Jupyter wire protocol: connection files, message framing and HMAC signing.
+//!
+//! Nothing here knows about sockets or about Rhai; the kernel layer moves the frames.
+
+pub mod connection;
+pub mod message;
+pub mod signer;
+pub mod wire;
+
+pub use connection::ConnectionInfo;
+pub use message::{Header, Message};
+pub use signer::Signer;
+pub use wire::{decode, encode, WireError};
+
+/// Protocol version spoken by this kernel (messaging spec).
+pub const PROTOCOL_VERSION: &str = "5.3";

@@ -1,0 +1,33 @@
+//! The Rhai package of native functions (`sleep`, display, input, help) and the two
+//! process-wide services they rely on: the output sink and the interrupt flag.
+//!
+//! Nothing in this module knows about Jupyter: output leaves through [`sink::OutputSink`],
+//! which the kernel implements with IOPub and the command-line host with stdout/stderr.
+
+pub mod display;
+pub mod docs;
+pub mod interrupt;
+pub mod io;
+pub mod sink;
+pub mod time;
+
+use rhai::def_package;
+
+def_package! {
+    /// The natives this product adds to Rhai's standard library (registered after it, so
+    /// its `sleep` replaces the built-in one).
+    pub RuntimePackage(module) {
+        rhai::combine_with_exported_module!(module, "time", time::time_api);
+        rhai::combine_with_exported_module!(module, "display", display::display_api);
+        rhai::combine_with_exported_module!(module, "io", io::io_api);
+        rhai::combine_with_exported_module!(module, "docs", docs::docs_api);
+    }
+}
+
+/// The error message scripts see when the user interrupts them.
+pub const INTERRUPTED: &str = "Interrupted";
+
+/// The error a blocking native returns when an interrupt arrives while it waits.
+pub fn interrupted_error() -> Box<rhai::EvalAltResult> {
+    rhai::EvalAltResult::ErrorTerminated(INTERRUPTED.into(), rhai::Position::NONE).into()
+}
