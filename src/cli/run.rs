@@ -91,10 +91,9 @@ pub fn run_file(path: &Path, args: Vec<String>) -> i32 {
         }
     };
     // A `#!` line lets scripts be made executable.
-    let code = if code.starts_with("#!") {
-        format!("//{}", &code[2..])
-    } else {
-        code
+    let code = match code.strip_prefix("#!") {
+        Some(rest) => format!("//{rest}"),
+        None => code,
     };
     handle_ctrl_c();
     let source_name = path.display().to_string();

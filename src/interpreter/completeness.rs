@@ -18,14 +18,16 @@ pub fn check(engine: &Engine, code: &str) -> Completeness {
         (Some(line), Some(col)) => is_at_or_after_end(code, line, col),
         _ => true,
     };
-    let continues = matches!(
+    let continues_at_end = matches!(
         err.err_type(),
-        ParseErrorType::UnexpectedEOF
-            | ParseErrorType::MissingToken(..)
-            | ParseErrorType::ExprExpected(..)
-            | ParseErrorType::BadInput(LexError::UnterminatedString)
+        ParseErrorType::MissingToken(..) | ParseErrorType::ExprExpected(..)
     );
-    if continues && at_end || matches!(err.err_type(), ParseErrorType::UnexpectedEOF) {
+    // An unterminated string is reported where it starts, but always runs to the end.
+    let always_continues = matches!(
+        err.err_type(),
+        ParseErrorType::UnexpectedEOF | ParseErrorType::BadInput(LexError::UnterminatedString)
+    );
+    if continues_at_end && at_end || always_continues {
         Completeness::Incomplete(indent_for(code))
     } else {
         Completeness::Invalid

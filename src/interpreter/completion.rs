@@ -70,8 +70,7 @@ pub fn complete(session: &RhaiSession, code: &str, cursor: usize) -> Completion 
         let value = session
             .scope()
             .iter_raw()
-            .filter(|(n, ..)| *n == receiver)
-            .last()
+            .find(|(n, ..)| *n == receiver)
             .map(|(_, _, v)| v.clone());
         member_names(session, value.as_ref(), &mut names);
     } else {

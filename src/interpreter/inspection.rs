@@ -63,12 +63,7 @@ pub fn type_name(value: &rhai::Dynamic) -> String {
 /// Documentation of a function (native or defined in a cell), or the value of a variable.
 pub fn describe(session: &RhaiSession, name: &str) -> Option<String> {
     let mut text = String::new();
-    if let Some((_, _, value)) = session
-        .scope()
-        .iter_raw()
-        .filter(|(n, ..)| *n == name)
-        .last()
-    {
+    if let Some((_, _, value)) = session.scope().iter_raw().find(|(n, ..)| *n == name) {
         text.push_str(&format!(
             "{name}: {} = {}\n",
             type_name(value),

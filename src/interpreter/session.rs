@@ -156,7 +156,8 @@ impl RhaiSession {
             .iter_raw()
             .map(|(name, constant, value)| (name.to_string(), constant, value.clone()))
             .collect();
-        for (name, constant, value) in entries.into_iter().rev() {
+        // `iter_raw` lists the newest entry first: keep the first of each name.
+        for (name, constant, value) in entries {
             if seen.insert(name.clone()) {
                 keep.push((name, constant, value));
             }

@@ -104,6 +104,18 @@ pub fn html_table(value: &Value) -> String {
     html
 }
 
+/// What `display` shows: like a cell result, except that a string is shown as its text.
+fn display_bundle(value: &Dynamic) -> MimeBundle {
+    match value.read_lock::<rhai::ImmutableString>() {
+        Some(text) => {
+            let mut bundle = MimeBundle::new();
+            bundle.insert("text/plain".into(), Value::String(text.to_string()));
+            bundle
+        }
+        None => mime_bundle(value),
+    }
+}
+
 fn show(bundle: MimeBundle, display_id: Option<&str>, update: bool) {
     if let Some(sink) = crate::runtime::sink::current() {
         sink.display(bundle, display_id, update);
@@ -121,22 +133,23 @@ fn text_bundle(mime: &str, content: &str, plain: &str) -> MimeBundle {
 pub mod display_api {
     use super::*;
 
-    /// Displays `value` as rich output (a table for arrays and maps), like IPython's `display`.
+    /// Displays `value` as rich output (a table for arrays and maps, strings as plain
+    /// text), like IPython's `display`.
     #[rhai_fn(name = "display")]
     pub fn display(value: Dynamic) {
-        show(mime_bundle(&value), None, false);
+        show(display_bundle(&value), None, false);
     }
 
     /// Displays `value` under the display id `id`, so that `update_display(id, new_value)`
     /// can later replace it in place.
     #[rhai_fn(name = "display")]
     pub fn display_with_id(value: Dynamic, id: &str) {
-        show(mime_bundle(&value), Some(id), false);
+        show(display_bundle(&value), Some(id), false);
     }
 
     /// Replaces the output shown earlier with `display(value, id)` by `value`.
     pub fn update_display(id: &str, value: Dynamic) {
-        show(mime_bundle(&value), Some(id), true);
+        show(display_bundle(&value), Some(id), true);
     }
 
     /// Displays a string of HTML, e.g. `display_html("<b>bold</b>")`.

@@ -1,0 +1,56 @@
+# rhai-kernel: build, test and try the kernel.
+#   make lab    build, create .venv with JupyterLab, install the kernelspec, open notebooks/
+#   make test   everything: lint, cargo test, the Jupyter conformance suite, notebooks
+#   make bench  benchmarks side by side with ipykernel, written to BENCHMARKS.md
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+RELEASE_BIN := target/release/rhai-kernel
+# Make the venv's kernelspec win over any user-level "rhai" kernelspec.
+JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter VIRTUAL_ENV=$(CURDIR)/$(VENV)
+
+.PHONY: all build release lab test lint rust-test python-test kernelspec bench clean
+
+all: build
+
+build:
+	cargo build
+
+release:
+	cargo build --release
+
+$(VENV)/.test-stamp: tests/requirements.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r tests/requirements.txt
+	touch $@
+
+$(VENV)/.lab-stamp: $(VENV)/.test-stamp
+	$(VPY) -m pip install --quiet jupyterlab
+	touch $@
+
+kernelspec: release $(VENV)/.test-stamp
+	$(JUPYTER_ENV) $(RELEASE_BIN) install --sys-prefix
+
+lab: kernelspec $(VENV)/.lab-stamp
+	$(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+rust-test:
+	cargo test
+
+python-test: kernelspec
+	$(JUPYTER_ENV) $(VPY) -m pytest -q -rs --timeout=600 tests/conformance tests/notebooks tests/python
+
+test: lint rust-test python-test
+
+bench: kernelspec
+	$(JUPYTER_ENV) $(VPY) benches/kernel_bench.py --write BENCHMARKS.md
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

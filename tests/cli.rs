@@ -1,0 +1,226 @@
+//! The command line through the real binary: `run` (output, ARGS, error format, exit codes,
+//! Ctrl-C), `install` (kernelspec contents) and `--version`.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rhai-kernel");
+
+fn script(dir: &tempfile::TempDir, name: &str, code: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, code).unwrap();
+    path
+}
+
+fn run(path: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("run")
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_prints_to_stdout_and_sees_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(
+        &dir,
+        "hello.rhai",
+        "fn square(x) { x * x }\nprint(`square: ${square(4)}`);\nprint(ARGS);\neprint(\"to stderr\");\n",
+    );
+    let out = run(&path, &["one", "--two"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "square: 16\n[\"one\", \"--two\"]\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to stderr\n");
+}
+
+#[test]
+fn run_reports_errors_with_file_line_column_and_caret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(
+        &dir,
+        "fail.rhai",
+        "let x = 1;\nfn inner(v) {\n    throw `bad value ${v}`;\n}\ninner(x);\n",
+    );
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap();
+    assert_eq!(
+        first,
+        format!("{}:3:5: ErrorRuntime: bad value 1", path.display())
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines[1], "    throw `bad value ${v}`;");
+    assert_eq!(lines[2], "    ^");
+    assert!(
+        stderr.contains(&format!("called from {}:5:1", path.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_reports_syntax_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(&dir, "syntax.rhai", "print(1);\nlet = 2;\n");
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("{}:2:", path.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ErrorParsing"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing runs when the script does not parse"
+    );
+}
+
+#[test]
+fn deep_recursion_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(&dir, "deep.rhai", "fn r(n) { r(n + 1) }\nr(0);\n");
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ErrorStackOverflow"));
+}
+
+#[test]
+fn input_reads_a_line_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(
+        &dir,
+        "input.rhai",
+        "let name = input(\"Name: \");\nprint(`hi ${name}`);\n",
+    );
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Ada\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Name: hi Ada\n");
+}
+
+fn interrupt_exits_130(code: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(&dir, "forever.rhai", code);
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(130));
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.starts_with("started\n"), "{stdout}");
+            // The script itself stopped (not the fallback exit for a stuck script).
+            assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the script did not stop after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_a_busy_loop_with_exit_code_130() {
+    interrupt_exits_130("print(\"started\");\nloop {}\n");
+}
+
+#[test]
+fn ctrl_c_stops_a_sleep_with_exit_code_130() {
+    interrupt_exits_130("print(\"started\");\nsleep(1000);\n");
+}
+
+#[test]
+fn install_writes_a_complete_kernelspec() {
+    let prefix = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["install", "--prefix"])
+        .arg(prefix.path())
+        .args(["--name", "rhai-test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let dir = prefix.path().join("share/jupyter/kernels/rhai-test");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("kernel.json")).unwrap()).unwrap();
+    let exe = std::fs::canonicalize(BIN).unwrap();
+    assert_eq!(spec["argv"][0], exe.to_string_lossy().as_ref());
+    assert_eq!(spec["argv"][1], "kernel");
+    assert_eq!(spec["argv"][3], "{connection_file}");
+    assert_eq!(spec["display_name"], "Rhai");
+    assert_eq!(spec["language"], "rhai");
+    assert_eq!(spec["interrupt_mode"], "message");
+    assert!(spec["kernel_protocol_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("5."));
+    for logo in ["logo-32x32.png", "logo-64x64.png", "logo-svg.svg"] {
+        assert!(
+            std::fs::metadata(dir.join(logo)).unwrap().len() > 100,
+            "{logo}"
+        );
+    }
+    let png = std::fs::read(dir.join("logo-64x64.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn install_sys_prefix_needs_a_virtualenv() {
+    let venv = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["install", "--sys-prefix"])
+        .env("VIRTUAL_ENV", venv.path())
+        .env_remove("CONDA_PREFIX")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(venv
+        .path()
+        .join("share/jupyter/kernels/rhai/kernel.json")
+        .exists());
+    let out = Command::new(BIN)
+        .args(["install", "--sys-prefix"])
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("CONDA_PREFIX")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("virtualenv"));
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("rhai-kernel {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in ["kernel", "install", "run"] {
+        assert!(help.contains(command), "{help}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The Rhai session behind the kernel, through its public trait: persistence across cells,
+//! errors and tracebacks, completion, inspection and completeness.
+
+use rhai_kernel::interpreter::{Completeness, Interpreter, RhaiSession};
+
+fn plain(result: Option<serde_json::Map<String, serde_json::Value>>) -> String {
+    result
+        .and_then(|b| b["text/plain"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[test]
+fn variables_and_functions_persist_across_cells() {
+    let mut s = RhaiSession::new();
+    assert_eq!(
+        plain(s.execute("let x = 20; const K = 2;", "In[1]").unwrap()),
+        ""
+    );
+    s.execute("fn square(v) { v * v }", "In[2]").unwrap();
+    assert_eq!(plain(s.execute("square(x) + K", "In[3]").unwrap()), "402");
+    // A bare function name from an earlier cell becomes a function pointer.
+    assert_eq!(
+        plain(s.execute("let f = square; f.call(3)", "In[4]").unwrap()),
+        "9"
+    );
+    // Redefining replaces the function.
+    s.execute("fn square(v) { v * v * v }", "In[5]").unwrap();
+    assert_eq!(plain(s.execute("square(2)", "In[6]").unwrap()), "8");
+    // Closures defined in one cell are callable in another.
+    s.execute("let add = |a| a + x;", "In[7]").unwrap();
+    assert_eq!(plain(s.execute("add.call(1)", "In[8]").unwrap()), "21");
+}
+
+#[test]
+fn variables_assigned_before_an_error_are_kept() {
+    let mut s = RhaiSession::new();
+    let err = s
+        .execute(
+            "let before = 1; before += 1; throw \"stop\"; let after = 3;",
+            "In[1]",
+        )
+        .unwrap_err();
+    assert_eq!(err.kind, "ErrorRuntime");
+    assert_eq!(err.message, "stop");
+    assert_eq!(plain(s.execute("before", "In[2]").unwrap()), "2");
+    assert!(s.execute("after", "In[3]").is_err());
+}
+
+#[test]
+fn unit_results_show_nothing_and_strings_are_quoted() {
+    let mut s = RhaiSession::new();
+    assert!(s.execute("let a = 1;", "In[1]").unwrap().is_none());
+    assert_eq!(plain(s.execute("\"hi\"", "In[2]").unwrap()), "\"hi\"");
+    let bundle = s.execute("#{a: [1, 2]}", "In[3]").unwrap().unwrap();
+    assert_eq!(bundle["application/json"], serde_json::json!({"a": [1, 2]}));
+    assert!(bundle["text/html"].as_str().unwrap().contains("<table"));
+}
+
+#[test]
+fn errors_point_at_the_line_in_the_defining_cell() {
+    let mut s = RhaiSession::new();
+    s.execute("fn inner(v) {\n    v / 0\n}", "In[1]").unwrap();
+    let err = s.execute("let y = 5;\ninner(y)", "In[2]").unwrap_err();
+    assert_eq!(err.kind, "ErrorArithmetic");
+    assert_eq!(err.frames.len(), 2);
+    assert_eq!(
+        (err.frames[0].source.as_str(), err.frames[0].line),
+        ("In[2]", Some(2))
+    );
+    assert_eq!(err.frames[1].source, "In[1]");
+    assert_eq!(err.frames[1].function.as_deref(), Some("inner"));
+    assert_eq!(err.frames[1].line, Some(2));
+    let traceback = s.traceback(&err, false).join("\n");
+    assert!(traceback.contains("----> 2       v / 0"), "{traceback}");
+    assert!(
+        traceback.contains("In[1], in function inner, line 2"),
+        "{traceback}"
+    );
+    assert!(
+        traceback.ends_with("ErrorArithmetic: Division by zero: 5 / 0"),
+        "{traceback}"
+    );
+}
+
+#[test]
+fn syntax_errors_are_reported_without_running_anything() {
+    let mut s = RhaiSession::new();
+    let err = s.execute("let ok = 1;\nlet = 2;", "In[1]").unwrap_err();
+    assert_eq!(err.kind, "ErrorParsing");
+    assert_eq!(err.frames[0].line, Some(2));
+    assert!(
+        s.execute("ok", "In[2]").is_err(),
+        "a cell that does not parse runs nothing"
+    );
+}
+
+#[test]
+fn deep_recursion_is_an_error() {
+    let handle = std::thread::Builder::new()
+        .stack_size(rhai_kernel::interpreter::engine::SCRIPT_STACK_SIZE)
+        .spawn(|| {
+            let mut s = RhaiSession::new();
+            let err = s.execute("fn r(n) { r(n + 1) } r(0)", "In[1]").unwrap_err();
+            assert_eq!(err.kind, "ErrorStackOverflow");
+            // 500 levels are fine.
+            let ok = s.execute(
+                "fn d(n) { if n == 0 { 0 } else { 1 + d(n - 1) } } d(500)",
+                "In[2]",
+            );
+            assert_eq!(plain(ok.unwrap()), "500");
+        })
+        .unwrap();
+    handle.join().unwrap();
+}
+
+#[test]
+fn scope_does_not_grow_when_cells_are_rerun() {
+    let mut s = RhaiSession::new();
+    for i in 0..100 {
+        s.execute(&format!("let x = {i}; let y = x * 2;"), &format!("In[{i}]"))
+            .unwrap();
+    }
+    assert_eq!(s.scope().len(), 2);
+    assert_eq!(plain(s.execute("y", "In[101]").unwrap()), "198");
+}
+
+#[test]
+fn completion_offers_names_methods_and_properties() {
+    let mut s = RhaiSession::new();
+    s.execute(
+        "let counter = 1; let text = \"abc\"; let point = #{x_pos: 1}; fn my_helper(a) { a }",
+        "In[1]",
+    )
+    .unwrap();
+    let c = s.complete("coun", 4);
+    assert_eq!(c.matches, vec!["counter"]);
+    assert_eq!((c.cursor_start, c.cursor_end), (0, 4));
+    assert!(s.complete("sle", 3).matches.contains(&"sleep".to_string()));
+    assert!(s
+        .complete("my_h", 4)
+        .matches
+        .contains(&"my_helper".to_string()));
+    assert!(s.complete("whi", 3).matches.contains(&"while".to_string()));
+    let c = s.complete("print(text.to_up", 16);
+    assert!(c.matches.contains(&"to_upper".to_string()));
+    assert_eq!((c.cursor_start, c.cursor_end), (11, 16));
+    assert!(s
+        .complete("point.x_", 8)
+        .matches
+        .contains(&"x_pos".to_string()));
+    // Cursor positions count characters, not bytes.
+    let c = s.complete("\"é\"; coun", 9);
+    assert_eq!((c.cursor_start, c.matches.len()), (5, 1));
+}
+
+#[test]
+fn inspection_shows_docs_and_values() {
+    let mut s = RhaiSession::new();
+    s.execute(
+        "/// Adds one.\nfn inc(x) { x + 1 }\nlet answer = 42;",
+        "In[1]",
+    )
+    .unwrap();
+    let doc = s.inspect("inc(", 4, 0).unwrap();
+    assert!(
+        doc.contains("fn inc(x)") && doc.contains("Adds one."),
+        "{doc}"
+    );
+    let doc = s.inspect("answer", 3, 0).unwrap();
+    assert!(doc.starts_with("answer: int = 42"), "{doc}");
+    let doc = s.inspect("sleep(0.5)", 2, 0).unwrap();
+    assert!(
+        doc.contains("sleep(seconds: float)") && doc.contains("interruptible"),
+        "{doc}"
+    );
+    assert!(s.inspect("no_such_name", 3, 0).is_none());
+}
+
+#[test]
+fn completeness() {
+    let s = RhaiSession::new();
+    assert_eq!(s.is_complete("let x = 1;"), Completeness::Complete);
+    assert_eq!(
+        s.is_complete("fn f() {"),
+        Completeness::Incomplete("    ".into())
+    );
+    assert_eq!(s.is_complete("let = 1;"), Completeness::Invalid);
+}

@@ -1,0 +1,49 @@
+"""Executes every notebook shipped in notebooks/ with nbclient on the "rhai" kernel, the way
+"Run All" does, and checks that no cell fails and that key outputs appear."""
+
+import pathlib
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((pathlib.Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
+
+# Text that must appear in a notebook's outputs (beyond "no cell failed").
+EXPECTED = {
+    "00-welcome.ipynb": ["Hello from Rhai!", "144", "caught:"],
+}
+
+
+def output_text(nb):
+    """All text of all outputs, stream and rich, concatenated."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif out.output_type in ("execute_result", "display_data"):
+                parts.extend(str(v) for v in out.data.values())
+            elif out.output_type == "error":
+                parts.append(f"{out.ename}: {out.evalue}")
+    return "\n".join(parts)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "notebooks/ should ship at least the welcome notebook"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, kernel_name="rhai", timeout=120, allow_errors=False).execute()
+    errors = [
+        out
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+        if out.output_type == "error"
+    ]
+    assert not errors, f"cells failed: {errors}"
+    text = output_text(nb)
+    for expected in EXPECTED.get(path.name, []):
+        assert expected in text, f"{expected!r} not in the outputs of {path.name}"
