@@ -91,6 +91,11 @@ impl<I: Interpreter> Shell<I> {
     }
 
     fn dispatch(&mut self, request: &Message) {
+        if request.msg_type() == "execute_request" {
+            // Before `busy` is published: an interrupt sent by a client that has seen
+            // this request start must not be cleared away.
+            interrupt::clear();
+        }
         self.ctx.iopub.status("busy", Some(request));
         match Self::handler(request.msg_type()) {
             Some(handler) => handler(self, request),
@@ -145,7 +150,6 @@ impl<I: Interpreter> Shell<I> {
             );
         }
 
-        interrupt::clear();
         let request_arc = Arc::new(request.clone());
         let sink = Arc::new(IopubSink::new(
             request_arc,
@@ -220,9 +224,17 @@ impl<I: Interpreter> Shell<I> {
     }
 
     /// After a failed cell, queued execute requests are answered `aborted` without running
-    /// (a notebook's "Run All" stops at the first error); other requests are kept.
+    /// (a notebook's "Run All" stops at the first error); other requests are kept. Requests
+    /// still arriving shortly after the error (sent back to back with the failed one) are
+    /// aborted too: aborting ends once the channel has been quiet for a moment.
     fn abort_queued_executions(&mut self) {
-        while let Some(msg) = self.receive(0) {
+        const QUIET: std::time::Duration = std::time::Duration::from_millis(50);
+        let mut last_activity = std::time::Instant::now();
+        while last_activity.elapsed() < QUIET {
+            let Some(msg) = self.receive(10) else {
+                continue;
+            };
+            last_activity = std::time::Instant::now();
             if msg.msg_type() == "execute_request" {
                 self.ctx.iopub.status("busy", Some(&msg));
                 self.reply(

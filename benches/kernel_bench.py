@@ -1,0 +1,377 @@
+"""Benchmark the rhai-kernel against ipykernel through jupyter_client.
+
+Both kernels are driven side by side in one run, interleaved (A B A B ...), so
+that machine noise hits both alike; only the rhai/ipykernel ratios inside a
+single run are meaningful, never the absolute numbers across runs. Measured:
+
+1. launch -> ready: ``KernelManager.start_kernel()`` until the first
+   ``kernel_info_reply`` (the kernel serving requests), and until
+   ``wait_for_ready()`` returns (which adds jupyter_client's own 0.2 s wait).
+2. trivial execute round trip: sending ``1`` until its ``status: idle`` on IOPub.
+3. 10,000 printed lines: execute until idle, after checking every line arrived.
+4. idle RSS (VmRSS) of the kernel process after startup and one trivial cell.
+
+Usage:
+    python benches/kernel_bench.py [--quick] [--write REPORT.md]
+        [--kernel-name rhai] [--python-kernel python3]
+
+Exits nonzero if a kernel fails to start or expected output is missing; unmet
+targets are reported but do not fail the run.
+"""
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import os
+import platform
+import queue
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import KernelManager
+
+READY_TIMEOUT_S = 60
+CELL_TIMEOUT_S = 120
+# Pause after the trivial cell before reading RSS, so the kernel is truly idle.
+IDLE_SETTLE_S = 0.25
+PRINT_LINES = 10_000
+RHAI_PRINT_CODE = f"for i in 0..{PRINT_LINES} {{ print(i) }}"
+PYTHON_PRINT_CODE = f"for i in range({PRINT_LINES}): print(i)"
+
+
+class BenchError(Exception):
+    """A kernel failed to start, errored, timed out, or lost output."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many samples each phase takes per kernel."""
+
+    launches: int
+    round_trips: int
+    round_trip_block: int
+    print_runs: int
+
+
+FULL_PLAN = Plan(launches=10, round_trips=200, round_trip_block=20, print_runs=5)
+QUICK_PLAN = Plan(launches=2, round_trips=20, round_trip_block=10, print_runs=1)
+
+
+@dataclass
+class Metric:
+    """Samples of one measurement for both kernels, with its ratio target."""
+
+    name: str
+    unit: str
+    target: float
+    rhai: list = field(default_factory=list)
+    python: list = field(default_factory=list)
+
+    @property
+    def ratio(self):
+        return statistics.median(self.rhai) / statistics.median(self.python)
+
+    @property
+    def met(self):
+        return self.ratio <= self.target
+
+
+# --- talking to kernels -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def running_kernel(kernel_name):
+    """Start a kernel, yield (manager, client, (seconds to first kernel_info_reply,
+    seconds to wait_for_ready)), always shut it down."""
+    km = KernelManager(kernel_name=kernel_name)
+    kc = None
+    try:
+        try:
+            start = time.perf_counter()
+            km.start_kernel()
+            kc = km.client()
+            kc.start_channels()
+            kc.kernel_info()
+            reply_s = first_reply_seconds(kc, "kernel_info_reply", start)
+            kc.wait_for_ready(timeout=READY_TIMEOUT_S)  # RuntimeError on death/timeout
+            ready_s = (reply_s, time.perf_counter() - start)
+        except (NoSuchKernel, OSError, RuntimeError) as exc:
+            raise BenchError(f"kernel {kernel_name!r} failed to start: {exc!r}") from exc
+        yield km, kc, ready_s
+    finally:
+        if kc is not None:
+            kc.stop_channels()
+        if km.has_kernel:
+            km.shutdown_kernel()
+
+
+def first_reply_seconds(kc, msg_type, start):
+    """Seconds from `start` until a shell reply of `msg_type` arrives."""
+    deadline = time.perf_counter() + READY_TIMEOUT_S
+    while time.perf_counter() < deadline:
+        try:
+            reply = kc.get_shell_msg(timeout=READY_TIMEOUT_S)
+        except queue.Empty:
+            break
+        if reply["msg_type"] == msg_type:
+            return time.perf_counter() - start
+    raise RuntimeError(f"no {msg_type} within {READY_TIMEOUT_S}s")
+
+
+def run_cell(kc, code):
+    """Execute code; return (seconds until its idle status, stdout newline count)."""
+    start = time.perf_counter()
+    msg_id = kc.execute(code)
+    newlines = 0
+    while True:
+        try:
+            msg = kc.get_iopub_msg(timeout=CELL_TIMEOUT_S)
+        except queue.Empty:
+            raise BenchError(f"no idle status within {CELL_TIMEOUT_S}s for {code!r}") from None
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream" and content["name"] == "stdout":
+            newlines += content["text"].count("\n")
+        elif kind == "error":
+            raise BenchError(f"{code!r} raised {content['ename']}: {content['evalue']}")
+        elif kind == "status" and content["execution_state"] == "idle":
+            elapsed = time.perf_counter() - start
+            break
+    wait_for_reply(kc, msg_id)
+    return elapsed, newlines
+
+
+def wait_for_reply(kc, msg_id):
+    """Drain the shell channel up to the execute_reply of msg_id."""
+    while True:
+        try:
+            reply = kc.get_shell_msg(timeout=CELL_TIMEOUT_S)
+        except queue.Empty:
+            raise BenchError(f"no execute_reply within {CELL_TIMEOUT_S}s") from None
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return
+
+
+def rss_bytes(pid):
+    """Resident set size of a process, from /proc/<pid>/status."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+# --- phases -----------------------------------------------------------------
+
+
+def measure_launches(kernels, plan, first_reply, ready, rss):
+    """Launch each kernel in turn; record times to ready and idle RSS after one cell."""
+    for round_no in range(plan.launches):
+        for name, key in kernels:
+            progress(f"launch {round_no + 1}/{plan.launches}: {name}")
+            with running_kernel(name) as (km, kc, (reply_s, ready_s)):
+                run_cell(kc, "1")
+                time.sleep(IDLE_SETTLE_S)
+                getattr(first_reply, key).append(reply_s)
+                getattr(ready, key).append(ready_s)
+                getattr(rss, key).append(rss_bytes(km.provisioner.process.pid))
+
+
+def measure_cells(kernels, plan, round_trip, printing):
+    """With both kernels up, time trivial round trips and 10k-line prints, interleaved."""
+    with contextlib.ExitStack() as stack:
+        clients = []
+        for name, key in kernels:
+            _, kc, _ = stack.enter_context(running_kernel(name))
+            run_cell(kc, "1")  # warm up: first execution is not representative
+            clients.append((name, key, kc))
+
+        for done in range(0, plan.round_trips, plan.round_trip_block):
+            progress(f"round trips {done}/{plan.round_trips}")
+            for _, key, kc in clients:
+                for _ in range(plan.round_trip_block):
+                    getattr(round_trip, key).append(run_cell(kc, "1")[0])
+
+        for run_no in range(plan.print_runs):
+            for name, key, kc in clients:
+                progress(f"print run {run_no + 1}/{plan.print_runs}: {name}")
+                code = RHAI_PRINT_CODE if key == "rhai" else PYTHON_PRINT_CODE
+                elapsed, lines = run_cell(kc, code)
+                if lines != PRINT_LINES:
+                    raise BenchError(f"{name}: {lines} of {PRINT_LINES} printed lines arrived")
+                getattr(printing, key).append(elapsed)
+
+
+def run_benchmark(kernel_name, python_kernel, plan):
+    kernels = [(kernel_name, "rhai"), (python_kernel, "python")]
+    first_reply = Metric("launch -> ready (first kernel_info_reply)", "ms", 0.1)
+    ready = Metric("launch -> wait_for_ready() returns", "ms", 0.1)
+    round_trip = Metric("execute `1` round trip", "ms", 0.2)
+    printing = Metric(f"{PRINT_LINES:,} printed lines", "ms", 0.5)
+    rss = Metric("idle RSS", "MiB", 0.3)
+    measure_launches(kernels, plan, first_reply, ready, rss)
+    measure_cells(kernels, plan, round_trip, printing)
+    return [first_reply, ready, round_trip, printing, rss]
+
+
+# --- reporting --------------------------------------------------------------
+
+SCALE = {"ms": 1e3, "MiB": 1 / 2**20}
+
+
+def summary(values, unit):
+    """Median with interquartile range, e.g. '12.3 ms (IQR 11.0-14.1, n=200)'."""
+    scaled = [v * SCALE[unit] for v in values]
+    if len(scaled) > 1:
+        q1, med, q3 = statistics.quantiles(scaled, n=4, method="inclusive")
+    else:
+        q1 = med = q3 = scaled[0]
+    return f"{med:.1f} {unit} (IQR {q1:.1f}-{q3:.1f}, n={len(scaled)})"
+
+
+def table_rows(metrics):
+    header = ("metric", "rhai", "ipykernel", "ratio", "target", "met?")
+    rows = [
+        (
+            m.name,
+            summary(m.rhai, m.unit),
+            summary(m.python, m.unit),
+            f"{m.ratio:.3f}",
+            f"<= {m.target}",
+            "yes" if m.met else "NO",
+        )
+        for m in metrics
+    ]
+    return header, rows
+
+
+def format_text_table(metrics):
+    header, rows = table_rows(metrics)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown_table(metrics):
+    header, rows = table_rows(metrics)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def rhai_kernel_version(kernel_name):
+    """`--version` of the binary the kernelspec launches, and its path."""
+    binary = KernelSpecManager().get_kernel_spec(kernel_name).argv[0]
+    result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    return result.stdout.strip(), binary
+
+
+def machine_info(kernel_name):
+    version, binary = rhai_kernel_version(kernel_name)
+    build = " (debug build)" if "/debug/" in binary else ""
+    return [
+        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("CPU", f"{cpu_model()}, {os.cpu_count()} cores"),
+        ("OS", platform.platform()),
+        ("Python", platform.python_version()),
+        ("jupyter_client", importlib.metadata.version("jupyter_client")),
+        ("ipykernel", importlib.metadata.version("ipykernel")),
+        ("rhai-kernel", f"{version}{build}, `{binary}`"),
+    ]
+
+
+def markdown_report(metrics, info, plan, mode, elapsed_s):
+    unmet = [m.name for m in metrics if not m.met]
+    verdict = "All targets met." if not unmet else "Targets not met: " + ", ".join(unmet) + "."
+    lines = [
+        "# rhai-kernel vs ipykernel benchmark",
+        "",
+        "Generated by `benches/kernel_bench.py`. Both kernels were driven through "
+        "`jupyter_client` in one run, interleaved (rhai, ipykernel, rhai, ...). "
+        "The machine is shared and noisy: only the ratios within this run mean "
+        "anything; absolute numbers are not comparable across runs or machines.",
+        "",
+        "## Machine",
+        "",
+        *[f"- {key}: {value}" for key, value in info],
+        "",
+        "## Results",
+        "",
+        f"Mode: {mode} (per kernel: launches {plan.launches}, round trips "
+        f"{plan.round_trips}, print runs {plan.print_runs}); took {elapsed_s:.0f} s. "
+        "Values are medians with interquartile range; ratio is rhai / ipykernel "
+        "of the medians; lower is better.",
+        "",
+        format_markdown_table(metrics),
+        "",
+        verdict,
+        "",
+        "## What is measured",
+        "",
+        "- launch -> ready: from `KernelManager.start_kernel()` until the first "
+        "`kernel_info_reply` arrives (the kernel is serving), and until "
+        "`client.wait_for_ready()` returns; a fresh kernel each launch. "
+        "`wait_for_ready()` itself ends by waiting for 0.2 s of IOPub silence "
+        "(jupyter_client 8.x), so this metric has a ~0.2 s floor for any kernel.",
+        "- execute `1` round trip: from sending the execute_request until its "
+        "`status: idle` arrives on IOPub, in blocks of "
+        f"{plan.round_trip_block} per kernel alternately.",
+        f"- {PRINT_LINES:,} printed lines: `{RHAI_PRINT_CODE}` vs `{PYTHON_PRINT_CODE}`, "
+        "from execute until idle; every line is checked to have arrived.",
+        "- idle RSS: VmRSS from `/proc/<pid>/status` of the kernel process after "
+        "startup and one trivial cell.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def progress(message):
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="far fewer rounds, for smoke tests")
+    parser.add_argument("--write", metavar="FILE", help="also write a Markdown report to FILE")
+    parser.add_argument("--kernel-name", default="rhai", help="Rhai kernelspec (default: rhai)")
+    parser.add_argument("--python-kernel", default="python3", help="ipykernel kernelspec (default: python3)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    plan, mode = (QUICK_PLAN, "quick") if args.quick else (FULL_PLAN, "full")
+    started = time.perf_counter()
+    try:
+        info = machine_info(args.kernel_name)
+        metrics = run_benchmark(args.kernel_name, args.python_kernel, plan)
+    except (BenchError, NoSuchKernel, subprocess.CalledProcessError, OSError) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    elapsed_s = time.perf_counter() - started
+    print(format_text_table(metrics))
+    print(f"\n{mode} mode, {elapsed_s:.0f} s; only ratios within one run are meaningful.")
+    if args.write:
+        with open(args.write, "w") as report:
+            report.write(markdown_report(metrics, info, plan, mode, elapsed_s))
+        print(f"report written to {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+//! Integration tests of cell execution in the real `rhai-kernel` binary over ZeroMQ: IOPub
+//! message order, execution counts, state across cells, stop_on_error, stdin, deep recursion
+//! and large output.
+
+mod kernel_support;
+
+use kernel_support::{execute_content, msg_types, parent_id, Kernel, TIMEOUT};
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn execute_publishes_busy_input_stream_result_idle() {
+    let mut k = Kernel::start();
+    let ex = k.execute(r#"print("hello"); 6 * 7"#);
+    assert_eq!(
+        msg_types(&ex.iopub),
+        [
+            "status:busy",
+            "execute_input",
+            "stream",
+            "execute_result",
+            "status:idle"
+        ]
+    );
+    for msg in &ex.iopub {
+        assert_eq!(parent_id(msg), ex.request.header.msg_id);
+    }
+    let input = &ex.iopub[1].content;
+    assert_eq!(input["code"], r#"print("hello"); 6 * 7"#);
+    assert_eq!(input["execution_count"], 1);
+    let stream = &ex.iopub[2].content;
+    assert_eq!(stream["name"], "stdout");
+    assert_eq!(stream["text"], "hello\n");
+    let result = &ex.iopub[3].content;
+    assert_eq!(result["data"]["text/plain"], "42");
+    assert_eq!(result["execution_count"], 1);
+
+    assert_eq!(ex.status(), "ok");
+    assert_eq!(ex.execution_count(), 1);
+    assert_eq!(parent_id(&ex.reply), ex.request.header.msg_id);
+    assert!(ex.reply.content["user_expressions"].is_object());
+
+    let ex2 = k.execute("1 + 1");
+    assert_eq!(ex2.status(), "ok");
+    assert_eq!(ex2.execution_count(), 2);
+    assert_eq!(ex2.result().as_deref(), Some("2"));
+    assert_eq!(ex2.iopub[1].content["execution_count"], 2);
+}
+
+#[test]
+fn silent_and_no_history_cells_do_not_count() {
+    let mut k = Kernel::start();
+    let mut content = execute_content("let hidden = 3; hidden");
+    content["silent"] = json!(true);
+    let ex = k.execute_with(content);
+    assert_eq!(ex.status(), "ok");
+    assert_eq!(
+        msg_types(&ex.iopub),
+        ["status:busy", "status:idle"],
+        "silent cells publish nothing but status"
+    );
+    let mut content = execute_content("hidden + 1");
+    content["store_history"] = json!(false);
+    let ex = k.execute_with(content);
+    assert_eq!(ex.status(), "ok");
+    assert_eq!(ex.result().as_deref(), Some("4"));
+    let ex = k.execute("hidden * 2");
+    assert_eq!(ex.execution_count(), 1);
+    assert_eq!(ex.result().as_deref(), Some("6"));
+}
+
+#[test]
+fn state_survives_cells_and_errors() {
+    let mut k = Kernel::start();
+    let ex = k.execute("let a = 5;");
+    assert_eq!(ex.status(), "ok");
+    assert_eq!(ex.result(), None, "a statement has no execute_result");
+
+    let ex = k.execute(r#"let b = 1; throw "x""#);
+    assert_eq!(ex.status(), "error");
+    assert_eq!(ex.reply.content["ename"], "ErrorRuntime");
+    assert_eq!(ex.reply.content["evalue"], "x");
+    assert!(ex.reply.content["traceback"].is_array());
+    let error = ex.error().expect("error message on IOPub");
+    assert_eq!(error["ename"], "ErrorRuntime");
+    assert_eq!(error["evalue"], "x");
+    assert!(!error["traceback"].as_array().unwrap().is_empty());
+    assert_eq!(
+        msg_types(&ex.iopub),
+        ["status:busy", "execute_input", "error", "status:idle"]
+    );
+    assert_eq!(ex.execution_count(), 2);
+
+    assert_eq!(k.eval("a + b"), "6");
+
+    // Functions persist too.
+    k.execute("fn double(x) { x * 2 }");
+    assert_eq!(k.eval("double(a)"), "10");
+}
+
+#[test]
+fn parse_errors_are_reported() {
+    let mut k = Kernel::start();
+    let ex = k.execute("let = 5;");
+    assert_eq!(ex.status(), "error");
+    assert_eq!(ex.reply.content["ename"], "ErrorParsing");
+    assert_eq!(k.eval("2 + 3"), "5");
+}
+
+#[test]
+fn stdout_and_stderr_streams() {
+    let mut k = Kernel::start();
+    let ex = k.execute(r#"print("out"); eprint("err"); print("more")"#);
+    assert_eq!(ex.status(), "ok");
+    assert_eq!(ex.stdout(), "out\nmore\n");
+    assert_eq!(ex.stream("stderr"), "err\n");
+}
+
+/// Sends a failing cell and two more right behind it; both must be aborted.
+fn check_stop_on_error_aborts(k: &mut Kernel, failing: &str) {
+    let first = k.send_execute(failing);
+    let second = k.send_execute(r#"print("second")"#);
+    let third = k.send_execute(r#"print("third")"#);
+
+    let r1 = k.shell_reply(&first);
+    let r2 = k.shell_reply(&second);
+    let r3 = k.shell_reply(&third);
+    assert_eq!(r1.content["status"], "error");
+    assert_eq!(r1.content["evalue"], "first");
+    assert_eq!(r2.content["status"], "aborted", "second: {:?}", r2.content);
+    assert_eq!(r3.content["status"], "aborted", "third: {:?}", r3.content);
+
+    let mut output = String::new();
+    for request in [&first, &second, &third] {
+        let iopub = k.iopub_until_idle(request);
+        assert_eq!(msg_types(&iopub)[0], "status:busy");
+        output.push_str(&kernel_support::stream_text(&iopub, "stdout"));
+        if parent_id(&iopub[0]) != first.header.msg_id {
+            assert!(
+                !msg_types(&iopub).contains(&"execute_input".to_string()),
+                "an aborted cell was started"
+            );
+        }
+    }
+    assert_eq!(output, "", "aborted cells produced output");
+
+    // The kernel goes back to normal afterwards.
+    let ex = k.execute(r#"print("fourth")"#);
+    assert_eq!(ex.status(), "ok");
+    assert_eq!(ex.stdout(), "fourth\n");
+}
+
+#[test]
+fn stop_on_error_aborts_queued_cells() {
+    let mut k = Kernel::start();
+    // Queued while the first cell runs.
+    check_stop_on_error_aborts(&mut k, r#"sleep(0.5); throw "first""#);
+    // Sent back to back with a cell that fails at once: they may arrive just after the
+    // error, and must still be aborted (as "Run All" expects).
+    for _ in 0..5 {
+        check_stop_on_error_aborts(&mut k, r#"throw "first""#);
+    }
+}
+
+#[test]
+fn stop_on_error_false_keeps_running() {
+    let mut k = Kernel::start();
+    let mut content = execute_content(r#"throw "first""#);
+    content["stop_on_error"] = json!(false);
+    let first = k.send_shell("execute_request", content);
+    let second = k.send_execute(r#"print("second")"#);
+    assert_eq!(k.shell_reply(&first).content["status"], "error");
+    let ex = k.finish_execute(second);
+    assert_eq!(ex.status(), "ok");
+    assert_eq!(ex.stdout(), "second\n");
+}
+
+#[test]
+fn input_round_trip_over_stdin() {
+    let mut k = Kernel::start();
+    let request = k.send_execute(r#"let name = input("Name: "); print("hi " + name)"#);
+    let input_request = k
+        .next_stdin(TIMEOUT)
+        .unwrap_or_else(|| panic!("no input_request; stderr:\n{}", k.stderr_text()));
+    assert_eq!(input_request.msg_type(), "input_request");
+    assert_eq!(input_request.content["prompt"], "Name: ");
+    assert_eq!(input_request.content["password"], false);
+    assert_eq!(parent_id(&input_request), request.header.msg_id);
+
+    let answer = k.session.message(
+        "input_reply",
+        Some(&input_request),
+        Vec::new(),
+        json!({ "value": "Ada" }),
+    );
+    k.send(&k.stdin, &answer);
+    let ex = k.finish_execute(request);
+    assert_eq!(ex.status(), "ok", "{:?}", ex.reply.content);
+    assert_eq!(ex.stdout(), "hi Ada\n");
+    assert_eq!(k.eval("name"), "\"Ada\"");
+}
+
+#[test]
+fn input_without_stdin_is_an_error() {
+    let mut k = Kernel::start();
+    let mut content = execute_content(r#"let name = input("Name: "); print("hi " + name)"#);
+    content["allow_stdin"] = json!(false);
+    let ex = k.execute_with(content);
+    assert_eq!(ex.status(), "error");
+    let evalue = ex.reply.content["evalue"].as_str().unwrap_or_default();
+    assert!(evalue.contains("stdin"), "evalue {evalue:?}");
+    assert_eq!(ex.stdout(), "");
+    assert!(
+        k.next_stdin(Duration::from_millis(200)).is_none(),
+        "an input_request was sent although stdin is not allowed"
+    );
+}
+
+#[test]
+fn deep_recursion_is_an_error_not_a_crash() {
+    let mut k = Kernel::start();
+    let ex = k.execute("fn r(n) { r(n + 1) } r(0)");
+    assert_eq!(ex.status(), "error", "{:?}", ex.reply.content);
+    assert_eq!(ex.reply.content["ename"], "ErrorStackOverflow");
+    assert!(k.is_alive());
+    assert_eq!(k.eval("1 + 1"), "2");
+}
+
+#[test]
+fn ten_thousand_prints_arrive_in_order_before_idle() {
+    let mut k = Kernel::start();
+    let ex = k.execute("for i in 0..10000 { print(i) }");
+    assert_eq!(ex.status(), "ok");
+    // iopub_until_idle stops at idle, so all of this arrived before it.
+    let text = ex.stdout();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 10_000);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(*line, i.to_string(), "line {i} out of order");
+    }
+    assert!(text.ends_with('\n'));
+    let types = msg_types(&ex.iopub);
+    assert_eq!(types.last().map(String::as_str), Some("status:idle"));
+    assert_eq!(types[1], "execute_input");
+}

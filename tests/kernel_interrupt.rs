@@ -1,0 +1,124 @@
+//! Integration tests of interrupting running cells in the real `rhai-kernel` binary: through
+//! the control channel's interrupt_request and through SIGINT to the process.
+
+mod kernel_support;
+
+use kernel_support::{parent_id, Execution, Kernel, TIMEOUT};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// How long an interrupt may take to stop a cell (generous: only "a few seconds").
+const INTERRUPT_LIMIT: Duration = Duration::from_secs(5);
+
+/// Starts `code`, waits until it is running, interrupts it with `interrupt`, and returns
+/// the cell's execution once it has ended.
+fn run_and_interrupt(k: &mut Kernel, code: &str, interrupt: impl FnOnce(&mut Kernel)) -> Execution {
+    let request = k.send_execute(code);
+    k.iopub_until(&request, TIMEOUT, |m| m.msg_type() == "execute_input");
+    // Let the cell get going (the interrupt flag is cleared when a cell starts).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        k.try_shell_reply(&request, Duration::ZERO).is_none(),
+        "{code:?} finished on its own"
+    );
+    let started = Instant::now();
+    interrupt(k);
+    let reply = k
+        .try_shell_reply(&request, INTERRUPT_LIMIT)
+        .unwrap_or_else(|| {
+            panic!(
+                "{code:?} still running {INTERRUPT_LIMIT:?} after the interrupt; stderr:\n{}",
+                k.stderr_text()
+            )
+        });
+    let elapsed = started.elapsed();
+    assert!(elapsed < INTERRUPT_LIMIT, "interrupt took {elapsed:?}");
+    let iopub = k.iopub_until_idle(&request);
+    Execution {
+        request,
+        reply,
+        iopub,
+    }
+}
+
+fn control_interrupt(k: &mut Kernel) {
+    let request = k.send_control("interrupt_request", json!({}));
+    let reply = k.control_reply(&request);
+    assert_eq!(reply.msg_type(), "interrupt_reply");
+    assert_eq!(reply.content["status"], "ok");
+    assert_eq!(parent_id(&reply), request.header.msg_id);
+}
+
+fn sigint(k: &mut Kernel) {
+    k.signal(libc::SIGINT);
+}
+
+fn assert_interrupted(ex: &Execution) {
+    assert_eq!(ex.status(), "error", "{:?}", ex.reply.content);
+    assert_eq!(ex.reply.content["ename"], "Interrupted");
+    let error = ex.error().expect("error message on IOPub");
+    assert_eq!(error["ename"], "Interrupted");
+}
+
+#[test]
+fn interrupt_request_stops_busy_loop() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let before = 41;").status(), "ok");
+    let ex = run_and_interrupt(&mut k, "loop {}", control_interrupt);
+    assert_interrupted(&ex);
+    assert_eq!(k.eval("before + 1"), "42");
+    // A stale interrupt must not hit the next cell.
+    assert_eq!(
+        k.eval("let s = 0; for i in 0..100000 { s += i } s"),
+        "4999950000"
+    );
+}
+
+#[test]
+fn interrupt_request_stops_sleep() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let before = 1;").status(), "ok");
+    let ex = run_and_interrupt(&mut k, "sleep(100); before = 2;", control_interrupt);
+    assert_interrupted(&ex);
+    assert_eq!(k.eval("before"), "1");
+}
+
+#[test]
+fn interrupt_request_stops_input_wait() {
+    let mut k = Kernel::start();
+    let ex = run_and_interrupt(&mut k, r#"input("never answered: ")"#, |k| {
+        let input_request = k.next_stdin(TIMEOUT).expect("input_request");
+        assert_eq!(input_request.msg_type(), "input_request");
+        control_interrupt(k);
+    });
+    assert_interrupted(&ex);
+    assert_eq!(k.eval("3 * 3"), "9");
+}
+
+#[test]
+fn sigint_stops_busy_loop() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let kept = 10;").status(), "ok");
+    let ex = run_and_interrupt(&mut k, "loop {}", sigint);
+    assert_interrupted(&ex);
+    assert!(k.is_alive(), "SIGINT killed the kernel");
+    assert_eq!(k.eval("kept * 2"), "20");
+}
+
+#[test]
+fn sigint_stops_sleep() {
+    let mut k = Kernel::start();
+    let ex = run_and_interrupt(&mut k, "sleep(100)", sigint);
+    assert_interrupted(&ex);
+    assert_eq!(k.eval("\"alive\""), "\"alive\"");
+}
+
+#[test]
+fn interrupt_while_idle_does_not_break_the_next_cell() {
+    let mut k = Kernel::start();
+    control_interrupt(&mut k);
+    k.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(k.is_alive());
+    assert_eq!(k.eval("sleep(0.1); 5"), "5");
+}
