@@ -186,3 +186,19 @@ fn completeness() {
     );
     assert_eq!(s.is_complete("let = 1;"), Completeness::Invalid);
 }
+
+#[test]
+fn a_panicking_native_becomes_an_error_and_the_session_survives() {
+    let mut s = RhaiSession::new();
+    s.engine_mut().register_fn("explode", |n: i64| -> i64 {
+        if n > 0 {
+            panic!("native failure {n}");
+        }
+        n
+    });
+    s.execute("let kept = 7;", "In[1]").unwrap();
+    let err = s.execute("explode(3)", "In[2]").unwrap_err();
+    assert_eq!(err.kind, "ErrorSystem");
+    assert!(err.message.contains("native failure 3"), "{}", err.message);
+    assert_eq!(plain(s.execute("kept + explode(0)", "In[3]").unwrap()), "7");
+}

@@ -242,3 +242,80 @@ fn shutdown_with_restart_echoes_restart_and_stops_a_running_cell() {
         .expect("kernel busy in `loop {}` did not exit after shutdown_request");
     assert_eq!(status.code(), Some(0), "exit status {status}");
 }
+
+#[test]
+fn comms_are_listed_empty_and_unknown_targets_are_closed() {
+    let mut k = Kernel::start();
+    let request = k.send_shell("comm_info_request", json!({}));
+    let reply = k.shell_reply(&request);
+    assert_eq!(reply.content, json!({"status": "ok", "comms": {}}));
+    k.iopub_until_idle(&request);
+
+    let open = k.send_shell(
+        "comm_open",
+        json!({"comm_id": "c-1", "target_name": "no.such.target", "data": {}}),
+    );
+    let iopub = k.iopub_until_idle(&open);
+    let close = iopub
+        .iter()
+        .find(|m| m.msg_type() == "comm_close")
+        .expect("comm_close on IOPub");
+    assert_eq!(close.content["comm_id"], "c-1");
+    assert_eq!(parent_id(close), open.header.msg_id);
+}
+
+#[test]
+fn history_tail_range_and_search() {
+    let mut k = Kernel::start();
+    for code in ["let x = 1;", "x + 1", "x + 1", "print(x)"] {
+        assert_eq!(k.execute(code).status(), "ok");
+    }
+    let mut history = |content: Value| {
+        let request = k.send_shell("history_request", content);
+        let reply = k.shell_reply(&request);
+        k.iopub_until_idle(&request);
+        reply.content["history"].clone()
+    };
+    let tail = history(json!({"hist_access_type": "tail", "n": 2, "output": false, "raw": true}));
+    assert_eq!(tail[0][1], 3);
+    assert_eq!(tail[1][2], "print(x)");
+    let range = history(
+        json!({"hist_access_type": "range", "session": 0, "start": 2, "stop": 3,
+        "output": true, "raw": true}),
+    );
+    assert_eq!(range, json!([[1, 2, ["x + 1", "2"]]]));
+    let search = history(
+        json!({"hist_access_type": "search", "pattern": "x*", "unique": true,
+        "output": false, "raw": true}),
+    );
+    assert_eq!(search, json!([[1, 3, "x + 1"]]));
+}
+
+#[test]
+fn user_expressions_are_evaluated_after_the_cell() {
+    let mut k = Kernel::start();
+    let mut content = execute_content("let a = 20;");
+    content["user_expressions"] = json!({"double": "a * 2", "broken": "no_such_var"});
+    let ex = k.execute_with(content);
+    assert_eq!(ex.status(), "ok");
+    let exprs = &ex.reply.content["user_expressions"];
+    assert_eq!(exprs["double"]["status"], "ok");
+    assert_eq!(exprs["double"]["data"]["text/plain"], "40");
+    assert_eq!(exprs["broken"]["status"], "error");
+    assert_eq!(exprs["broken"]["ename"], "ErrorVariableNotFound");
+}
+
+#[test]
+fn help_query_returns_a_page_payload() {
+    let mut k = Kernel::start();
+    for code in ["sleep?", "help(\"sleep\")"] {
+        let ex = k.execute(code);
+        assert_eq!(ex.status(), "ok");
+        let payload = &ex.reply.content["payload"];
+        assert_eq!(payload[0]["source"], "page", "{code}");
+        let text = payload[0]["data"]["text/plain"].as_str().unwrap();
+        assert!(text.contains("sleep(seconds: float)"), "{text}");
+    }
+    let ex = k.execute("no_such_function?");
+    assert_eq!(ex.status(), "error");
+}

@@ -42,6 +42,11 @@ impl RhaiSession {
         &self.engine
     }
 
+    /// For embedders that register extra natives.
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
     pub fn scope(&self) -> &Scope<'static> {
         &self.scope
     }
