@@ -243,3 +243,52 @@ fn ten_thousand_prints_arrive_in_order_before_idle() {
     assert_eq!(types.last().map(String::as_str), Some("status:idle"));
     assert_eq!(types[1], "execute_input");
 }
+
+#[test]
+fn output_streams_while_the_cell_runs() {
+    let mut k = Kernel::start();
+    let ex = k.execute(r#"print("first"); sleep(1.0); print("second");"#);
+    assert_eq!(ex.status(), "ok");
+    let streams: Vec<&str> = ex
+        .iopub
+        .iter()
+        .filter(|m| m.msg_type() == "stream")
+        .map(|m| m.content["text"].as_str().unwrap())
+        .collect();
+    // Printed a second apart: the first line was sent on its own, before the cell ended.
+    assert_eq!(streams, ["first\n", "second\n"]);
+}
+
+#[test]
+fn displays_can_be_updated_and_cleared() {
+    let mut k = Kernel::start();
+    let ex =
+        k.execute(r#"display("0%", "bar"); update_display("bar", [1, 2]); clear_output(true);"#);
+    assert_eq!(ex.status(), "ok");
+    let kinds = ex.msg_types();
+    let first = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "display_data")
+        .unwrap();
+    assert_eq!(first.content["transient"]["display_id"], "bar");
+    assert_eq!(first.content["data"]["text/plain"], "0%");
+    let update = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "update_display_data")
+        .unwrap();
+    assert_eq!(update.content["transient"]["display_id"], "bar");
+    assert_eq!(update.content["data"]["application/json"], json!([1, 2]));
+    let clear = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "clear_output")
+        .unwrap();
+    assert_eq!(clear.content["wait"], true);
+    let order: Vec<usize> = ["display_data", "update_display_data", "clear_output"]
+        .iter()
+        .map(|t| kinds.iter().position(|k| k == t).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
+}
