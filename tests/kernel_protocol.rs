@@ -319,3 +319,18 @@ fn help_query_returns_a_page_payload() {
     let ex = k.execute("no_such_function?");
     assert_eq!(ex.status(), "error");
 }
+
+#[test]
+fn ipc_transport_serves_every_channel() {
+    let mut k = Kernel::start_ipc();
+    let ex = k.execute(r#"print("over unix sockets"); 1 + 1"#);
+    assert_eq!(ex.status(), "ok");
+    assert_eq!(ex.stdout(), "over unix sockets\n");
+    assert_eq!(ex.result().as_deref(), Some("2"));
+    assert_eq!(
+        k.heartbeat(b"ping", Duration::from_secs(5)).as_deref(),
+        Some(&b"ping"[..])
+    );
+    let request = k.send_control("kernel_info_request", json!({}));
+    assert_eq!(k.control_reply(&request).msg_type(), "kernel_info_reply");
+}

@@ -75,6 +75,8 @@ pub struct Kernel {
     stderr_file: tempfile::NamedTempFile,
     _connection_file: tempfile::NamedTempFile,
     _zmq: zmq::Context,
+    /// Keeps an ipc kernel's socket directory alive as long as the kernel.
+    _transport: Transport,
 }
 
 /// Everything one `execute_request` produced.
@@ -179,12 +181,41 @@ pub fn execute_content(code: &str) -> Value {
     })
 }
 
-fn client_socket(ctx: &zmq::Context, kind: zmq::SocketType, port: u16) -> zmq::Socket {
+/// How the kernel's channels are reached: TCP on loopback, or Unix sockets whose paths
+/// start with a prefix inside a private temporary directory.
+pub enum Transport {
+    Tcp,
+    Ipc(tempfile::TempDir),
+}
+
+impl Transport {
+    fn name(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Ipc(_) => "ipc",
+        }
+    }
+
+    /// The connection file's `ip` field: an address, or a path prefix for ipc.
+    fn ip(&self) -> String {
+        match self {
+            Transport::Tcp => "127.0.0.1".into(),
+            Transport::Ipc(dir) => dir.path().join("kernel").display().to_string(),
+        }
+    }
+
+    fn endpoint(&self, port: u16) -> String {
+        match self {
+            Transport::Tcp => format!("tcp://127.0.0.1:{port}"),
+            Transport::Ipc(_) => format!("ipc://{}-{port}", self.ip()),
+        }
+    }
+}
+
+fn client_socket(ctx: &zmq::Context, kind: zmq::SocketType, endpoint: &str) -> zmq::Socket {
     let socket = ctx.socket(kind).expect("create socket");
     socket.set_linger(0).expect("set linger");
-    socket
-        .connect(&format!("tcp://127.0.0.1:{port}"))
-        .expect("connect");
+    socket.connect(endpoint).expect("connect");
     socket
 }
 
@@ -201,11 +232,20 @@ pub fn recv_frames(socket: &zmq::Socket, timeout: Duration) -> Option<Vec<Vec<u8
 impl Kernel {
     /// Starts a kernel and waits until it answers on shell and publishes on IOPub.
     pub fn start() -> Kernel {
+        Kernel::start_with(|| Transport::Tcp)
+    }
+
+    /// Starts a kernel whose connection file says `transport: ipc`.
+    pub fn start_ipc() -> Kernel {
+        Kernel::start_with(|| Transport::Ipc(tempfile::tempdir().expect("temp dir")))
+    }
+
+    fn start_with(transport: impl Fn() -> Transport) -> Kernel {
         let mut last_error = String::new();
         // A port picked as free may be taken by someone else before the kernel binds it;
         // a kernel that exits during startup is retried on fresh ports.
         for _ in 0..3 {
-            match Kernel::try_start() {
+            match Kernel::try_start(transport()) {
                 Ok(kernel) => return kernel,
                 Err(e) => last_error = e,
             }
@@ -213,12 +253,12 @@ impl Kernel {
         panic!("kernel did not start: {last_error}");
     }
 
-    fn try_start() -> Result<Kernel, String> {
+    fn try_start(transport: Transport) -> Result<Kernel, String> {
         let ports = Ports::pick();
         let key = random_key();
         let connection = json!({
-            "transport": "tcp",
-            "ip": "127.0.0.1",
+            "transport": transport.name(),
+            "ip": transport.ip(),
             "shell_port": ports.shell,
             "iopub_port": ports.iopub,
             "stdin_port": ports.stdin,
@@ -269,7 +309,7 @@ impl Kernel {
         shell.set_identity(session.id.as_bytes()).expect("identity");
         shell.set_linger(0).expect("linger");
         shell
-            .connect(&format!("tcp://127.0.0.1:{}", ports.shell))
+            .connect(&transport.endpoint(ports.shell))
             .expect("connect shell");
         let stdin = zmq_ctx.socket(zmq::DEALER).expect("stdin socket");
         stdin.set_identity(session.id.as_bytes()).expect("identity");
@@ -288,12 +328,12 @@ impl Kernel {
             .connect(&monitor_endpoint)
             .expect("connect monitor");
         stdin
-            .connect(&format!("tcp://127.0.0.1:{}", ports.stdin))
+            .connect(&transport.endpoint(ports.stdin))
             .expect("connect stdin");
-        let control = client_socket(&zmq_ctx, zmq::DEALER, ports.control);
-        let iopub = client_socket(&zmq_ctx, zmq::SUB, ports.iopub);
+        let control = client_socket(&zmq_ctx, zmq::DEALER, &transport.endpoint(ports.control));
+        let iopub = client_socket(&zmq_ctx, zmq::SUB, &transport.endpoint(ports.iopub));
         iopub.set_subscribe(b"").expect("subscribe");
-        let hb = client_socket(&zmq_ctx, zmq::REQ, ports.hb);
+        let hb = client_socket(&zmq_ctx, zmq::REQ, &transport.endpoint(ports.hb));
 
         let mut kernel = Kernel {
             child,
@@ -313,6 +353,7 @@ impl Kernel {
             control_buf: VecDeque::new(),
             stderr_file,
             _connection_file: connection_file,
+            _transport: transport,
             _zmq: zmq_ctx,
         };
         kernel.wait_for_ready()?;
