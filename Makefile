@@ -33,8 +33,11 @@ $(VENV)/.lab-stamp: $(VENV)/.test-stamp
 kernelspec: release $(VENV)/.test-stamp
 	$(JUPYTER_ENV) $(RELEASE_BIN) install --sys-prefix
 
+# Jupyter refuses to run as root unless told to (containers often run as root).
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: kernelspec $(VENV)/.lab-stamp
-	$(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks
+	$(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks $(ALLOW_ROOT)
 
 lint:
 	cargo fmt --check
