@@ -224,3 +224,62 @@ fn version_and_help() {
         assert!(help.contains(command), "{help}");
     }
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// True while the process exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn kernel_exits_when_its_launcher_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let connection = dir.path().join("kernel.json");
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    std::fs::write(
+        &connection,
+        serde_json::json!({
+            "transport": "tcp", "ip": "127.0.0.1", "key": "k", "signature_scheme": "hmac-sha256",
+            "shell_port": ports[0], "iopub_port": ports[1], "stdin_port": ports[2],
+            "control_port": ports[3], "hb_port": ports[4],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // A launcher shell starts the kernel in the background, prints its pid and exits,
+    // like a console that is killed without shutting its kernel down.
+    let launcher = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{BIN}' kernel --connection-file '{}' >/dev/null 2>&1 & echo $!; sleep 1",
+            connection.display()
+        ))
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8_lossy(&launcher.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_running(pid) {
+        if Instant::now() > deadline {
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("the kernel outlived its launcher");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

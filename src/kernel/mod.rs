@@ -58,6 +58,7 @@ pub fn run(connection_file: &Path) -> anyhow::Result<()> {
     let iopub = iopub::Iopub::start(iopub_socket, session.clone(), signer.clone());
     heartbeat::start(hb_socket);
     route_sigint();
+    exit_with_parent();
 
     let interpreter = RhaiSession::new();
     let kernel_info = Arc::new(info::kernel_info(&interpreter.language_info()));
@@ -98,6 +99,28 @@ fn route_sigint() {
         }
         Err(e) => eprintln!("[rhai-kernel] cannot handle SIGINT: {e}"),
     }
+}
+
+/// A kernel whose launcher died (a console killed, a test runner crashed) has nobody left
+/// to shut it down: like ipykernel's parent poller, exit when the parent process changes.
+fn exit_with_parent() {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let parent = unsafe { libc::getppid() };
+    if parent <= 1 {
+        return; // started by init or a service manager: nothing to watch
+    }
+    std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            // SAFETY: as above.
+            if unsafe { libc::getppid() } != parent {
+                eprintln!("[rhai-kernel] parent process {parent} is gone; exiting");
+                crate::runtime::interrupt::request();
+                std::process::exit(0);
+            }
+        })
+        .ok();
 }
 
 /// Ends the kernel process after the final messages have left.
