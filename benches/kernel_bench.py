@@ -281,6 +281,16 @@ def rhai_kernel_version(kernel_name):
     return result.stdout.strip(), binary
 
 
+def shown_path(path):
+    """A path as the report shows it: relative to the repository when inside it, so the
+    report does not depend on where the repository is checked out."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    absolute = os.path.abspath(path)
+    if absolute.startswith(root + os.sep):
+        return os.path.relpath(absolute, root)
+    return os.path.basename(absolute)
+
+
 def machine_info(kernel_name):
     version, binary = rhai_kernel_version(kernel_name)
     build = " (debug build)" if "/debug/" in binary else ""
@@ -291,7 +301,7 @@ def machine_info(kernel_name):
         ("Python", platform.python_version()),
         ("jupyter_client", importlib.metadata.version("jupyter_client")),
         ("ipykernel", importlib.metadata.version("ipykernel")),
-        ("rhai-kernel", f"{version}{build}, `{binary}`"),
+        ("rhai-kernel", f"{version}{build}, `{shown_path(binary)}`"),
     ]
 
 
