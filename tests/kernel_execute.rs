@@ -292,3 +292,29 @@ fn displays_can_be_updated_and_cleared() {
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
 }
+
+#[test]
+fn thread_output_goes_to_the_cell_that_started_the_thread() {
+    let mut k = Kernel::start();
+    let first =
+        k.execute(r#"let t = spawn_thread(|| { print("early"); sleep(0.5); print("late"); 42 });"#);
+    assert_eq!(first.status(), "ok");
+    // The next cell waits for the thread: "late" is printed while this cell runs, but
+    // belongs to the first one.
+    let second = k.execute("t.join()");
+    assert_eq!(second.result().as_deref(), Some("42"));
+    assert_eq!(
+        second.stdout(),
+        "",
+        "thread output leaked into the joining cell"
+    );
+    let mut streams = String::new();
+    for m in k.iopub_for(Duration::from_millis(300)) {
+        if m.msg_type() == "stream" {
+            assert_eq!(parent_id(&m), first.request.header.msg_id);
+            streams.push_str(m.content["text"].as_str().unwrap());
+        }
+    }
+    let early_seen = first.stdout();
+    assert_eq!(format!("{early_seen}{streams}"), "early\nlate\n");
+}

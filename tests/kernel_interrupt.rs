@@ -122,3 +122,27 @@ fn interrupt_while_idle_does_not_break_the_next_cell() {
     assert!(k.is_alive());
     assert_eq!(k.eval("sleep(0.1); 5"), "5");
 }
+
+#[test]
+fn interrupt_stops_join_and_the_threads_it_waits_on() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let kept = 3;").status(), "ok");
+    // The joined thread spins, another one sleeps: both must stop with the cell.
+    let ex = run_and_interrupt(
+        &mut k,
+        "let spinner = spawn_thread(|| loop {}); let sleeper = spawn_thread(|| sleep(100)); spinner.join()",
+        control_interrupt,
+    );
+    assert_interrupted(&ex);
+    // The threads were interrupted too: joining them now ends at once with a catchable
+    // error saying so.
+    let ex = k.execute(
+        r#"let errors = [];
+           for t in [spinner, sleeper] { try { t.join(); } catch (e) { errors.push(`${e}`); } }
+           errors"#,
+    );
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    let errors = ex.result().unwrap();
+    assert_eq!(errors.matches("was interrupted").count(), 2, "{errors}");
+    assert_eq!(k.eval("kept"), "3");
+}

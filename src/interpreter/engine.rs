@@ -5,13 +5,12 @@ use crate::runtime::{interrupt, RuntimePackage, INTERRUPTED};
 use rhai::packages::Package;
 use rhai::{Dynamic, Engine};
 
+pub use crate::runtime::SCRIPT_STACK_SIZE;
+
 /// Maximum depth of nested script function calls. Script code runs on threads with
 /// [`SCRIPT_STACK_SIZE`] bytes of stack, which this depth must fit in (debug builds use
 /// several times more stack per call than release builds).
 pub const MAX_CALL_LEVELS: usize = 1_000;
-
-/// Stack size for threads that run script code (virtual memory; pages are touched lazily).
-pub const SCRIPT_STACK_SIZE: usize = 1 << 30;
 
 /// A configured engine: the runtime package, output through the current sink, the
 /// interrupt flag checked at every operation, and limits that turn runaway recursion into

@@ -29,6 +29,7 @@ impl Default for RhaiSession {
 
 impl RhaiSession {
     pub fn new() -> Self {
+        crate::runtime::threads::install_engine(engine::new_engine);
         RhaiSession {
             engine: engine::new_engine(),
             scope: Scope::new(),

@@ -1,5 +1,6 @@
-//! The Rhai package of native functions (`sleep`, display, input, help) and the two
-//! process-wide services they rely on: the output sink and the interrupt flag.
+//! The Rhai package of native functions (`sleep`, display, input, help, threads) and the
+//! process-wide services they rely on: the output sink, the interrupt flag and the engine
+//! that script threads run on.
 //!
 //! Nothing in this module knows about Jupyter: output leaves through [`sink::OutputSink`],
 //! which the kernel implements with IOPub and the command-line host with stdout/stderr.
@@ -9,6 +10,7 @@ pub mod docs;
 pub mod interrupt;
 pub mod io;
 pub mod sink;
+pub mod threads;
 pub mod time;
 
 use rhai::def_package;
@@ -21,8 +23,13 @@ def_package! {
         rhai::combine_with_exported_module!(module, "display", display::display_api);
         rhai::combine_with_exported_module!(module, "io", io::io_api);
         rhai::combine_with_exported_module!(module, "docs", docs::docs_api);
+        rhai::combine_with_exported_module!(module, "threads", threads::thread_api);
+        threads::register_spawn_thread(module);
     }
 }
+
+/// Stack size for threads that run script code (virtual memory; pages are touched lazily).
+pub const SCRIPT_STACK_SIZE: usize = 1 << 30;
 
 /// The error message scripts see when the user interrupts them.
 pub const INTERRUPTED: &str = "Interrupted";

@@ -1,0 +1,361 @@
+//! Script threads: `spawn_thread(f, args…)` runs a function pointer on a new OS thread; the
+//! returned `Thread` is joined for its result, like Python's `threading.Thread` but with the
+//! return value (and a thrown error) coming back through `join()`.
+
+use super::sink::{self, OutputSink};
+use super::{interrupt, interrupted_error, SCRIPT_STACK_SIZE};
+use rhai::plugin::*;
+use rhai::{Dynamic, Engine, FnPtr, FuncRegistration, Module, NativeCallContext, RhaiFunc, Shared};
+use std::any::TypeId;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+/// The most arguments `spawn_thread` passes on to the function.
+pub const MAX_THREAD_ARGS: usize = 8;
+
+static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
+
+/// Provides the engine that script threads run on (configured like the session's; the
+/// first call wins).
+pub fn install_engine(factory: impl FnOnce() -> Engine) {
+    ENGINE.get_or_init(|| Arc::new(factory()));
+}
+
+fn script_engine() -> Result<Arc<Engine>, Box<EvalAltResult>> {
+    ENGINE
+        .get()
+        .cloned()
+        .ok_or_else(|| "script threads are not available in this host".into())
+}
+
+/// What a script thread knows about itself (for `thread_name()` and `Thread.name`).
+#[derive(Clone)]
+struct CurrentThread {
+    name: String,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<CurrentThread>> = const { RefCell::new(None) };
+}
+
+static THREAD_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The operating system's id of the calling thread.
+fn os_thread_id() -> i64 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as i64 }
+}
+
+struct ThreadState {
+    name: String,
+    os_id: AtomicI64,
+    /// `None` while running; then the return value or how the thread failed.
+    outcome: Mutex<Option<Result<Dynamic, Failure>>>,
+    finished: Condvar,
+    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Why a thread's function did not return a value.
+#[derive(Clone, Debug)]
+enum Failure {
+    /// The function threw; the message and where.
+    Error(String),
+    /// The user interrupted the program while the thread ran.
+    Interrupted,
+}
+
+/// A script thread started by `spawn_thread`.
+#[derive(Clone)]
+pub struct ThreadHandle(Arc<ThreadState>);
+
+impl ThreadHandle {
+    fn outcome(&self) -> Option<Result<Dynamic, Failure>> {
+        self.0
+            .outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits for the thread, polling the interrupt flag; `None` when interrupted.
+    fn wait(&self) -> Option<Result<Dynamic, Failure>> {
+        let mut outcome = self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            // An interrupt wins over a result, as KeyboardInterrupt does in Python.
+            if interrupt::is_requested() {
+                return None;
+            }
+            if let Some(done) = outcome.as_ref() {
+                return Some(done.clone());
+            }
+            outcome = self
+                .0
+                .finished
+                .wait_timeout(outcome, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn finish(&self, outcome: Result<Dynamic, Failure>) {
+        *self.0.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        self.0.finished.notify_all();
+    }
+}
+
+/// Handles to runtime objects are shared by reference between threads; inside a closure's
+/// captured variable they sit behind Rhai's own lock, which a blocking call would hold.
+/// Copy them out of that slot so each thread uses the object directly.
+fn detach(value: &Dynamic) -> Dynamic {
+    if value.is_shared() {
+        let inner = value.flatten_clone();
+        if inner.is::<ThreadHandle>() {
+            return inner;
+        }
+        value.clone()
+    } else {
+        value.clone()
+    }
+}
+
+/// The original error of a failed thread: the innermost message and where it happened.
+fn describe_error(err: &EvalAltResult) -> String {
+    let mut err = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) = err {
+        err = inner;
+    }
+    let pos = err.position();
+    let message = match err {
+        EvalAltResult::ErrorRuntime(value, _) if value.is_string() => {
+            value.clone().into_string().unwrap_or_default()
+        }
+        other => {
+            let text = other.to_string();
+            match text.rfind(" (line ") {
+                Some(at) if text.ends_with(')') => text[..at].to_string(),
+                _ => text,
+            }
+        }
+    };
+    match (pos.line(), pos.position()) {
+        (Some(line), Some(column)) => format!("{message} (line {line}, column {column})"),
+        (Some(line), None) => format!("{message} (line {line})"),
+        _ => message,
+    }
+}
+
+/// Starts `f(args…)` on a new OS thread carrying the caller's output sink.
+pub fn spawn(
+    ctx: &NativeCallContext,
+    f: FnPtr,
+    args: Vec<Dynamic>,
+) -> Result<ThreadHandle, Box<EvalAltResult>> {
+    let engine = script_engine()?;
+    let number = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    let name = if f.is_anonymous() {
+        format!("Thread-{number}")
+    } else {
+        format!("Thread-{number} ({})", f.fn_name())
+    };
+    let mut f = f;
+    for value in f.iter_curry_mut() {
+        *value = detach(value);
+    }
+    let args: Vec<Dynamic> = args
+        .iter()
+        .map(|a| {
+            if a.is_shared() {
+                a.flatten_clone()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    // The stored call context carries the calling script's function library, so the
+    // thread can call script functions and closures (Rhai marks this API as volatile).
+    #[allow(deprecated)]
+    let store = ctx.store_data();
+    let sink: Option<Arc<dyn OutputSink>> = sink::current();
+    let handle = ThreadHandle(Arc::new(ThreadState {
+        name: name.clone(),
+        os_id: AtomicI64::new(0),
+        outcome: Mutex::new(None),
+        finished: Condvar::new(),
+        handle: Mutex::new(None),
+    }));
+    let thread_handle = handle.clone();
+    let body = move || {
+        thread_handle
+            .0
+            .os_id
+            .store(os_thread_id(), Ordering::Release);
+        CURRENT.with(|c| {
+            *c.borrow_mut() = Some(CurrentThread {
+                name: thread_handle.0.name.clone(),
+            })
+        });
+        let run = || {
+            #[allow(deprecated)]
+            let ctx = store.create_context(&engine);
+            f.call_within_context::<Dynamic>(&ctx, args)
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sink {
+            Some(sink) => sink::with_sink(sink, run),
+            None => run(),
+        }));
+        thread_handle.finish(match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) if matches!(*err, EvalAltResult::ErrorTerminated(..)) => {
+                Err(Failure::Interrupted)
+            }
+            Ok(Err(err)) => Err(Failure::Error(describe_error(&err))),
+            Err(_) => Err(Failure::Error(
+                "the thread panicked in a native function".into(),
+            )),
+        });
+    };
+    let join = std::thread::Builder::new()
+        .name(name)
+        .stack_size(SCRIPT_STACK_SIZE)
+        .spawn(body)
+        .map_err(|e| format!("spawn_thread: cannot start a thread: {e}"))?;
+    *handle.0.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(join);
+    Ok(handle)
+}
+
+const SPAWN_DOC: &str = "\
+/// Starts `f(args…)` on a new OS thread and returns a `Thread` (0 to 8 arguments).
+///
+/// `f` is a function pointer: a function's bare name (also from an earlier cell),
+/// `Fn(\"name\")`, or a closure. `print` output of the thread appears in the cell that
+/// started it. Get the result with `join()`.
+///
+/// ```rhai
+/// fn work(n) { sleep(0.1); n * n }
+/// let t = spawn_thread(work, 7);
+/// t.join()   // 49
+/// ```";
+
+/// Registers `spawn_thread(f)`, `spawn_thread(f, a)`, … up to [`MAX_THREAD_ARGS`] arguments.
+pub fn register_spawn_thread(module: &mut Module) {
+    for arity in 0..=MAX_THREAD_ARGS {
+        let mut types = vec![TypeId::of::<FnPtr>()];
+        types.extend(std::iter::repeat_n(TypeId::of::<Dynamic>(), arity));
+        let mut params = vec!["f: Fn".to_string()];
+        params.extend((1..=arity).map(|i| format!("arg{i}: ?")));
+        params.push("Thread".to_string());
+        FuncRegistration::new("spawn_thread")
+            .with_comments([SPAWN_DOC])
+            .with_params_info(params)
+            .set_into_module_raw(
+                module,
+                types,
+                RhaiFunc::Pure {
+                    func: Shared::new(
+                        |ctx: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
+                            let ctx = ctx.ok_or("spawn_thread needs a call context")?;
+                            let f = std::mem::take(args[0]).cast::<FnPtr>();
+                            let rest = args[1..].iter_mut().map(|a| std::mem::take(*a)).collect();
+                            spawn(&ctx, f, rest).map(Dynamic::from)
+                        },
+                    ),
+                    has_context: true,
+                    is_pure: true,
+                    is_volatile: true,
+                },
+            );
+    }
+}
+
+#[export_module]
+pub mod thread_api {
+    use super::*;
+
+    /// A script thread started with `spawn_thread`.
+    pub type Thread = ThreadHandle;
+
+    /// Waits for the thread to finish and returns what its function returned.
+    ///
+    /// If the function threw an error, `join()` throws an error naming the thread and
+    /// carrying the original message; if an interrupt stopped the thread, it throws an
+    /// error saying so. Joining again returns the same result. Interruptible.
+    #[rhai_fn(return_raw)]
+    pub fn join(thread: &mut ThreadHandle) -> Result<Dynamic, Box<EvalAltResult>> {
+        let thread = thread.clone();
+        match thread.wait() {
+            None => Err(interrupted_error()),
+            // Interrupted earlier (the cell that was interrupted is over): a catchable error.
+            Some(Err(Failure::Interrupted)) => {
+                Err(format!("thread '{}' was interrupted", thread.0.name).into())
+            }
+            Some(Ok(value)) => {
+                if let Some(handle) = thread
+                    .0
+                    .handle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                {
+                    let _ = handle.join();
+                }
+                Ok(value)
+            }
+            Some(Err(Failure::Error(message))) => {
+                Err(format!("thread '{}' failed: {message}", thread.0.name).into())
+            }
+        }
+    }
+
+    /// `true` until the thread's function has returned (or thrown).
+    #[rhai_fn(get = "is_alive", pure)]
+    pub fn is_alive(thread: &mut ThreadHandle) -> bool {
+        thread.outcome().is_none()
+    }
+
+    /// The thread's name, like `Thread-1 (work)`.
+    #[rhai_fn(get = "name", pure)]
+    pub fn name(thread: &mut ThreadHandle) -> String {
+        thread.0.name.clone()
+    }
+
+    /// The operating system's id of the thread (as `thread_id()` returns inside it).
+    #[rhai_fn(get = "id", pure)]
+    pub fn id(thread: &mut ThreadHandle) -> i64 {
+        loop {
+            let id = thread.0.os_id.load(Ordering::Acquire);
+            if id != 0 {
+                return id;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Shows a thread as `<Thread Thread-1 (work), running>`.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn to_string(thread: &mut ThreadHandle) -> String {
+        let state = match thread.outcome() {
+            None => "running",
+            Some(Ok(_)) => "finished",
+            Some(Err(Failure::Interrupted)) => "interrupted",
+            Some(Err(Failure::Error(_))) => "failed",
+        };
+        format!("<Thread {}, {state}>", thread.0.name)
+    }
+
+    /// The operating system's id of the calling thread (Python's `threading.get_native_id()`).
+    pub fn thread_id() -> i64 {
+        os_thread_id()
+    }
+
+    /// The name of the calling thread: `MainThread` for the cell (or script) itself,
+    /// `Thread-N (f)` inside a thread started with `spawn_thread`.
+    pub fn thread_name() -> String {
+        CURRENT.with(|c| {
+            c.borrow()
+                .as_ref()
+                .map_or_else(|| "MainThread".to_string(), |t| t.name.clone())
+        })
+    }
+}

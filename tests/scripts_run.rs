@@ -1,0 +1,55 @@
+//! Runs every script in `tests/scripts/` with `rhai-kernel run` and as a kernel cell. Each
+//! script checks its own results (throwing on failure) and prints `ok` last.
+
+mod kernel_support;
+
+use kernel_support::Kernel;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn scripts() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
+        .collect();
+    scripts.sort();
+    assert!(!scripts.is_empty());
+    scripts
+}
+
+#[test]
+fn scripts_pass_under_run() {
+    for script in scripts() {
+        let out = Command::new(env!("CARGO_BIN_EXE_rhai-kernel"))
+            .arg("run")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.trim_end().ends_with("ok"),
+            "{}: {:?}\n{stdout}\n{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn scripts_pass_as_kernel_cells() {
+    for script in scripts() {
+        let code = std::fs::read_to_string(&script).unwrap();
+        let mut kernel = Kernel::start();
+        let ex = kernel.execute(&code);
+        assert_eq!(ex.status(), "ok", "{}: {:?}", script.display(), ex.error());
+        assert!(
+            ex.stdout().trim_end().ends_with("ok"),
+            "{}: {}",
+            script.display(),
+            ex.stdout()
+        );
+    }
+}
