@@ -146,3 +146,17 @@ fn interrupt_stops_join_and_the_threads_it_waits_on() {
     assert_eq!(errors.matches("was interrupted").count(), 2, "{errors}");
     assert_eq!(k.eval("kept"), "3");
 }
+
+#[test]
+fn interrupt_stops_a_lock_acquire() {
+    let mut k = Kernel::start();
+    let ex = run_and_interrupt(
+        &mut k,
+        "let l = lock(); let holder = spawn_thread(|l| { l.acquire(); sleep(100); }, l); sleep(0.1); l.acquire()",
+        control_interrupt,
+    );
+    assert_interrupted(&ex);
+    // The lock is still held by the (interrupted) thread that never released it.
+    assert_eq!(k.eval("l.locked()"), "true");
+    assert_eq!(k.eval("l.release(); l.acquire(0.1)"), "true");
+}

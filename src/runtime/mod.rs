@@ -9,9 +9,12 @@ pub mod display;
 pub mod docs;
 pub mod interrupt;
 pub mod io;
+pub mod locks;
+pub mod shm;
 pub mod sink;
 pub mod threads;
 pub mod time;
+pub mod values;
 
 use rhai::def_package;
 
@@ -25,11 +28,23 @@ def_package! {
         rhai::combine_with_exported_module!(module, "docs", docs::docs_api);
         rhai::combine_with_exported_module!(module, "threads", threads::thread_api);
         threads::register_spawn_thread(module);
+        rhai::combine_with_exported_module!(module, "locks", locks::lock_api);
+        rhai::combine_with_exported_module!(module, "values", values::value_api);
     }
 }
 
 /// Stack size for threads that run script code (virtual memory; pages are touched lazily).
 pub const SCRIPT_STACK_SIZE: usize = 1 << 30;
+
+/// Whether a value is a handle to a runtime object (thread, lock, shared value, …): such
+/// handles are shared by reference between threads and processes.
+pub fn is_handle(value: &rhai::Dynamic) -> bool {
+    value.is::<threads::ThreadHandle>()
+        || value.is::<locks::Lock>()
+        || value.is::<locks::RLock>()
+        || value.is::<values::SharedValue>()
+        || value.is::<values::SharedArray>()
+}
 
 /// The error message scripts see when the user interrupts them.
 pub const INTERRUPTED: &str = "Interrupted";

@@ -8,6 +8,7 @@ use rhai::plugin::*;
 use rhai::{Dynamic, Engine, FnPtr, FuncRegistration, Module, NativeCallContext, RhaiFunc, Shared};
 use std::any::TypeId;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -41,6 +42,29 @@ thread_local! {
 }
 
 static THREAD_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Names of the running script threads of this process, by OS thread id.
+static NAMES: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
+
+/// How a thread is called in messages: its `Thread-N` name, or `MainThread` for the
+/// thread running the cell (or script) itself.
+pub fn thread_label(_pid: i32, tid: i32) -> String {
+    NAMES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|names| names.get(&tid).cloned())
+        .unwrap_or_else(|| "MainThread".to_string())
+}
+
+fn set_label(tid: i32, name: Option<String>) {
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let names = names.get_or_insert_with(HashMap::new);
+    match name {
+        Some(name) => names.insert(tid, name),
+        None => names.remove(&tid),
+    };
+}
 
 /// The operating system's id of the calling thread.
 fn os_thread_id() -> i64 {
@@ -111,7 +135,7 @@ impl ThreadHandle {
 fn detach(value: &Dynamic) -> Dynamic {
     if value.is_shared() {
         let inner = value.flatten_clone();
-        if inner.is::<ThreadHandle>() {
+        if super::is_handle(&inner) {
             return inner;
         }
         value.clone()
@@ -187,10 +211,9 @@ pub fn spawn(
     }));
     let thread_handle = handle.clone();
     let body = move || {
-        thread_handle
-            .0
-            .os_id
-            .store(os_thread_id(), Ordering::Release);
+        let tid = os_thread_id();
+        thread_handle.0.os_id.store(tid, Ordering::Release);
+        set_label(tid as i32, Some(thread_handle.0.name.clone()));
         CURRENT.with(|c| {
             *c.borrow_mut() = Some(CurrentThread {
                 name: thread_handle.0.name.clone(),
@@ -205,6 +228,7 @@ pub fn spawn(
             Some(sink) => sink::with_sink(sink, run),
             None => run(),
         }));
+        set_label(tid as i32, None);
         thread_handle.finish(match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) if matches!(*err, EvalAltResult::ErrorTerminated(..)) => {

@@ -1,0 +1,458 @@
+//! `lock()` and `rlock()`: locks in shared memory that work between threads and processes.
+//! A lock whose holder process died is taken over by the next `acquire` (instead of
+//! hanging forever), and a cycle of threads waiting for each other's locks is reported
+//! as a deadlock error instead of hanging.
+
+use super::shm::{arena, Monitor};
+use super::sink::{self, Stream};
+use super::{interrupt, interrupted_error};
+use rhai::plugin::*;
+use rhai::FnPtr;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// How often a blocked wait looks at the interrupt flag and for deadlocks.
+pub const POLL: Duration = Duration::from_millis(50);
+
+#[repr(C)]
+pub struct LockState {
+    monitor: Monitor,
+    serial: u64,
+    /// Holder's process and thread ids; 0 when unlocked. Changed only with the monitor
+    /// held (atomics because other processes share these bytes).
+    owner_pid: AtomicI32,
+    owner_tid: AtomicI32,
+    /// Recursion depth of a re-entrant lock.
+    depth: AtomicU32,
+    reentrant: u32,
+}
+
+/// A reference to a lock in shared memory (copied freely; the lock lives as long as the
+/// shared memory does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockRef {
+    pub offset: u64,
+}
+
+pub fn my_ids() -> (i32, i32) {
+    // SAFETY: getpid and gettid cannot fail.
+    unsafe { (libc::getpid(), libc::gettid()) }
+}
+
+/// True when process `pid` has exited (also when it is a zombie not yet reaped).
+pub fn process_is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
+}
+
+impl LockRef {
+    /// Allocates and initialises a new lock.
+    pub fn new(reentrant: bool) -> Result<LockRef, Box<EvalAltResult>> {
+        let arena = arena()?;
+        let offset = arena.alloc(std::mem::size_of::<LockState>(), 16)?;
+        // SAFETY: fresh zeroed memory of the right size.
+        unsafe { Self::init_at(offset, reentrant)? };
+        Ok(LockRef { offset })
+    }
+
+    /// Initialises a lock embedded in another shared object.
+    ///
+    /// # Safety
+    /// `offset` must point to zeroed, unused shared memory for a `LockState`.
+    pub unsafe fn init_at(offset: u64, reentrant: bool) -> Result<(), String> {
+        let arena = arena()?;
+        let state = arena.at::<LockState>(offset);
+        Monitor::init(std::ptr::addr_of_mut!((*state).monitor));
+        (*state).serial = arena.serial();
+        (*state).reentrant = reentrant as u32;
+        Ok(())
+    }
+
+    /// Checks an offset received from another process.
+    pub fn from_offset(offset: u64) -> Result<LockRef, String> {
+        if arena()?.contains(offset, std::mem::size_of::<LockState>()) {
+            Ok(LockRef { offset })
+        } else {
+            Err(format!("invalid lock reference {offset}"))
+        }
+    }
+
+    fn state(&self) -> &LockState {
+        // SAFETY: offsets are only created by `new`/`init_at` or checked by `from_offset`.
+        unsafe {
+            &*arena()
+                .expect("shared memory exists once a lock does")
+                .at::<LockState>(self.offset)
+        }
+    }
+
+    pub fn name(&self) -> String {
+        let state = self.state();
+        let kind = if state.reentrant != 0 {
+            "RLock"
+        } else {
+            "Lock"
+        };
+        format!("{kind}-{}", state.serial)
+    }
+
+    /// Acquires the lock, waiting at most `timeout` (forever when `None`). `Ok(false)` on
+    /// timeout; errors on interrupt and deadlock.
+    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, Box<EvalAltResult>> {
+        let (pid, tid) = my_ids();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let state = self.state();
+        let mut guard = state.monitor.lock();
+        let mut waiting = false;
+        let result = loop {
+            if state.owner_tid.load(Relaxed) == 0 {
+                break Ok(true);
+            }
+            if state.owner_pid.load(Relaxed) == pid
+                && state.owner_tid.load(Relaxed) == tid
+                && state.reentrant != 0
+            {
+                state.depth.fetch_add(1, Relaxed);
+                break Ok(true);
+            }
+            if state.owner_pid.load(Relaxed) != pid
+                && process_is_gone(state.owner_pid.load(Relaxed))
+            {
+                sink::write(
+                    Stream::Stderr,
+                    &format!(
+                        "{}: its holder (process {}) died without releasing it; acquiring it anyway\n",
+                        self.name(),
+                        state.owner_pid.load(Relaxed)
+                    ),
+                );
+                break Ok(true);
+            }
+            if interrupt::is_requested() {
+                break Err(interrupted_error());
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                break Ok(false);
+            }
+            if timeout.is_none() {
+                if !waiting {
+                    deadlock::start_waiting(tid, *self);
+                    waiting = true;
+                }
+                drop(guard);
+                let verdict = deadlock::check(tid);
+                guard = state.monitor.lock();
+                if let Some(message) = verdict {
+                    break Err(message.into());
+                }
+            }
+            let pause = deadline.map_or(POLL, |d| (d - now).min(POLL));
+            guard.wait(pause);
+        };
+        if waiting {
+            deadlock::stop_waiting(tid);
+        }
+        if let Ok(true) = result {
+            if state.owner_tid.load(Relaxed) == 0
+                || state.owner_pid.load(Relaxed) != pid
+                || state.owner_tid.load(Relaxed) != tid
+            {
+                state.owner_pid.store(pid, Relaxed);
+                state.owner_tid.store(tid, Relaxed);
+                state.depth.store(1, Relaxed);
+            }
+        }
+        drop(guard);
+        result
+    }
+
+    /// Releases the lock. A plain lock may be released by any thread (as in Python);
+    /// a re-entrant one only by its owner.
+    pub fn release(&self) -> Result<(), Box<EvalAltResult>> {
+        let (pid, tid) = my_ids();
+        let state = self.state();
+        let _guard = state.monitor.lock();
+        if state.owner_tid.load(Relaxed) == 0 {
+            return Err(format!("release: {} is not locked", self.name()).into());
+        }
+        if state.reentrant != 0 {
+            if state.owner_pid.load(Relaxed) != pid || state.owner_tid.load(Relaxed) != tid {
+                return Err(format!("release: {} is held by another thread", self.name()).into());
+            }
+            if state.depth.fetch_sub(1, Relaxed) > 1 {
+                return Ok(());
+            }
+        }
+        state.owner_pid.store(0, Relaxed);
+        state.owner_tid.store(0, Relaxed);
+        state.depth.store(0, Relaxed);
+        state.monitor.notify_all();
+        Ok(())
+    }
+
+    pub fn locked(&self) -> bool {
+        let state = self.state();
+        let _guard = state.monitor.lock();
+        state.owner_tid.load(Relaxed) != 0
+    }
+
+    /// The holder's (pid, tid), if any.
+    pub fn owner(&self) -> Option<(i32, i32)> {
+        let state = self.state();
+        let _guard = state.monitor.lock();
+        (state.owner_tid.load(Relaxed) != 0)
+            .then(|| (state.owner_pid.load(Relaxed), state.owner_tid.load(Relaxed)))
+    }
+}
+
+/// Detection of threads of this process waiting for each other's locks in a cycle.
+mod deadlock {
+    use super::{my_ids, LockRef};
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::Mutex;
+
+    /// Which lock each blocked thread waits for.
+    static WAITING: Mutex<BTreeMap<i32, LockRef>> = Mutex::new(BTreeMap::new());
+    /// Threads that must give up waiting, with the message to give.
+    static VERDICTS: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
+
+    pub fn start_waiting(tid: i32, lock: LockRef) {
+        WAITING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tid, lock);
+    }
+
+    pub fn stop_waiting(tid: i32) {
+        WAITING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&tid);
+    }
+
+    /// A message if the calling thread is part of a cycle (found now or by another member).
+    pub fn check(tid: i32) -> Option<String> {
+        let mut verdicts = VERDICTS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(message) = verdicts.as_mut().and_then(|v| v.remove(&tid)) {
+            return Some(message);
+        }
+        let cycle = find_cycle(tid)?;
+        let (pid, _) = my_ids();
+        let describe = |(t, lock): &(i32, LockRef)| {
+            format!(
+                "{} waits for {}",
+                crate::runtime::threads::thread_label(pid, *t),
+                lock.name()
+            )
+        };
+        let mut parts: Vec<String> = cycle.iter().map(describe).collect();
+        if cycle.len() == 1 {
+            parts[0].push_str(" which it already holds (a re-entrant rlock() allows that)");
+        } else {
+            let holders: Vec<String> = cycle
+                .iter()
+                .map(|(_, lock)| {
+                    let holder = lock.owner().map_or(0, |(_, t)| t);
+                    format!(
+                        "{} is held by {}",
+                        lock.name(),
+                        crate::runtime::threads::thread_label(pid, holder)
+                    )
+                })
+                .collect();
+            parts.extend(holders);
+        }
+        let message = format!("deadlock detected: {}", parts.join("; "));
+        let others = verdicts.get_or_insert_with(HashMap::new);
+        for (other, _) in cycle.iter().filter(|(t, _)| *t != tid) {
+            others.insert(*other, message.clone());
+        }
+        Some(message)
+    }
+
+    /// Follows "waits for lock → held by thread → waits for lock…" from `start`.
+    fn find_cycle(start: i32) -> Option<Vec<(i32, LockRef)>> {
+        let waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
+        let (pid, _) = my_ids();
+        let mut path: Vec<(i32, LockRef)> = Vec::new();
+        let mut current = start;
+        loop {
+            let lock = *waiting.get(&current)?;
+            path.push((current, lock));
+            let (owner_pid, owner_tid) = lock.owner()?;
+            if owner_pid != pid {
+                return None;
+            }
+            if owner_tid == start {
+                return Some(path);
+            }
+            if path.iter().any(|(t, _)| *t == owner_tid) || path.len() > 256 {
+                return None;
+            }
+            current = owner_tid;
+        }
+    }
+}
+
+/// Calls `f` with the lock held, releasing it even when `f` throws.
+fn hold(ctx: &NativeCallContext, lock: LockRef, f: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
+    lock.acquire(None)?;
+    let result = f.call_within_context::<Dynamic>(ctx, ());
+    let released = lock.release();
+    let value = result?;
+    released?;
+    Ok(value)
+}
+
+fn timeout_from(seconds: f64) -> Result<Option<Duration>, Box<EvalAltResult>> {
+    if seconds < 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(seconds)
+        .map(Some)
+        .map_err(|_| format!("invalid timeout {seconds}").into())
+}
+
+/// A lock (Python's `threading.Lock` / `multiprocessing.Lock`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lock(pub LockRef);
+
+/// A re-entrant lock (Python's `RLock`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RLock(pub LockRef);
+
+#[export_module]
+pub mod lock_api {
+    use super::*;
+
+    pub type Lock = super::Lock;
+    pub type RLock = super::RLock;
+
+    /// Creates a lock that works between threads and processes.
+    ///
+    /// `acquire()` waits until it is free and takes it; `release()` frees it; `hold(f)` runs
+    /// `f` with the lock held. If the process holding it dies, the next `acquire` takes it
+    /// over (and says so on stderr) instead of waiting forever; a cycle of threads waiting
+    /// for each other's locks is reported as a deadlock error.
+    #[rhai_fn(return_raw)]
+    pub fn lock() -> Result<Lock, Box<EvalAltResult>> {
+        LockRef::new(false).map(Lock)
+    }
+
+    /// Creates a re-entrant lock: the thread holding it may acquire it again, and must
+    /// release it as many times; only the holder may release it.
+    #[rhai_fn(return_raw)]
+    pub fn rlock() -> Result<RLock, Box<EvalAltResult>> {
+        LockRef::new(true).map(RLock)
+    }
+
+    /// Waits until the lock is free and takes it. Interruptible.
+    #[rhai_fn(name = "acquire", return_raw)]
+    pub fn acquire(lock: &mut Lock) -> Result<bool, Box<EvalAltResult>> {
+        lock.0.acquire(None)
+    }
+
+    /// Waits at most `timeout` seconds for the lock; returns whether it was taken.
+    #[rhai_fn(name = "acquire", return_raw)]
+    pub fn acquire_timeout(lock: &mut Lock, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
+        lock.0.acquire(timeout_from(timeout)?)
+    }
+
+    /// Waits at most `timeout` seconds for the lock; returns whether it was taken.
+    #[rhai_fn(name = "acquire", return_raw)]
+    pub fn acquire_timeout_int(lock: &mut Lock, timeout: i64) -> Result<bool, Box<EvalAltResult>> {
+        lock.0.acquire(timeout_from(timeout as f64)?)
+    }
+
+    /// Frees the lock (any thread may release a plain lock, as in Python).
+    #[rhai_fn(name = "release", return_raw)]
+    pub fn release(lock: &mut Lock) -> Result<(), Box<EvalAltResult>> {
+        lock.0.release()
+    }
+
+    /// Whether the lock is currently held.
+    #[rhai_fn(name = "locked", pure)]
+    pub fn locked(lock: &mut Lock) -> bool {
+        lock.0.locked()
+    }
+
+    /// Runs `f` with the lock held and returns its result; the lock is released even
+    /// if `f` throws. `counter_lock.hold(|| balance.value -= 80)`
+    #[rhai_fn(name = "hold", return_raw)]
+    pub fn hold_lock(
+        ctx: NativeCallContext,
+        lock: &mut Lock,
+        f: FnPtr,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        hold(&ctx, lock.0, f)
+    }
+
+    /// Shows a lock as `<Lock-1 locked>` or `<Lock-1 unlocked>`.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn lock_to_string(lock: &mut Lock) -> String {
+        format!(
+            "<{} {}>",
+            lock.0.name(),
+            if lock.0.locked() {
+                "locked"
+            } else {
+                "unlocked"
+            }
+        )
+    }
+
+    /// Takes the re-entrant lock (again, if this thread already holds it). Interruptible.
+    #[rhai_fn(name = "acquire", return_raw)]
+    pub fn racquire(lock: &mut RLock) -> Result<bool, Box<EvalAltResult>> {
+        lock.0.acquire(None)
+    }
+
+    /// Waits at most `timeout` seconds for the re-entrant lock; returns whether it was taken.
+    #[rhai_fn(name = "acquire", return_raw)]
+    pub fn racquire_timeout(lock: &mut RLock, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
+        lock.0.acquire(timeout_from(timeout)?)
+    }
+
+    /// Releases one level of the re-entrant lock; only its holder may do that.
+    #[rhai_fn(name = "release", return_raw)]
+    pub fn rrelease(lock: &mut RLock) -> Result<(), Box<EvalAltResult>> {
+        lock.0.release()
+    }
+
+    /// Whether the re-entrant lock is currently held.
+    #[rhai_fn(name = "locked", pure)]
+    pub fn rlocked(lock: &mut RLock) -> bool {
+        lock.0.locked()
+    }
+
+    /// Runs `f` with the re-entrant lock held; released even if `f` throws.
+    #[rhai_fn(name = "hold", return_raw)]
+    pub fn hold_rlock(
+        ctx: NativeCallContext,
+        lock: &mut RLock,
+        f: FnPtr,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        hold(&ctx, lock.0, f)
+    }
+
+    /// Shows a re-entrant lock as `<RLock-2 locked>`.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn rlock_to_string(lock: &mut RLock) -> String {
+        format!(
+            "<{} {}>",
+            lock.0.name(),
+            if lock.0.locked() {
+                "locked"
+            } else {
+                "unlocked"
+            }
+        )
+    }
+}

@@ -1,0 +1,346 @@
+//! `value(x)` and `shared_array(n, fill)`: numbers in shared memory, visible to every
+//! thread and process. Each read and each write is atomic, but `v.value += 1` is a read
+//! then a write, so concurrent increments lose updates, exactly like Python's
+//! `multiprocessing.Value`; `add` is the atomic alternative, `get_lock()` the classic one.
+
+use super::locks::{Lock, LockRef, LockState};
+use super::shm::arena;
+use rhai::plugin::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const KIND_INT: u32 = 0;
+const KIND_FLOAT: u32 = 1;
+const KIND_BOOL: u32 = 2;
+
+#[repr(C)]
+struct ValueState {
+    lock: LockState,
+    kind: u32,
+    bits: AtomicU64,
+}
+
+#[repr(C)]
+struct ArrayHeader {
+    lock: LockState,
+    kind: u32,
+    len: u64,
+    // followed by `len` AtomicU64 cells
+}
+
+fn encode(value: &Dynamic) -> Option<(u32, u64)> {
+    if let Some(i) = value.clone().try_cast::<i64>() {
+        Some((KIND_INT, i as u64))
+    } else if let Some(f) = value.clone().try_cast::<f64>() {
+        Some((KIND_FLOAT, f.to_bits()))
+    } else {
+        value
+            .clone()
+            .try_cast::<bool>()
+            .map(|b| (KIND_BOOL, b as u64))
+    }
+}
+
+fn decode(kind: u32, bits: u64) -> Dynamic {
+    match kind {
+        KIND_FLOAT => Dynamic::from_float(f64::from_bits(bits)),
+        KIND_BOOL => Dynamic::from_bool(bits != 0),
+        _ => Dynamic::from_int(bits as i64),
+    }
+}
+
+fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        KIND_FLOAT => "float",
+        KIND_BOOL => "bool",
+        _ => "int",
+    }
+}
+
+/// Converts `value` for a cell of `kind` (ints are accepted where floats are stored).
+fn bits_for(kind: u32, value: &Dynamic) -> Result<u64, Box<EvalAltResult>> {
+    match (kind, encode(value)) {
+        (k, Some((vk, bits))) if k == vk => Ok(bits),
+        (KIND_FLOAT, Some((KIND_INT, bits))) => Ok((bits as i64 as f64).to_bits()),
+        _ => Err(format!(
+            "expected a {} value, got {}",
+            kind_name(kind),
+            value.type_name()
+        )
+        .into()),
+    }
+}
+
+/// A number or bool in shared memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SharedValue {
+    pub offset: u64,
+}
+
+/// A fixed-size array of numbers in shared memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SharedArray {
+    pub offset: u64,
+}
+
+impl SharedValue {
+    pub fn new(initial: &Dynamic) -> Result<SharedValue, Box<EvalAltResult>> {
+        let (kind, bits) = encode(initial).ok_or_else(|| {
+            format!(
+                "value() takes an int, float or bool, not {}",
+                initial.type_name()
+            )
+        })?;
+        let arena = arena()?;
+        let offset = arena.alloc(std::mem::size_of::<ValueState>(), 16)?;
+        // SAFETY: fresh zeroed memory for a ValueState; the lock is its first field.
+        unsafe {
+            LockRef::init_at(offset, false)?;
+            let state = arena.at::<ValueState>(offset);
+            (*state).kind = kind;
+            (*state).bits.store(bits, Ordering::Release);
+        }
+        Ok(SharedValue { offset })
+    }
+
+    pub fn from_offset(offset: u64) -> Result<SharedValue, String> {
+        if arena()?.contains(offset, std::mem::size_of::<ValueState>()) {
+            Ok(SharedValue { offset })
+        } else {
+            Err(format!("invalid value reference {offset}"))
+        }
+    }
+
+    fn state(&self) -> &ValueState {
+        // SAFETY: offsets come from `new` or are checked by `from_offset`.
+        unsafe {
+            &*arena()
+                .expect("shared memory exists once a value does")
+                .at::<ValueState>(self.offset)
+        }
+    }
+
+    pub fn get(&self) -> Dynamic {
+        let state = self.state();
+        decode(state.kind, state.bits.load(Ordering::SeqCst))
+    }
+
+    pub fn set(&self, value: &Dynamic) -> Result<(), Box<EvalAltResult>> {
+        let state = self.state();
+        state
+            .bits
+            .store(bits_for(state.kind, value)?, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn add(&self, delta: &Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
+        let state = self.state();
+        match state.kind {
+            KIND_INT => {
+                let delta = delta
+                    .as_int()
+                    .map_err(|t| format!("add: expected an int, got {t}"))?;
+                let old = state.bits.fetch_add(delta as u64, Ordering::SeqCst) as i64;
+                Ok(Dynamic::from_int(old.wrapping_add(delta)))
+            }
+            KIND_FLOAT => {
+                let delta = f64::from_bits(bits_for(KIND_FLOAT, delta)?);
+                let mut current = state.bits.load(Ordering::SeqCst);
+                loop {
+                    let next = (f64::from_bits(current) + delta).to_bits();
+                    match state.bits.compare_exchange_weak(
+                        current,
+                        next,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    ) {
+                        Ok(_) => return Ok(Dynamic::from_float(f64::from_bits(next))),
+                        Err(actual) => current = actual,
+                    }
+                }
+            }
+            _ => Err("add: a bool value cannot be added to".into()),
+        }
+    }
+
+    pub fn lock(&self) -> Lock {
+        Lock(LockRef {
+            offset: self.offset,
+        })
+    }
+}
+
+impl SharedArray {
+    pub fn new(len: i64, fill: &Dynamic) -> Result<SharedArray, Box<EvalAltResult>> {
+        let (kind, bits) = encode(fill)
+            .filter(|(k, _)| *k != KIND_BOOL)
+            .ok_or_else(|| {
+                format!(
+                    "shared_array() is filled with ints or floats, not {}",
+                    fill.type_name()
+                )
+            })?;
+        let len =
+            usize::try_from(len).map_err(|_| format!("shared_array: invalid length {len}"))?;
+        let arena = arena()?;
+        let size = std::mem::size_of::<ArrayHeader>() + len * 8;
+        let offset = arena.alloc(size, 16)?;
+        // SAFETY: fresh zeroed memory for the header and `len` cells.
+        unsafe {
+            LockRef::init_at(offset, false)?;
+            let header = arena.at::<ArrayHeader>(offset);
+            (*header).kind = kind;
+            (*header).len = len as u64;
+        }
+        let array = SharedArray { offset };
+        for cell in array.cells() {
+            cell.store(bits, Ordering::Relaxed);
+        }
+        Ok(array)
+    }
+
+    pub fn from_offset(offset: u64) -> Result<SharedArray, String> {
+        let arena = arena()?;
+        if !arena.contains(offset, std::mem::size_of::<ArrayHeader>()) {
+            return Err(format!("invalid shared array reference {offset}"));
+        }
+        // SAFETY: the header lies inside the mapping (checked above).
+        let len = unsafe { (*arena.at::<ArrayHeader>(offset)).len } as usize;
+        if arena.contains(offset, std::mem::size_of::<ArrayHeader>() + len * 8) {
+            Ok(SharedArray { offset })
+        } else {
+            Err(format!("invalid shared array reference {offset}"))
+        }
+    }
+
+    fn header(&self) -> &ArrayHeader {
+        // SAFETY: offsets come from `new` or are checked by `from_offset`.
+        unsafe {
+            &*arena()
+                .expect("shared memory exists once an array does")
+                .at::<ArrayHeader>(self.offset)
+        }
+    }
+
+    fn cells(&self) -> &[AtomicU64] {
+        let header = self.header();
+        // SAFETY: `len` cells follow the header (allocated together).
+        unsafe {
+            let first = (header as *const ArrayHeader).add(1).cast::<AtomicU64>();
+            std::slice::from_raw_parts(first, header.len as usize)
+        }
+    }
+
+    fn cell(&self, index: i64) -> Result<&AtomicU64, Box<EvalAltResult>> {
+        let cells = self.cells();
+        let len = cells.len() as i64;
+        let at = if index < 0 { index + len } else { index };
+        if at < 0 || at >= len {
+            return Err(EvalAltResult::ErrorArrayBounds(cells.len(), index, Position::NONE).into());
+        }
+        Ok(&cells[at as usize])
+    }
+}
+
+#[export_module]
+pub mod value_api {
+    use super::*;
+
+    pub type Value = SharedValue;
+    pub type SharedArray = super::SharedArray;
+
+    /// Creates a `Value` in shared memory holding an int, float or bool, visible to all
+    /// threads and processes (Python's `multiprocessing.Value`).
+    ///
+    /// `v.value` reads it and `v.value = x` writes it; each is atomic, but `v.value += 1`
+    /// is not (a read, then a write), so concurrent increments can be lost. Use
+    /// `v.add(1)` (atomic) or `v.get_lock().hold(|| …)` to avoid that.
+    #[rhai_fn(return_raw)]
+    pub fn value(initial: Dynamic) -> Result<SharedValue, Box<EvalAltResult>> {
+        SharedValue::new(&initial)
+    }
+
+    /// The current value.
+    #[rhai_fn(get = "value", pure)]
+    pub fn get_value(v: &mut SharedValue) -> Dynamic {
+        v.get()
+    }
+
+    /// Replaces the value (of the same type; an int is accepted for a float value).
+    #[rhai_fn(set = "value", return_raw)]
+    pub fn set_value(v: &mut SharedValue, x: Dynamic) -> Result<(), Box<EvalAltResult>> {
+        v.set(&x)
+    }
+
+    /// Atomically adds `delta` and returns the new value.
+    #[rhai_fn(name = "add", return_raw)]
+    pub fn add(v: &mut SharedValue, delta: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
+        v.add(&delta)
+    }
+
+    /// The lock that belongs to this value (for read-modify-write sequences).
+    #[rhai_fn(name = "get_lock", pure)]
+    pub fn value_lock(v: &mut SharedValue) -> Lock {
+        v.lock()
+    }
+
+    /// Shows a value as `Value(42)`.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn value_to_string(v: &mut SharedValue) -> String {
+        format!("Value({})", v.get())
+    }
+
+    /// Creates an array of `n` ints or floats in shared memory, each set to `fill`
+    /// (Python's `multiprocessing.Array`). `a[i]` reads, `a[i] = x` writes.
+    #[rhai_fn(return_raw)]
+    pub fn shared_array(n: i64, fill: Dynamic) -> Result<super::SharedArray, Box<EvalAltResult>> {
+        super::SharedArray::new(n, &fill)
+    }
+
+    /// Reads element `i` (negative indices count from the end).
+    #[rhai_fn(index_get, return_raw, pure)]
+    pub fn array_get(a: &mut super::SharedArray, i: i64) -> Result<Dynamic, Box<EvalAltResult>> {
+        let kind = a.header().kind;
+        Ok(decode(kind, a.cell(i)?.load(Ordering::SeqCst)))
+    }
+
+    /// Writes element `i`.
+    #[rhai_fn(index_set, return_raw)]
+    pub fn array_set(
+        a: &mut super::SharedArray,
+        i: i64,
+        x: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let bits = bits_for(a.header().kind, &x)?;
+        a.cell(i)?.store(bits, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The number of elements.
+    #[rhai_fn(name = "len", pure)]
+    pub fn array_len(a: &mut super::SharedArray) -> i64 {
+        a.cells().len() as i64
+    }
+
+    /// A copy of the elements as an ordinary array.
+    #[rhai_fn(name = "to_array", pure)]
+    pub fn to_array(a: &mut super::SharedArray) -> rhai::Array {
+        let kind = a.header().kind;
+        a.cells()
+            .iter()
+            .map(|c| decode(kind, c.load(Ordering::SeqCst)))
+            .collect()
+    }
+
+    /// The lock that belongs to this array.
+    #[rhai_fn(name = "get_lock", pure)]
+    pub fn array_lock(a: &mut super::SharedArray) -> Lock {
+        Lock(LockRef { offset: a.offset })
+    }
+
+    /// Shows the array's elements, like `SharedArray[1, 2, 3]`.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn array_to_string(a: &mut super::SharedArray) -> String {
+        let items: Vec<String> = to_array(a).iter().map(|v| v.to_string()).collect();
+        format!("SharedArray[{}]", items.join(", "))
+    }
+}
