@@ -32,11 +32,20 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Runs one job for `spawn_process` (started by the kernel or a script, not by hand).
+    #[command(hide = true)]
+    Worker,
 }
 
+/// Closure names are hashes of their code: kernel and workers must hash alike so a
+/// closure from a cell means the same function in a child process.
+const HASHING_SEED: [u64; 4] = [0x7268_6169, 0x6b65_726e, 0x656c_5f73, 0x6565_6421];
+
 fn main() {
+    let _ = rhai::config::hashing::set_hashing_seed(Some(HASHING_SEED));
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Worker => rhai_kernel::cli::worker::run_worker(),
         Command::Kernel { connection_file } => match rhai_kernel::kernel::run(&connection_file) {
             Ok(()) => 0,
             Err(e) => {
@@ -54,7 +63,12 @@ fn main() {
                 1
             }
         },
-        Command::Run { file, args } => rhai_kernel::cli::run::run_file(&file, args),
+        Command::Run { file, args } => {
+            rhai_kernel::runtime::processes::set_role(
+                rhai_kernel::runtime::processes::Role::Script,
+            );
+            rhai_kernel::cli::run::run_file(&file, args)
+        }
     };
     std::process::exit(code);
 }

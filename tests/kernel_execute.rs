@@ -318,3 +318,90 @@ fn thread_output_goes_to_the_cell_that_started_the_thread() {
     let early_seen = first.stdout();
     assert_eq!(format!("{early_seen}{streams}"), "early\nlate\n");
 }
+
+#[test]
+fn processes_use_functions_and_closures_from_earlier_cells() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("fn cube(x) { x * x * x }").status(), "ok");
+    assert_eq!(
+        k.execute("let factor = 3; let scale = |x| x * factor;")
+            .status(),
+        "ok"
+    );
+    assert_eq!(
+        k.execute("let unrelated = 1; fn helper(x) { cube(x) + 1 }")
+            .status(),
+        "ok"
+    );
+    let ex = k.execute(
+        r#"let a = spawn_process(cube, 4); let b = spawn_process(scale, 5); let c = spawn_process(helper, 2);
+           print(`from the child: ${spawn_process(|| { print("child output"); 1 }).join()}`);
+           [a.join(), b.join(), c.join()]"#,
+    );
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    assert_eq!(ex.result().as_deref(), Some("[64, 15, 9]"));
+    assert_eq!(ex.stdout(), "child output\nfrom the child: 1\n");
+    // A function redefined later is the new one in children too.
+    assert_eq!(k.execute("fn cube(x) { -x }").status(), "ok");
+    assert_eq!(k.eval("spawn_process(cube, 4).join()"), "-4");
+}
+
+#[test]
+fn exit_process_in_the_kernel_throws_instead_of_exiting() {
+    let mut k = Kernel::start();
+    let ex = k.execute("exit_process(0)");
+    assert_eq!(ex.status(), "error");
+    assert!(ex.reply.content["evalue"]
+        .as_str()
+        .unwrap()
+        .contains("end the kernel"));
+    assert!(k.is_alive());
+    assert_eq!(k.eval("1 + 1"), "2");
+}
+
+/// Process ids of the children of `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+                children.push(child);
+            }
+        }
+    }
+    children
+}
+
+#[test]
+fn shutdown_leaves_no_worker_processes() {
+    let mut k = Kernel::start();
+    let ex = k.execute(
+        "let ps = []; for i in 0..3 { ps.push(spawn_process(|| sleep(100))); } ps.map(|p| p.pid)",
+    );
+    assert_eq!(ex.status(), "ok");
+    let kernel_pid = k.pid();
+    let workers = children_of(kernel_pid);
+    assert_eq!(workers.len(), 3, "{workers:?}");
+    let request = k.send_control("shutdown_request", json!({"restart": false}));
+    k.control_reply(&request);
+    assert!(
+        k.wait_exit(Duration::from_secs(10)).is_some(),
+        "kernel did not exit"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let alive = |pid: &u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    while workers.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<&u32> = workers.iter().filter(|p| alive(p)).collect();
+    assert!(left.is_empty(), "workers left running: {left:?}");
+}

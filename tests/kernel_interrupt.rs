@@ -160,3 +160,25 @@ fn interrupt_stops_a_lock_acquire() {
     assert_eq!(k.eval("l.locked()"), "true");
     assert_eq!(k.eval("l.release(); l.acquire(0.1)"), "true");
 }
+
+#[test]
+fn interrupt_stops_a_process_join_and_the_child() {
+    let mut k = Kernel::start();
+    let ex = run_and_interrupt(
+        &mut k,
+        "let p = spawn_process(|| loop {}); p.join()",
+        control_interrupt,
+    );
+    assert_interrupted(&ex);
+    // The child received the interrupt too and has exited.
+    let deadline = Instant::now() + INTERRUPT_LIMIT;
+    loop {
+        let code = k.eval("p.exit_code");
+        if code != "()" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the child is still running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(k.eval("p.is_alive"), "false");
+}

@@ -1,4 +1,6 @@
-//! The command line: `kernel`, `install` (kernelspec) and `run` (the script host).
+//! The command line: `kernel`, `install` (kernelspec), `run` (the script host) and the
+//! hidden `worker` mode of child processes.
 
 pub mod install;
 pub mod run;
+pub mod worker;

@@ -4,10 +4,12 @@ use super::errors::{render_traceback, ScriptError};
 use super::{completeness, completion, engine, inspection};
 use super::{Completeness, Completion, Interpreter, LanguageInfo};
 use crate::runtime::display::mime_bundle;
+use crate::runtime::processes;
 use crate::runtime::sink::{self, MimeBundle};
 use rhai::{Dynamic, Engine, Scope, AST};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 /// The state a notebook accumulates: one engine, one scope, and the functions of every
 /// cell run so far (merged into one function library).
@@ -17,8 +19,9 @@ pub struct RhaiSession {
     functions: AST,
     /// Which cell (source name) each script function was last defined in.
     function_origins: HashMap<String, String>,
-    /// Source text of cells that define functions, plus the latest cell.
-    sources: HashMap<String, String>,
+    /// Source text of cells that define functions, plus the latest cell, in the order
+    /// they ran (worker processes recompile them to get the same functions).
+    sources: Vec<(String, Arc<str>)>,
 }
 
 impl Default for RhaiSession {
@@ -35,7 +38,7 @@ impl RhaiSession {
             scope: Scope::new(),
             functions: AST::empty(),
             function_origins: HashMap::new(),
-            sources: HashMap::new(),
+            sources: Vec::new(),
         }
     }
 
@@ -63,7 +66,10 @@ impl RhaiSession {
 
     /// Source text of a cell or file by name, for tracebacks.
     pub fn source_text(&self, name: &str) -> Option<String> {
-        self.sources.get(name).cloned()
+        self.sources
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, code)| code.to_string())
     }
 
     /// Runs code and returns the raw value of its last expression.
@@ -77,8 +83,12 @@ impl RhaiSession {
             .map_err(|e| ScriptError::from_parse(&e, source_name))?;
         ast.set_source(source_name);
         self.forget_unused_sources();
+        self.sources.retain(|(name, _)| name != source_name);
         self.sources
-            .insert(source_name.to_string(), code.to_string());
+            .push((source_name.to_string(), Arc::from(code)));
+        processes::set_function_sources(
+            self.sources.iter().map(|(_, code)| code.clone()).collect(),
+        );
         for f in ast.iter_functions() {
             self.function_origins
                 .insert(f.name.to_string(), source_name.to_string());
@@ -135,11 +145,12 @@ impl RhaiSession {
         }
     }
 
-    /// Keeps only sources that a traceback may still need.
+    /// Keeps only sources that define functions still in use (for tracebacks and for
+    /// worker processes).
     fn forget_unused_sources(&mut self) {
         let origins = &self.function_origins;
         self.sources
-            .retain(|name, _| origins.values().any(|o| o == name));
+            .retain(|(name, _)| origins.values().any(|o| o == name));
     }
 
     /// Each `let` pushes a new entry even when the name exists; drop shadowed entries so

@@ -9,11 +9,28 @@ static REQUESTED: AtomicBool = AtomicBool::new(false);
 static WAKE: Mutex<()> = Mutex::new(());
 static WAKE_CV: Condvar = Condvar::new();
 
+/// Functions called on every interrupt request (e.g. to pass it on to child processes).
+static HOOKS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Registers `hook` to run on every interrupt request (once per distinct function).
+pub fn on_request(hook: fn()) {
+    let mut hooks = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    if !hooks.contains(&hook) {
+        hooks.push(hook);
+    }
+}
+
 /// Asks the running code to stop; wakes every interruptible wait.
 pub fn request() {
     REQUESTED.store(true, Ordering::SeqCst);
-    let _guard = WAKE.lock().unwrap_or_else(|e| e.into_inner());
-    WAKE_CV.notify_all();
+    {
+        let _guard = WAKE.lock().unwrap_or_else(|e| e.into_inner());
+        WAKE_CV.notify_all();
+    }
+    let hooks = HOOKS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for hook in hooks {
+        hook();
+    }
 }
 
 /// Clears a pending interrupt (before a new cell starts).

@@ -10,10 +10,12 @@ pub mod docs;
 pub mod interrupt;
 pub mod io;
 pub mod locks;
+pub mod processes;
 pub mod shm;
 pub mod sink;
 pub mod threads;
 pub mod time;
+pub mod transfer;
 pub mod values;
 
 use rhai::def_package;
@@ -30,6 +32,8 @@ def_package! {
         threads::register_spawn_thread(module);
         rhai::combine_with_exported_module!(module, "locks", locks::lock_api);
         rhai::combine_with_exported_module!(module, "values", values::value_api);
+        rhai::combine_with_exported_module!(module, "processes", processes::process_api);
+        processes::register_spawn_process(module);
     }
 }
 
@@ -44,6 +48,7 @@ pub fn is_handle(value: &rhai::Dynamic) -> bool {
         || value.is::<locks::RLock>()
         || value.is::<values::SharedValue>()
         || value.is::<values::SharedArray>()
+        || value.is::<processes::ProcessHandle>()
 }
 
 /// The error message scripts see when the user interrupts them.

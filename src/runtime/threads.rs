@@ -145,7 +145,7 @@ fn detach(value: &Dynamic) -> Dynamic {
 }
 
 /// The original error of a failed thread: the innermost message and where it happened.
-fn describe_error(err: &EvalAltResult) -> String {
+pub fn describe_error(err: &EvalAltResult) -> String {
     let mut err = err;
     while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) = err {
         err = inner;
@@ -264,25 +264,46 @@ const SPAWN_DOC: &str = "\
 
 /// Registers `spawn_thread(f)`, `spawn_thread(f, a)`, … up to [`MAX_THREAD_ARGS`] arguments.
 pub fn register_spawn_thread(module: &mut Module) {
+    register_spawner(
+        module,
+        "spawn_thread",
+        SPAWN_DOC,
+        "Thread",
+        |ctx, f, args| spawn(ctx, f, args).map(Dynamic::from),
+    );
+}
+
+type Spawner = fn(&NativeCallContext, FnPtr, Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>>;
+
+/// Registers `name(f, args…)` for 0 to [`MAX_THREAD_ARGS`] arguments after the function.
+pub fn register_spawner(
+    module: &mut Module,
+    name: &str,
+    doc: &str,
+    returns: &str,
+    spawner: Spawner,
+) {
     for arity in 0..=MAX_THREAD_ARGS {
         let mut types = vec![TypeId::of::<FnPtr>()];
         types.extend(std::iter::repeat_n(TypeId::of::<Dynamic>(), arity));
         let mut params = vec!["f: Fn".to_string()];
         params.extend((1..=arity).map(|i| format!("arg{i}: ?")));
-        params.push("Thread".to_string());
-        FuncRegistration::new("spawn_thread")
-            .with_comments([SPAWN_DOC])
+        params.push(returns.to_string());
+        let call_name = name.to_string();
+        FuncRegistration::new(name)
+            .with_comments([doc])
             .with_params_info(params)
             .set_into_module_raw(
                 module,
                 types,
                 RhaiFunc::Pure {
                     func: Shared::new(
-                        |ctx: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
-                            let ctx = ctx.ok_or("spawn_thread needs a call context")?;
+                        move |ctx: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
+                            let ctx =
+                                ctx.ok_or_else(|| format!("{call_name} needs a call context"))?;
                             let f = std::mem::take(args[0]).cast::<FnPtr>();
                             let rest = args[1..].iter_mut().map(|a| std::mem::take(*a)).collect();
-                            spawn(&ctx, f, rest).map(Dynamic::from)
+                            spawner(&ctx, f, rest)
                         },
                     ),
                     has_context: true,

@@ -1,0 +1,546 @@
+//! Script processes: `spawn_process(f, args…)` runs a function in a new OS process. The
+//! kernel is never forked: the same binary is started in a hidden worker mode and given
+//! the source of every cell that defined functions (it keeps only their definitions), the
+//! function and its arguments as JSON. Shared objects cross by reference, and the child's
+//! output comes back over its stdout to the cell that started it.
+
+use super::sink::{self, MimeBundle, OutputSink, Stream};
+use super::threads::describe_error;
+use super::{interrupt, interrupted_error, shm, transfer};
+use rhai::plugin::*;
+use rhai::{Dynamic, FnPtr, NativeCallContext};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+/// What kind of process this is, which decides what `exit_process` may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The Jupyter kernel: exiting would lose the session, so `exit_process` throws.
+    Kernel,
+    /// `rhai-kernel run`: the script owns the process.
+    Script,
+    /// A worker started by `spawn_process` or a pool.
+    Worker,
+}
+
+static ROLE: OnceLock<Role> = OnceLock::new();
+
+pub fn set_role(role: Role) {
+    let _ = ROLE.set(role);
+}
+
+pub fn role() -> Role {
+    *ROLE.get().unwrap_or(&Role::Kernel)
+}
+
+/// Sources of the cells whose functions the running code can call, in the order they ran.
+static FUNCTION_SOURCES: RwLock<Vec<Arc<str>>> = RwLock::new(Vec::new());
+
+/// Records which sources a worker must compile to have the caller's functions.
+pub fn set_function_sources(sources: Vec<Arc<str>>) {
+    *FUNCTION_SOURCES.write().unwrap_or_else(|e| e.into_inner()) = sources;
+}
+
+pub fn function_sources() -> Vec<Arc<str>> {
+    FUNCTION_SOURCES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// The job a worker receives on its stdin (one JSON line).
+pub fn job_json(f: &FnPtr, args: &[Dynamic], name: &str) -> Result<Value, String> {
+    let function = transfer::to_json(&Dynamic::from(f.clone()), "the function")?;
+    let args: Result<Vec<Value>, String> = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| transfer::to_json(a, &format!("argument {}", i + 1)))
+        .collect();
+    let sources: Vec<String> = function_sources().iter().map(|s| s.to_string()).collect();
+    Ok(json!({ "name": name, "sources": sources, "function": function, "args": args? }))
+}
+
+// ---- starting children -------------------------------------------------------------
+
+type SpawnRequest = (Command, crossbeam_channel::Sender<std::io::Result<Child>>);
+
+/// Children are started from one long-lived thread: `PR_SET_PDEATHSIG` fires when the
+/// *thread* that started a child ends, so a short-lived script thread must not do it.
+fn spawner() -> &'static crossbeam_channel::Sender<SpawnRequest> {
+    static SPAWNER: OnceLock<crossbeam_channel::Sender<SpawnRequest>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("process-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .ok();
+        tx
+    })
+}
+
+/// A command for a worker process of this same binary that dies with this process and
+/// inherits the shared memory.
+pub fn worker_command() -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let shm_fd = shm::arena()?.fd();
+    let mut command = Command::new(exe);
+    command
+        .arg("worker")
+        .env(shm::FD_ENV, shm_fd.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The shared memory descriptor is close-on-exec everywhere else.
+            libc::fcntl(shm_fd, libc::F_SETFD, 0);
+            Ok(())
+        });
+    }
+    Ok(command)
+}
+
+/// Starts a worker and registers it for interrupt forwarding and cleanup.
+pub fn start_worker(command: Command) -> Result<Child, String> {
+    install_interrupt_forwarding();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    spawner()
+        .send((command, tx))
+        .map_err(|_| "the process spawner has stopped".to_string())?;
+    let child = rx
+        .recv()
+        .map_err(|_| "the process spawner has stopped".to_string())?
+        .map_err(|e| format!("cannot start a worker process: {e}"))?;
+    LIVE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(child.id() as i32);
+    Ok(child)
+}
+
+/// Process ids of live children (reaped ones are removed).
+static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+fn live_children() -> Vec<i32> {
+    LIVE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .copied()
+        .collect()
+}
+
+pub fn forget_child(pid: i32) {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
+}
+
+/// An interrupt is passed on to every child as SIGINT (their scripts stop with an
+/// `Interrupted` error); children still alive a second later are killed.
+fn install_interrupt_forwarding() {
+    interrupt::on_request(|| {
+        let pids = live_children();
+        if pids.is_empty() {
+            return;
+        }
+        for &pid in &pids {
+            // SAFETY: signalling a child we started and have not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            let still = live_children();
+            for pid in pids.into_iter().filter(|p| still.contains(p)) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+    });
+}
+
+/// Kills every child still running (kernel shutdown and restart).
+pub fn kill_all() {
+    for pid in live_children() {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+// ---- the parent's view of a child ---------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Outcome {
+    Value(Dynamic),
+    Error(String),
+    Interrupted,
+}
+
+struct ProcessState {
+    name: String,
+    pid: i32,
+    outcome: Mutex<Option<Outcome>>,
+    /// 0 or 1 for a normal exit, minus the signal number when killed.
+    exit_code: Mutex<Option<i64>>,
+    reaped: AtomicBool,
+    finished: Condvar,
+}
+
+/// A script process started by `spawn_process`.
+#[derive(Clone)]
+pub struct ProcessHandle(Arc<ProcessState>);
+
+impl ProcessHandle {
+    fn exit_code(&self) -> Option<i64> {
+        *self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn signal(&self, signal: i32) {
+        if !self.0.reaped.load(Ordering::SeqCst) {
+            // SAFETY: the child has not been reaped, so its pid is still ours.
+            unsafe { libc::kill(self.0.pid, signal) };
+        }
+    }
+
+    /// Waits until the child has exited and been reaped; `None` when interrupted.
+    fn wait(&self) -> Option<(Outcome, i64)> {
+        let mut code = self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if interrupt::is_requested() {
+                return None;
+            }
+            if let Some(code) = *code {
+                let outcome = self
+                    .0
+                    .outcome
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let outcome = outcome.unwrap_or_else(|| {
+                    Outcome::Error(if code < 0 {
+                        format!("killed by signal {}", -code)
+                    } else {
+                        format!("exited with code {code} before returning a result")
+                    })
+                });
+                return Some((outcome, code));
+            }
+            code = self
+                .0
+                .finished
+                .wait_timeout(code, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Applies one event line from a worker: output goes to the sink of the starting cell.
+fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &ProcessState) {
+    let write = |stream: Stream, text: &str| match sink {
+        Some(sink) => sink.write(stream, text),
+        None => sink::write(stream, text),
+    };
+    match event["t"].as_str().unwrap_or_default() {
+        "out" => {
+            let stream = if event["s"] == "stderr" {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            write(stream, event["text"].as_str().unwrap_or_default());
+        }
+        "display" => {
+            if let (Some(sink), Some(bundle)) = (sink, event["bundle"].as_object()) {
+                sink.display(
+                    bundle.clone(),
+                    event["id"].as_str(),
+                    event["update"] == true,
+                );
+            }
+        }
+        "clear" => {
+            if let Some(sink) = sink {
+                sink.clear_output(event["wait"] == true);
+            }
+        }
+        "page" => write(Stream::Stdout, event["text"].as_str().unwrap_or_default()),
+        "ok" => {
+            let outcome = match transfer::from_json(&event["value"]) {
+                Ok(value) => Outcome::Value(value),
+                Err(e) => Outcome::Error(format!("its result could not be received: {e}")),
+            };
+            *state.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        }
+        "err" => {
+            let outcome = if event["interrupted"] == true {
+                Outcome::Interrupted
+            } else {
+                Outcome::Error(
+                    event["message"]
+                        .as_str()
+                        .unwrap_or("unknown error")
+                        .to_string(),
+                )
+            };
+            *state.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        }
+        _ => {}
+    }
+}
+
+static PROCESS_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Starts `f(args…)` in a new worker process.
+pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltResult>> {
+    let number = PROCESS_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    let name = if f.is_anonymous() {
+        format!("Process-{number}")
+    } else {
+        format!("Process-{number} ({})", f.fn_name())
+    };
+    let job = job_json(&f, &args, &name).map_err(|e| format!("spawn_process: {e}"))?;
+    let mut child = start_worker(worker_command()?)?;
+    let pid = child.id() as i32;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or("spawn_process: no pipe to the worker")?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or("spawn_process: no pipe from the worker")?;
+    let state = Arc::new(ProcessState {
+        name,
+        pid,
+        outcome: Mutex::new(None),
+        exit_code: Mutex::new(None),
+        reaped: AtomicBool::new(false),
+        finished: Condvar::new(),
+    });
+    let sink = sink::current();
+    let reader_state = state.clone();
+    std::thread::Builder::new()
+        .name(format!("process-{pid}"))
+        .spawn(move || follow_child(child, BufReader::new(stdout), sink, reader_state))
+        .map_err(|e| format!("spawn_process: {e}"))?;
+    // A worker that dies before reading its job makes this write fail; the reader
+    // thread then reports how it ended.
+    let _ = writeln!(stdin, "{job}");
+    drop(stdin);
+    Ok(ProcessHandle(state))
+}
+
+/// Relays a child's events until it closes its stdout, then reaps it.
+fn follow_child(
+    mut child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+    sink: Option<Arc<dyn OutputSink>>,
+    state: Arc<ProcessState>,
+) {
+    for line in stdout.lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Value>(&line) {
+            Ok(event) => apply_event(&event, sink.as_ref(), &state),
+            Err(_) => {
+                let text = format!("{line}\n");
+                match &sink {
+                    Some(sink) => sink.write(Stream::Stdout, &text),
+                    None => sink::write(Stream::Stdout, &text),
+                }
+            }
+        }
+    }
+    let code = match child.wait() {
+        Ok(status) => status
+            .code()
+            .map(i64::from)
+            .or_else(|| status.signal().map(|s| -i64::from(s)))
+            .unwrap_or(1),
+        Err(_) => 1,
+    };
+    state.reaped.store(true, Ordering::SeqCst);
+    forget_child(state.pid);
+    *state.exit_code.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+    state.finished.notify_all();
+}
+
+const SPAWN_DOC: &str = "\
+/// Starts `f(args…)` in a new OS process and returns a `Process` (0 to 8 arguments).
+///
+/// `f` can be a function or closure defined in any earlier cell. Arguments and the
+/// result cross as data (numbers, strings, bools, `()`, arrays, maps); locks, values,
+/// shared arrays and other shared objects cross by reference, so the child uses the same
+/// object. Output of the child appears in the cell that started it.
+///
+/// ```rhai
+/// fn work(n) { n * n }
+/// let p = spawn_process(work, 7);
+/// p.join()   // 49
+/// ```";
+
+pub fn register_spawn_process(module: &mut rhai::Module) {
+    super::threads::register_spawner(
+        module,
+        "spawn_process",
+        SPAWN_DOC,
+        "Process",
+        |_ctx: &NativeCallContext, f, args| spawn(f, args).map(Dynamic::from),
+    );
+}
+
+#[export_module]
+pub mod process_api {
+    use super::*;
+
+    /// A script process started with `spawn_process`.
+    pub type Process = ProcessHandle;
+
+    /// Waits for the process to finish and returns what its function returned.
+    ///
+    /// If the function threw, `join()` throws an error with the process's name, the
+    /// original message and its position; if the process was killed, the error says so.
+    /// Interruptible (an interrupt also stops the child).
+    #[rhai_fn(return_raw)]
+    pub fn join(process: &mut ProcessHandle) -> Result<Dynamic, Box<EvalAltResult>> {
+        let process = process.clone();
+        match process.wait() {
+            None => Err(interrupted_error()),
+            Some((Outcome::Value(value), _)) => Ok(value),
+            Some((Outcome::Interrupted, _)) => {
+                Err(format!("process '{}' was interrupted", process.0.name).into())
+            }
+            Some((Outcome::Error(message), _)) => {
+                Err(format!("process '{}' failed: {message}", process.0.name).into())
+            }
+        }
+    }
+
+    /// The operating system's process id of the child.
+    #[rhai_fn(get = "pid", pure)]
+    pub fn pid(process: &mut ProcessHandle) -> i64 {
+        process.0.pid as i64
+    }
+
+    /// The process's name, like `Process-1 (work)`.
+    #[rhai_fn(get = "name", pure)]
+    pub fn name(process: &mut ProcessHandle) -> String {
+        process.0.name.clone()
+    }
+
+    /// `()` while running; then 0 (returned normally), 1 (threw an error), the code given
+    /// to `exit_process`, or minus the signal number when it was killed.
+    #[rhai_fn(get = "exit_code", pure)]
+    pub fn exit_code(process: &mut ProcessHandle) -> Dynamic {
+        process.exit_code().map_or(Dynamic::UNIT, Dynamic::from_int)
+    }
+
+    /// `true` until the process has exited.
+    #[rhai_fn(get = "is_alive", pure)]
+    pub fn is_alive(process: &mut ProcessHandle) -> bool {
+        process.exit_code().is_none()
+    }
+
+    /// Asks the process to stop (SIGTERM); its `exit_code` becomes -15.
+    pub fn terminate(process: &mut ProcessHandle) {
+        process.signal(libc::SIGTERM);
+    }
+
+    /// Stops the process at once (SIGKILL); its `exit_code` becomes -9.
+    pub fn kill(process: &mut ProcessHandle) {
+        process.signal(libc::SIGKILL);
+    }
+
+    /// Shows a process as `<Process Process-1 (work), pid 1234, running>`.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn to_string(process: &mut ProcessHandle) -> String {
+        let state = match process.exit_code() {
+            None => "running".to_string(),
+            Some(code) => format!("exit code {code}"),
+        };
+        format!(
+            "<Process {}, pid {}, {state}>",
+            process.0.name, process.0.pid
+        )
+    }
+
+    /// The operating system's id of the calling process.
+    pub fn process_id() -> i64 {
+        std::process::id() as i64
+    }
+
+    /// The number of CPUs this process may run on.
+    pub fn cpu_count() -> i64 {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as i64)
+    }
+
+    /// Ends the current worker process at once with exit code `code`, like Python's
+    /// `os._exit` (locks it holds are not released: the next `acquire` recovers them).
+    /// In the kernel process itself this throws instead of killing the kernel.
+    #[rhai_fn(return_raw)]
+    pub fn exit_process(code: i64) -> Result<(), Box<EvalAltResult>> {
+        match role() {
+            Role::Kernel => Err("exit_process() would end the kernel itself; it is meant for processes started with spawn_process".into()),
+            Role::Script | Role::Worker => {
+                let _ = std::io::stdout().flush();
+                std::process::exit(code.clamp(0, 255) as i32)
+            }
+        }
+    }
+}
+
+/// Formats an error of the worker's function for the parent.
+pub fn error_event(err: &EvalAltResult) -> Value {
+    let interrupted = matches!(err, EvalAltResult::ErrorTerminated(..));
+    json!({ "t": "err", "message": describe_error(err), "interrupted": interrupted })
+}
+
+/// Output of a worker process: JSON lines on its stdout, read by the parent.
+pub struct WorkerSink {
+    out: Mutex<std::io::Stdout>,
+}
+
+impl Default for WorkerSink {
+    fn default() -> Self {
+        WorkerSink {
+            out: Mutex::new(std::io::stdout()),
+        }
+    }
+}
+
+impl WorkerSink {
+    pub fn send(&self, event: &Value) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "{event}");
+        let _ = out.flush();
+    }
+}
+
+impl OutputSink for WorkerSink {
+    fn write(&self, stream: Stream, text: &str) {
+        self.send(&json!({ "t": "out", "s": stream.name(), "text": text }));
+    }
+
+    fn display(&self, bundle: MimeBundle, display_id: Option<&str>, update: bool) {
+        self.send(&json!({ "t": "display", "bundle": bundle, "id": display_id, "update": update }));
+    }
+
+    fn clear_output(&self, wait: bool) {
+        self.send(&json!({ "t": "clear", "wait": wait }));
+    }
+
+    fn read_input(&self, _prompt: &str, _password: bool) -> Result<String, sink::InputError> {
+        Err(sink::InputError::NotAllowed)
+    }
+
+    fn page(&self, text: &str) {
+        self.send(&json!({ "t": "page", "text": text }));
+    }
+}
