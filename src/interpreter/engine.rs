@@ -31,6 +31,18 @@ pub fn new_engine() -> Engine {
         };
         sink::write(Stream::Stderr, &format!("{location}{text}\n"));
     });
+    // A closure's captured variable is one shared slot, and a method call on it holds
+    // that slot locked for the whole call, so `c.hold(|| c.wait())`, or two threads
+    // using one captured lock, would fail with a data race. A runtime object is itself a
+    // reference, so reading such a variable yields the object, and calls never lock.
+    #[allow(deprecated)] // on_var is marked volatile, not deprecated
+    engine.on_var(|name, _index, ctx| match ctx.scope().get(name) {
+        Some(value) if value.is_shared() => {
+            let inner = value.flatten_clone();
+            Ok(crate::runtime::is_handle(&inner).then_some(inner))
+        }
+        _ => Ok(None),
+    });
     engine.on_progress(|_| {
         if interrupt::is_requested() {
             Some(Dynamic::from(INTERRUPTED))

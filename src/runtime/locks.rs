@@ -354,25 +354,25 @@ pub mod lock_api {
     }
 
     /// Waits until the lock is free and takes it. Interruptible.
-    #[rhai_fn(name = "acquire", return_raw)]
+    #[rhai_fn(name = "acquire", return_raw, pure)]
     pub fn acquire(lock: &mut Lock) -> Result<bool, Box<EvalAltResult>> {
         lock.0.acquire(None)
     }
 
     /// Waits at most `timeout` seconds for the lock; returns whether it was taken.
-    #[rhai_fn(name = "acquire", return_raw)]
+    #[rhai_fn(name = "acquire", return_raw, pure)]
     pub fn acquire_timeout(lock: &mut Lock, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
         lock.0.acquire(timeout_from(timeout)?)
     }
 
     /// Waits at most `timeout` seconds for the lock; returns whether it was taken.
-    #[rhai_fn(name = "acquire", return_raw)]
+    #[rhai_fn(name = "acquire", return_raw, pure)]
     pub fn acquire_timeout_int(lock: &mut Lock, timeout: i64) -> Result<bool, Box<EvalAltResult>> {
         lock.0.acquire(timeout_from(timeout as f64)?)
     }
 
     /// Frees the lock (any thread may release a plain lock, as in Python).
-    #[rhai_fn(name = "release", return_raw)]
+    #[rhai_fn(name = "release", return_raw, pure)]
     pub fn release(lock: &mut Lock) -> Result<(), Box<EvalAltResult>> {
         lock.0.release()
     }
@@ -409,19 +409,19 @@ pub mod lock_api {
     }
 
     /// Takes the re-entrant lock (again, if this thread already holds it). Interruptible.
-    #[rhai_fn(name = "acquire", return_raw)]
+    #[rhai_fn(name = "acquire", return_raw, pure)]
     pub fn racquire(lock: &mut RLock) -> Result<bool, Box<EvalAltResult>> {
         lock.0.acquire(None)
     }
 
     /// Waits at most `timeout` seconds for the re-entrant lock; returns whether it was taken.
-    #[rhai_fn(name = "acquire", return_raw)]
+    #[rhai_fn(name = "acquire", return_raw, pure)]
     pub fn racquire_timeout(lock: &mut RLock, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
         lock.0.acquire(timeout_from(timeout)?)
     }
 
     /// Releases one level of the re-entrant lock; only its holder may do that.
-    #[rhai_fn(name = "release", return_raw)]
+    #[rhai_fn(name = "release", return_raw, pure)]
     pub fn rrelease(lock: &mut RLock) -> Result<(), Box<EvalAltResult>> {
         lock.0.release()
     }

@@ -13,6 +13,7 @@ pub mod locks;
 pub mod processes;
 pub mod shm;
 pub mod sink;
+pub mod sync;
 pub mod threads;
 pub mod time;
 pub mod transfer;
@@ -32,6 +33,7 @@ def_package! {
         threads::register_spawn_thread(module);
         rhai::combine_with_exported_module!(module, "locks", locks::lock_api);
         rhai::combine_with_exported_module!(module, "values", values::value_api);
+        rhai::combine_with_exported_module!(module, "sync", sync::sync_api);
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);
         processes::register_spawn_process(module);
     }
@@ -49,6 +51,10 @@ pub fn is_handle(value: &rhai::Dynamic) -> bool {
         || value.is::<values::SharedValue>()
         || value.is::<values::SharedArray>()
         || value.is::<processes::ProcessHandle>()
+        || value.is::<sync::Semaphore>()
+        || value.is::<sync::Event>()
+        || value.is::<sync::Condition>()
+        || value.is::<sync::Barrier>()
 }
 
 /// The error message scripts see when the user interrupts them.

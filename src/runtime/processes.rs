@@ -408,7 +408,7 @@ pub mod process_api {
     /// If the function threw, `join()` throws an error with the process's name, the
     /// original message and its position; if the process was killed, the error says so.
     /// Interruptible (an interrupt also stops the child).
-    #[rhai_fn(return_raw)]
+    #[rhai_fn(return_raw, pure)]
     pub fn join(process: &mut ProcessHandle) -> Result<Dynamic, Box<EvalAltResult>> {
         let process = process.clone();
         match process.wait() {
@@ -449,11 +449,13 @@ pub mod process_api {
     }
 
     /// Asks the process to stop (SIGTERM); its `exit_code` becomes -15.
+    #[rhai_fn(pure)]
     pub fn terminate(process: &mut ProcessHandle) {
         process.signal(libc::SIGTERM);
     }
 
     /// Stops the process at once (SIGKILL); its `exit_code` becomes -9.
+    #[rhai_fn(pure)]
     pub fn kill(process: &mut ProcessHandle) {
         process.signal(libc::SIGKILL);
     }

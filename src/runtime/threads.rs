@@ -326,7 +326,7 @@ pub mod thread_api {
     /// If the function threw an error, `join()` throws an error naming the thread and
     /// carrying the original message; if an interrupt stopped the thread, it throws an
     /// error saying so. Joining again returns the same result. Interruptible.
-    #[rhai_fn(return_raw)]
+    #[rhai_fn(return_raw, pure)]
     pub fn join(thread: &mut ThreadHandle) -> Result<Dynamic, Box<EvalAltResult>> {
         let thread = thread.clone();
         match thread.wait() {

@@ -3,6 +3,7 @@
 //! function pointers by name with their curried (captured) values.
 
 use super::locks::{Lock, LockRef, RLock};
+use super::sync::{Barrier, Condition, Event, Semaphore};
 use super::values::{SharedArray, SharedValue};
 use rhai::{Dynamic, FnPtr, Map};
 use serde_json::{json, Number, Value};
@@ -92,6 +93,18 @@ pub fn to_json(value: &Dynamic, what: &str) -> Result<Value, String> {
     if let Some(a) = value.read_lock::<SharedArray>() {
         return Ok(json!({ TAG: "SharedArray", "offset": a.offset }));
     }
+    if let Some(s) = value.read_lock::<Semaphore>() {
+        return Ok(json!({ TAG: "Semaphore", "offset": s.offset }));
+    }
+    if let Some(e) = value.read_lock::<Event>() {
+        return Ok(json!({ TAG: "Event", "offset": e.offset }));
+    }
+    if let Some(c) = value.read_lock::<Condition>() {
+        return Ok(json!({ TAG: "Condition", "offset": c.offset }));
+    }
+    if let Some(b) = value.read_lock::<Barrier>() {
+        return Ok(json!({ TAG: "Barrier", "offset": b.offset }));
+    }
     Err(format!(
         "{what} is a {} and cannot be sent to another process (numbers, strings, bools, (), arrays, maps, functions and shared objects such as locks and values can)",
         value.type_name()
@@ -146,6 +159,10 @@ fn object_from_json(kind: &str, map: &serde_json::Map<String, Value>) -> Result<
         "RLock" => Dynamic::from(RLock(LockRef::from_offset(offset()?)?)),
         "Value" => Dynamic::from(SharedValue::from_offset(offset()?)?),
         "SharedArray" => Dynamic::from(SharedArray::from_offset(offset()?)?),
+        "Semaphore" => Dynamic::from(Semaphore::from_offset(offset()?)?),
+        "Event" => Dynamic::from(Event::from_offset(offset()?)?),
+        "Condition" => Dynamic::from(Condition::from_offset(offset()?)?),
+        "Barrier" => Dynamic::from(Barrier::from_offset(offset()?)?),
         other => return Err(format!("unknown object kind {other:?}")),
     })
 }

@@ -266,13 +266,13 @@ pub mod value_api {
     }
 
     /// Replaces the value (of the same type; an int is accepted for a float value).
-    #[rhai_fn(set = "value", return_raw)]
+    #[rhai_fn(set = "value", return_raw, pure)]
     pub fn set_value(v: &mut SharedValue, x: Dynamic) -> Result<(), Box<EvalAltResult>> {
         v.set(&x)
     }
 
     /// Atomically adds `delta` and returns the new value.
-    #[rhai_fn(name = "add", return_raw)]
+    #[rhai_fn(name = "add", return_raw, pure)]
     pub fn add(v: &mut SharedValue, delta: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
         v.add(&delta)
     }
