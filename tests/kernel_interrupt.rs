@@ -182,3 +182,23 @@ fn interrupt_stops_a_process_join_and_the_child() {
     }
     assert_eq!(k.eval("p.is_alive"), "false");
 }
+
+#[test]
+fn interrupt_stops_every_blocking_wait() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let kept = 11;").status(), "ok");
+    for code in [
+        "event().wait()",
+        "queue().get()",
+        "pipe()[0].recv()",
+        "semaphore(0).acquire()",
+        "barrier(2).wait()",
+        "let c = condition(); c.hold(|| c.wait())",
+        "let q = queue(1); q.put(1); q.put(2)",
+        "let p = spawn_process(|| sleep(100)); p.join()",
+    ] {
+        let ex = run_and_interrupt(&mut k, code, control_interrupt);
+        assert_interrupted(&ex);
+        assert_eq!(k.eval("kept"), "11", "after {code}");
+    }
+}

@@ -11,6 +11,7 @@ pub mod interrupt;
 pub mod io;
 pub mod locks;
 pub mod processes;
+pub mod queues;
 pub mod shm;
 pub mod sink;
 pub mod sync;
@@ -34,6 +35,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "locks", locks::lock_api);
         rhai::combine_with_exported_module!(module, "values", values::value_api);
         rhai::combine_with_exported_module!(module, "sync", sync::sync_api);
+        rhai::combine_with_exported_module!(module, "queues", queues::queue_api);
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);
         processes::register_spawn_process(module);
     }
@@ -55,6 +57,8 @@ pub fn is_handle(value: &rhai::Dynamic) -> bool {
         || value.is::<sync::Event>()
         || value.is::<sync::Condition>()
         || value.is::<sync::Barrier>()
+        || value.is::<queues::Queue>()
+        || value.is::<queues::Conn>()
 }
 
 /// The error message scripts see when the user interrupts them.

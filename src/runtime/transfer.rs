@@ -3,6 +3,7 @@
 //! function pointers by name with their curried (captured) values.
 
 use super::locks::{Lock, LockRef, RLock};
+use super::queues::{Conn, Queue, Ring};
 use super::sync::{Barrier, Condition, Event, Semaphore};
 use super::values::{SharedArray, SharedValue};
 use rhai::{Dynamic, FnPtr, Map};
@@ -105,6 +106,14 @@ pub fn to_json(value: &Dynamic, what: &str) -> Result<Value, String> {
     if let Some(b) = value.read_lock::<Barrier>() {
         return Ok(json!({ TAG: "Barrier", "offset": b.offset }));
     }
+    if let Some(q) = value.read_lock::<Queue>() {
+        return Ok(json!({ TAG: "Queue", "offset": q.0.offset }));
+    }
+    if let Some(c) = value.read_lock::<Conn>() {
+        return Ok(
+            json!({ TAG: "Conn", "offset": c.outgoing.offset, "incoming": c.incoming.offset }),
+        );
+    }
     Err(format!(
         "{what} is a {} and cannot be sent to another process (numbers, strings, bools, (), arrays, maps, functions and shared objects such as locks and values can)",
         value.type_name()
@@ -163,6 +172,17 @@ fn object_from_json(kind: &str, map: &serde_json::Map<String, Value>) -> Result<
         "Event" => Dynamic::from(Event::from_offset(offset()?)?),
         "Condition" => Dynamic::from(Condition::from_offset(offset()?)?),
         "Barrier" => Dynamic::from(Barrier::from_offset(offset()?)?),
+        "Queue" => Dynamic::from(Queue(Ring::from_offset(offset()?)?)),
+        "Conn" => {
+            let incoming = map
+                .get("incoming")
+                .and_then(Value::as_u64)
+                .ok_or("a Conn without its incoming side")?;
+            Dynamic::from(Conn {
+                outgoing: Ring::from_offset(offset()?)?,
+                incoming: Ring::from_offset(incoming)?,
+            })
+        }
         other => return Err(format!("unknown object kind {other:?}")),
     })
 }
