@@ -203,6 +203,10 @@ impl Ring {
         self.state().count.load(Relaxed)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn close(&self) {
         let state = self.state();
         let _guard = state.monitor.lock();
@@ -300,7 +304,7 @@ pub mod queue_api {
     /// Whether the queue is empty.
     #[rhai_fn(name = "is_empty", pure)]
     pub fn is_empty(q: &mut super::Queue) -> bool {
-        q.0.len() == 0
+        q.0.is_empty()
     }
 
     /// Closes the queue: `put` fails from now on, `get` fails once it is empty.
