@@ -405,3 +405,65 @@ fn shutdown_leaves_no_worker_processes() {
     let left: Vec<&u32> = workers.iter().filter(|p| alive(p)).collect();
     assert!(left.is_empty(), "workers left running: {left:?}");
 }
+
+#[test]
+fn killing_a_pool_worker_breaks_the_map_and_the_pool_recovers() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let p = pool(2);").status(), "ok");
+    let pids: Vec<i32> = k
+        .eval("p.pids")
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(", ")
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let request = k.send_execute("p.map(|x| { sleep(30); x }, 0..4, #{chunksize: 1})");
+    k.iopub_until(&request, TIMEOUT, |m| m.msg_type() == "execute_input");
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(pids[0], libc::SIGKILL) };
+    let reply = k
+        .try_shell_reply(&request, Duration::from_secs(5))
+        .expect("map did not fail after the kill");
+    assert_eq!(reply.content["status"], "error");
+    let evalue = reply.content["evalue"].as_str().unwrap();
+    assert!(
+        evalue.contains("broken pool") && evalue.contains("signal 9"),
+        "{evalue}"
+    );
+    k.iopub_until_idle(&request);
+    // The other worker is interrupted by nobody: stop it, then the pool is whole again.
+    assert_eq!(
+        k.execute("p.terminate(); let p = pool(2); p.map(|x| x + 1, [1, 2])")
+            .result()
+            .as_deref(),
+        Some("[2, 3]")
+    );
+}
+
+#[test]
+fn map_progress_bar_is_one_display_updated_in_place() {
+    let mut k = Kernel::start();
+    let ex = k.execute(
+        "thread_pool(2).map(|x| { sleep(0.05); x }, 0..8, #{progress: true, chunksize: 1})",
+    );
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    let first = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "display_data")
+        .expect("a progress display");
+    let id = first.content["transient"]["display_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let updates: Vec<&str> = ex
+        .iopub
+        .iter()
+        .filter(|m| m.msg_type() == "update_display_data")
+        .map(|m| {
+            assert_eq!(m.content["transient"]["display_id"], id.as_str());
+            m.content["data"]["text/plain"].as_str().unwrap()
+        })
+        .collect();
+    assert!(!updates.is_empty(), "the progress bar was never updated");
+    assert!(updates.last().unwrap().contains("8/8"), "{updates:?}");
+}

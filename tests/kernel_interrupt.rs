@@ -202,3 +202,25 @@ fn interrupt_stops_every_blocking_wait() {
         assert_eq!(k.eval("kept"), "11", "after {code}");
     }
 }
+
+#[test]
+fn interrupt_stops_pool_maps_and_futures() {
+    let mut k = Kernel::start();
+    assert_eq!(
+        k.execute("let p = pool(2); let t = thread_pool(2);")
+            .status(),
+        "ok"
+    );
+    for code in [
+        "p.map(|x| loop {}, 0..4)",
+        "t.map(|x| loop {}, 0..4)",
+        "p.submit(|| sleep(100)).result()",
+        "t.submit(|| loop {}).result()",
+    ] {
+        let ex = run_and_interrupt(&mut k, code, control_interrupt);
+        assert_interrupted(&ex);
+    }
+    // Busy workers were stopped (or replaced): both pools still work.
+    assert_eq!(k.eval("p.map(|x| x * 2, [1, 2, 3])"), "[2, 4, 6]");
+    assert_eq!(k.eval("t.map(|x| x * 2, [1, 2, 3])"), "[2, 4, 6]");
+}

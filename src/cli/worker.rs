@@ -1,38 +1,27 @@
-//! The hidden `rhai-kernel worker` mode: the child side of `spawn_process`. It reads one
-//! job (function sources, the function, its arguments) from stdin, runs it, and reports
-//! output and the result as JSON lines on stdout.
+//! The hidden `rhai-kernel worker` mode: the child side of `spawn_process` and of process
+//! pools. It reads jobs (JSON lines: the notebook's function sources, a function and a
+//! batch of argument lists) from stdin until it closes, runs each, and reports output
+//! and results as JSON lines on stdout.
 
 use crate::interpreter::engine::new_engine;
 use crate::runtime::processes::{self, error_event, Role, WorkerSink};
 use crate::runtime::transfer::{CLOSURE_PREFIX, FORWARDER_PREFIX};
 use crate::runtime::{interrupt, sink, threads, transfer, SCRIPT_STACK_SIZE};
-use rhai::{Dynamic, FnPtr, AST};
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, AST};
 use serde_json::{json, Value};
 use std::io::BufRead;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// Runs the job on stdin; returns the exit code (0 ok, 1 the function failed).
+/// Runs jobs from stdin until it closes; returns the exit code (1 if the last job failed).
 pub fn run_worker() -> i32 {
     processes::set_role(Role::Worker);
     forward_sigint();
     let sink = Arc::new(WorkerSink::default());
-    let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line).is_err() || line.trim().is_empty() {
-        eprintln!("rhai-kernel worker: no job on stdin");
-        return 2;
-    }
-    let job: Value = match serde_json::from_str(&line) {
-        Ok(job) => job,
-        Err(e) => {
-            sink.send(&json!({ "t": "err", "message": format!("invalid job: {e}") }));
-            return 2;
-        }
-    };
-    let job_sink = sink.clone();
+    let worker_sink = sink.clone();
     let worker = std::thread::Builder::new()
         .name("worker".into())
         .stack_size(SCRIPT_STACK_SIZE)
-        .spawn(move || sink::with_sink(job_sink.clone(), || run_job(&job, &job_sink)));
+        .spawn(move || sink::with_sink(worker_sink.clone(), || serve(&worker_sink)));
     match worker.map(|w| w.join()) {
         Ok(Ok(code)) => code,
         _ => {
@@ -55,10 +44,195 @@ fn forward_sigint() {
     }
 }
 
+fn serve(sink: &WorkerSink) -> i32 {
+    let mut runtime = WorkerRuntime::new();
+    let mut code = 0;
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        interrupt::clear();
+        let event = match serde_json::from_str::<Value>(&line) {
+            Ok(job) => runtime.run(&job),
+            Err(e) => json!({ "t": "err", "message": format!("invalid job: {e}") }),
+        };
+        code = if event["t"] == "ok" { 0 } else { 1 };
+        sink.send(&event);
+    }
+    code
+}
+
+/// The function and argument lists of the job being run.
+struct Batch {
+    function: FnPtr,
+    items: Vec<Vec<Dynamic>>,
+    /// Fold the items with the function (`f(f(x0, x1), x2)…`) instead of mapping it.
+    fold: bool,
+    /// Index of the item that failed, if one did.
+    failed_at: Option<usize>,
+}
+
+/// A worker's engine and the compiled functions of the last sources it received.
+struct WorkerRuntime {
+    engine: Engine,
+    batch: Arc<Mutex<Option<Batch>>>,
+    /// The sources' version and the program that runs a batch with their functions.
+    program: Option<(u64, AST)>,
+}
+
+/// Name of the native that runs the current batch from inside the notebook's functions.
+const RUN_BATCH: &str = "__rhai_kernel_run_batch";
+/// The native through which forwarders call closures by their internal name.
+const CALL_CLOSURE: &str = "__rhai_kernel_call_closure";
+
+fn worker_engine() -> Engine {
+    let mut engine = new_engine();
+    engine.register_fn(
+        CALL_CLOSURE,
+        |ctx: NativeCallContext, name: &str, args: rhai::Array| {
+            let mut args = args;
+            let mut refs: Vec<&mut Dynamic> = args.iter_mut().collect();
+            ctx.call_fn_raw(name, false, false, &mut refs)
+        },
+    );
+    engine
+}
+
+impl WorkerRuntime {
+    fn new() -> Self {
+        let mut engine = worker_engine();
+        threads::install_engine(worker_engine);
+        let batch: Arc<Mutex<Option<Batch>>> = Arc::new(Mutex::new(None));
+        let current = batch.clone();
+        // Called from a script that has the notebook's functions, so private functions
+        // (closures are private) resolve as they do in the notebook.
+        engine.register_fn(
+            RUN_BATCH,
+            move |ctx: NativeCallContext| -> Result<rhai::Array, Box<EvalAltResult>> {
+                let mut slot = current.lock().unwrap_or_else(|e| e.into_inner());
+                let batch = slot.as_mut().ok_or("no batch to run")?;
+                if batch.fold {
+                    let mut items = batch
+                        .items
+                        .iter()
+                        .map(|args| args.first().cloned().unwrap_or_default());
+                    let mut acc = items.next().unwrap_or_default();
+                    for (index, item) in items.enumerate() {
+                        acc = batch
+                            .function
+                            .call_within_context::<Dynamic>(&ctx, (acc, item))
+                            .inspect_err(|_| {
+                                batch.failed_at = Some(index + 1);
+                            })?;
+                    }
+                    return Ok(vec![acc]);
+                }
+                let mut results = Vec::with_capacity(batch.items.len());
+                for (index, args) in batch.items.iter().enumerate() {
+                    match batch
+                        .function
+                        .call_within_context::<Dynamic>(&ctx, args.clone())
+                    {
+                        Ok(value) => results.push(value),
+                        Err(err) => {
+                            batch.failed_at = Some(index);
+                            return Err(err);
+                        }
+                    }
+                }
+                Ok(results)
+            },
+        );
+        WorkerRuntime {
+            engine,
+            batch,
+            program: None,
+        }
+    }
+
+    /// Runs one job and returns the event reporting its outcome.
+    fn run(&mut self, job: &Value) -> Value {
+        match self.try_run(job) {
+            Ok(event) | Err(event) => event,
+        }
+    }
+
+    fn try_run(&mut self, job: &Value) -> Result<Value, Value> {
+        let fail = |message: String| json!({ "t": "err", "message": message });
+        let version = job["version"].as_u64().unwrap_or(0);
+        if self.program.as_ref().is_none_or(|(v, _)| *v != version) || job.get("sources").is_some()
+        {
+            let sources: Vec<String> = job["sources"]
+                .as_array()
+                .map(|s| {
+                    s.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            processes::set_function_sources(
+                sources.iter().map(|s| Arc::from(s.as_str())).collect(),
+            );
+            let library = function_library(&self.engine, &sources).map_err(fail)?;
+            let entry = self
+                .engine
+                .compile(format!("{RUN_BATCH}()"))
+                .map_err(|e| fail(e.to_string()))?;
+            self.program = Some((version, library.merge(&entry)));
+        }
+        let function = transfer::from_json(&job["function"])
+            .map_err(fail)?
+            .try_cast::<FnPtr>()
+            .ok_or_else(|| fail("the job's function is not a function pointer".into()))?;
+        let mut items = Vec::new();
+        for item in job["items"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let args: Result<Vec<Dynamic>, String> = item
+                .as_array()
+                .map(|a| a.iter().map(transfer::from_json).collect())
+                .unwrap_or_else(|| Ok(Vec::new()));
+            items.push(args.map_err(fail)?);
+        }
+        *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Batch {
+            function,
+            items,
+            fold: job["fold"] == true,
+            failed_at: None,
+        });
+        let program = &self
+            .program
+            .as_ref()
+            .ok_or_else(|| fail("no program".into()))?
+            .1;
+        let outcome = self.engine.eval_ast::<rhai::Array>(program);
+        let batch = self.batch.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match outcome {
+            Ok(results) => {
+                let encoded: Result<Vec<Value>, String> = results
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| transfer::to_json(r, &format!("the result of item {i}")))
+                    .collect();
+                Ok(json!({ "t": "ok", "value": encoded.map_err(fail)? }))
+            }
+            Err(err) => {
+                let mut event = error_event(&err);
+                event["index"] = json!(batch.and_then(|b| b.failed_at).unwrap_or(0));
+                Err(event)
+            }
+        }
+    }
+}
+
 /// Compiles the function definitions of the given sources (later ones replace earlier
 /// ones, as in the notebook); top-level statements are dropped, never run. Each closure
 /// gets a forwarding function with a name that function pointers can use.
-pub fn function_library(engine: &rhai::Engine, sources: &[String]) -> Result<AST, String> {
+pub fn function_library(engine: &Engine, sources: &[String]) -> Result<AST, String> {
     let mut library = AST::empty();
     for source in sources {
         let ast = engine
@@ -84,87 +258,4 @@ pub fn function_library(engine: &rhai::Engine, sources: &[String]) -> Result<AST
         library = library.merge(&ast);
     }
     Ok(library)
-}
-
-/// The native through which forwarders call closures by their internal name.
-const CALL_CLOSURE: &str = "__rhai_kernel_call_closure";
-
-fn register_closure_caller(engine: &mut rhai::Engine) {
-    engine.register_fn(
-        CALL_CLOSURE,
-        |ctx: rhai::NativeCallContext, name: &str, args: rhai::Array| {
-            let mut args = args;
-            let mut refs: Vec<&mut Dynamic> = args.iter_mut().collect();
-            ctx.call_fn_raw(name, false, false, &mut refs)
-        },
-    );
-}
-
-/// Calls `function(args…)` from inside a script that has the notebook's functions, so
-/// private functions (closures are private) resolve as they do in the notebook.
-fn call_in_library(
-    mut engine: rhai::Engine,
-    library: &AST,
-    function: FnPtr,
-    args: Vec<Dynamic>,
-) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
-    engine.register_fn("__rhai_kernel_job", move |ctx: rhai::NativeCallContext| {
-        function.call_within_context::<Dynamic>(&ctx, args.clone())
-    });
-    let entry = engine.compile("__rhai_kernel_job()")?;
-    engine.eval_ast::<Dynamic>(&library.merge(&entry))
-}
-
-fn run_job(job: &Value, sink: &WorkerSink) -> i32 {
-    let worker_engine = || {
-        let mut engine = new_engine();
-        register_closure_caller(&mut engine);
-        engine
-    };
-    let engine = worker_engine();
-    threads::install_engine(worker_engine);
-    let sources: Vec<String> = job["sources"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    processes::set_function_sources(sources.iter().map(|s| Arc::from(s.as_str())).collect());
-    let prepared = function_library(&engine, &sources).and_then(|library| {
-        let function = transfer::from_json(&job["function"])?;
-        let function = function
-            .try_cast::<FnPtr>()
-            .ok_or("the job's function is not a function pointer")?;
-        let args: Result<Vec<Dynamic>, String> = job["args"]
-            .as_array()
-            .map(|a| a.iter().map(transfer::from_json).collect())
-            .unwrap_or_else(|| Ok(Vec::new()));
-        Ok((library, function, args?))
-    });
-    let (library, function, args) = match prepared {
-        Ok(prepared) => prepared,
-        Err(message) => {
-            sink.send(&json!({ "t": "err", "message": message }));
-            return 1;
-        }
-    };
-    match call_in_library(engine, &library, function, args) {
-        Ok(value) => match transfer::to_json(&value, "the result") {
-            Ok(value) => {
-                sink.send(&json!({ "t": "ok", "value": value }));
-                0
-            }
-            Err(message) => {
-                sink.send(&json!({ "t": "err", "message": message }));
-                1
-            }
-        },
-        Err(err) => {
-            sink.send(&error_event(&err));
-            1
-        }
-    }
 }

@@ -10,6 +10,7 @@ pub mod docs;
 pub mod interrupt;
 pub mod io;
 pub mod locks;
+pub mod pools;
 pub mod processes;
 pub mod queues;
 pub mod shm;
@@ -36,6 +37,8 @@ def_package! {
         rhai::combine_with_exported_module!(module, "values", values::value_api);
         rhai::combine_with_exported_module!(module, "sync", sync::sync_api);
         rhai::combine_with_exported_module!(module, "queues", queues::queue_api);
+        rhai::combine_with_exported_module!(module, "pools", pools::pool_api);
+        pools::register_submit(module);
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);
         processes::register_spawn_process(module);
     }
@@ -59,6 +62,8 @@ pub fn is_handle(value: &rhai::Dynamic) -> bool {
         || value.is::<sync::Barrier>()
         || value.is::<queues::Queue>()
         || value.is::<queues::Conn>()
+        || value.is::<pools::Pool>()
+        || value.is::<pools::Future>()
 }
 
 /// The error message scripts see when the user interrupts them.

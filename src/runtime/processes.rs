@@ -10,7 +10,7 @@ use super::{interrupt, interrupted_error, shm, transfer};
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
@@ -39,31 +39,44 @@ pub fn role() -> Role {
     *ROLE.get().unwrap_or(&Role::Kernel)
 }
 
-/// Sources of the cells whose functions the running code can call, in the order they ran.
-static FUNCTION_SOURCES: RwLock<Vec<Arc<str>>> = RwLock::new(Vec::new());
+/// Sources of the cells whose functions the running code can call, in the order they
+/// ran, with a version number that changes whenever they do (pool workers recompile
+/// only then).
+static FUNCTION_SOURCES: RwLock<(u64, Vec<Arc<str>>)> = RwLock::new((0, Vec::new()));
 
 /// Records which sources a worker must compile to have the caller's functions.
 pub fn set_function_sources(sources: Vec<Arc<str>>) {
-    *FUNCTION_SOURCES.write().unwrap_or_else(|e| e.into_inner()) = sources;
+    let mut current = FUNCTION_SOURCES.write().unwrap_or_else(|e| e.into_inner());
+    if current.1 != sources {
+        *current = (current.0 + 1, sources);
+    }
 }
 
-pub fn function_sources() -> Vec<Arc<str>> {
+pub fn function_sources_versioned() -> (u64, Vec<Arc<str>>) {
     FUNCTION_SOURCES
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone()
 }
 
-/// The job a worker receives on its stdin (one JSON line).
-pub fn job_json(f: &FnPtr, args: &[Dynamic], name: &str) -> Result<Value, String> {
+/// The job a worker receives on its stdin (one JSON line): call `f` once per item.
+pub fn job_json(f: &FnPtr, items: &[Vec<Value>], with_sources: bool) -> Result<Value, String> {
     let function = transfer::to_json(&Dynamic::from(f.clone()), "the function")?;
-    let args: Result<Vec<Value>, String> = args
-        .iter()
+    let (version, sources) = function_sources_versioned();
+    let mut job = json!({ "version": version, "function": function, "items": items });
+    if with_sources {
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        job["sources"] = json!(sources);
+    }
+    Ok(job)
+}
+
+/// Encodes one call's arguments, naming the culprit when one cannot cross.
+pub fn encode_args(args: &[Dynamic]) -> Result<Vec<Value>, String> {
+    args.iter()
         .enumerate()
         .map(|(i, a)| transfer::to_json(a, &format!("argument {}", i + 1)))
-        .collect();
-    let sources: Vec<String> = function_sources().iter().map(|s| s.to_string()).collect();
-    Ok(json!({ "name": name, "sources": sources, "function": function, "args": args? }))
+        .collect()
 }
 
 // ---- starting children -------------------------------------------------------------
@@ -112,8 +125,9 @@ pub fn worker_command() -> Result<Command, String> {
     Ok(command)
 }
 
-/// Starts a worker and registers it for interrupt forwarding and cleanup.
-pub fn start_worker(command: Command) -> Result<Child, String> {
+/// Starts a worker and registers it for interrupt forwarding and cleanup. The returned
+/// flag says whether it is running a job (a pool worker between jobs is not).
+pub fn start_worker(command: Command, busy: bool) -> Result<(Child, Arc<AtomicBool>), String> {
     install_interrupt_forwarding();
     let (tx, rx) = crossbeam_channel::bounded(1);
     spawner()
@@ -123,19 +137,29 @@ pub fn start_worker(command: Command) -> Result<Child, String> {
         .recv()
         .map_err(|_| "the process spawner has stopped".to_string())?
         .map_err(|e| format!("cannot start a worker process: {e}"))?;
+    let flag = Arc::new(AtomicBool::new(busy));
     LIVE.lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(child.id() as i32);
-    Ok(child)
+        .insert(child.id() as i32, flag.clone());
+    Ok((child, flag))
 }
 
-/// Process ids of live children (reaped ones are removed).
-static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// Live children (reaped ones are removed) and whether each is running a job.
+static LIVE: Mutex<BTreeMap<i32, Arc<AtomicBool>>> = Mutex::new(BTreeMap::new());
+
+fn busy_children() -> Vec<i32> {
+    LIVE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(_, busy)| busy.load(Ordering::SeqCst))
+        .map(|(pid, _)| *pid)
+        .collect()
+}
 
 fn live_children() -> Vec<i32> {
     LIVE.lock()
         .unwrap_or_else(|e| e.into_inner())
-        .iter()
+        .keys()
         .copied()
         .collect()
 }
@@ -144,11 +168,12 @@ pub fn forget_child(pid: i32) {
     LIVE.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
 }
 
-/// An interrupt is passed on to every child as SIGINT (their scripts stop with an
-/// `Interrupted` error); children still alive a second later are killed.
+/// An interrupt is passed on to every busy child as SIGINT (its script stops with an
+/// `Interrupted` error); children still busy a second later are killed (pools replace
+/// their workers).
 fn install_interrupt_forwarding() {
     interrupt::on_request(|| {
-        let pids = live_children();
+        let pids = busy_children();
         if pids.is_empty() {
             return;
         }
@@ -158,7 +183,7 @@ fn install_interrupt_forwarding() {
         }
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(1));
-            let still = live_children();
+            let still = busy_children();
             for pid in pids.into_iter().filter(|p| still.contains(p)) {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
@@ -242,8 +267,9 @@ impl ProcessHandle {
     }
 }
 
-/// Applies one event line from a worker: output goes to the sink of the starting cell.
-fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &ProcessState) {
+/// Passes an output event of a worker on to `sink` (the cell that started the work);
+/// returns false for events that are not output.
+pub fn relay_output(event: &Value, sink: Option<&Arc<dyn OutputSink>>) -> bool {
     let write = |stream: Stream, text: &str| match sink {
         Some(sink) => sink.write(stream, text),
         None => sink::write(stream, text),
@@ -272,8 +298,19 @@ fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &Proces
             }
         }
         "page" => write(Stream::Stdout, event["text"].as_str().unwrap_or_default()),
+        _ => return false,
+    }
+    true
+}
+
+/// Applies one event line from a spawned process.
+fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &ProcessState) {
+    if relay_output(event, sink) {
+        return;
+    }
+    match event["t"].as_str().unwrap_or_default() {
         "ok" => {
-            let outcome = match transfer::from_json(&event["value"]) {
+            let outcome = match transfer::from_json(&event["value"][0]) {
                 Ok(value) => Outcome::Value(value),
                 Err(e) => Outcome::Error(format!("its result could not be received: {e}")),
             };
@@ -306,8 +343,10 @@ pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltR
     } else {
         format!("Process-{number} ({})", f.fn_name())
     };
-    let job = job_json(&f, &args, &name).map_err(|e| format!("spawn_process: {e}"))?;
-    let mut child = start_worker(worker_command()?)?;
+    let job = encode_args(&args)
+        .and_then(|args| job_json(&f, &[args], true))
+        .map_err(|e| format!("spawn_process: {e}"))?;
+    let (mut child, _busy) = start_worker(worker_command()?, true)?;
     let pid = child.id() as i32;
     let mut stdin = child
         .stdin

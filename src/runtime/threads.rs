@@ -24,7 +24,7 @@ pub fn install_engine(factory: impl FnOnce() -> Engine) {
     ENGINE.get_or_init(|| Arc::new(factory()));
 }
 
-fn script_engine() -> Result<Arc<Engine>, Box<EvalAltResult>> {
+pub fn script_engine() -> Result<Arc<Engine>, Box<EvalAltResult>> {
     ENGINE
         .get()
         .cloned()
