@@ -202,3 +202,110 @@ fn a_panicking_native_becomes_an_error_and_the_session_survives() {
     assert!(err.message.contains("native failure 3"), "{}", err.message);
     assert_eq!(plain(s.execute("kept + explode(0)", "In[3]").unwrap()), "7");
 }
+
+/// Every native of the public API, as scripts call it.
+const PUBLIC_NATIVES: &[&str] = &[
+    "sleep",
+    "eprint",
+    "input",
+    "help",
+    "display",
+    "update_display",
+    "display_html",
+    "display_markdown",
+    "display_svg",
+    "display_json",
+    "clear_output",
+    "spawn_thread",
+    "join",
+    "thread_id",
+    "thread_name",
+    "spawn_process",
+    "terminate",
+    "kill",
+    "process_id",
+    "cpu_count",
+    "exit_process",
+    "lock",
+    "rlock",
+    "acquire",
+    "release",
+    "locked",
+    "hold",
+    "semaphore",
+    "event",
+    "set",
+    "clear",
+    "is_set",
+    "wait",
+    "condition",
+    "notify",
+    "notify_all",
+    "barrier",
+    "value",
+    "add",
+    "get_lock",
+    "shared_array",
+    "to_array",
+    "queue",
+    "put",
+    "get",
+    "try_get",
+    "is_empty",
+    "close",
+    "pipe",
+    "send",
+    "recv",
+    "poll",
+    "pool",
+    "thread_pool",
+    "map",
+    "starmap",
+    "imap_unordered",
+    "reduce",
+    "submit",
+    "result",
+    "cancel",
+];
+
+#[test]
+fn every_public_native_is_documented() {
+    let s = RhaiSession::new();
+    let natives = rhai_kernel::runtime::docs::native_functions(s.engine(), None);
+    for name in PUBLIC_NATIVES {
+        let overloads: Vec<_> = natives.iter().filter(|(n, _)| n == name).collect();
+        assert!(!overloads.is_empty(), "{name} is not registered");
+        // Rhai's own overloads of common names (e.g. `clear` on arrays) have their own docs;
+        // ours must be documented too: at least one overload per name has docs, and
+        // inspecting the name shows them.
+        assert!(
+            overloads.iter().any(|(_, d)| !d.doc.is_empty()),
+            "{name} has no documentation"
+        );
+        let shown = s.inspect(name, 1, 0).unwrap_or_default();
+        assert!(shown.contains(name), "inspect({name}) shows: {shown}");
+    }
+    // Properties are documented too, and found after a dot.
+    let shown = s.inspect("t.is_alive", 4, 0).unwrap_or_default();
+    assert!(
+        shown.contains("is_alive") && shown.contains("has returned"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn every_native_of_the_runtime_package_has_docs() {
+    use rhai::packages::Package;
+    // An engine with nothing but this product's package: every function in it is ours.
+    let mut engine = rhai::Engine::new_raw();
+    engine.register_global_module(rhai_kernel::runtime::RuntimePackage::new().as_shared_module());
+    let natives = rhai_kernel::runtime::docs::native_functions(&engine, None);
+    assert!(natives.len() > 80, "only {} natives found", natives.len());
+    for (name, doc) in natives {
+        assert!(
+            !doc.doc.trim().is_empty(),
+            "{} ({name}) has no doc comment",
+            doc.signature
+        );
+    }
+}

@@ -79,10 +79,11 @@ pub fn describe(session: &RhaiSession, name: &str) -> Option<String> {
             doc: clean_comments(&f.comments),
         })
         .collect();
+    let getter = format!("get${name}");
     overloads.extend(
         docs::native_functions(session.engine(), None)
             .into_iter()
-            .filter(|(n, _)| n == name)
+            .filter(|(n, _)| n == name || *n == getter)
             .map(|(_, d)| d),
     );
     overloads.dedup();

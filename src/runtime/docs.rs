@@ -70,6 +70,18 @@ pub fn clean_comments<S: AsRef<str>>(comments: &[S]) -> String {
 /// `name(param: type, …) -> type`, with Rust types shown as Rhai types and the error
 /// part of `Result<T, …>` left out.
 fn native_signature(meta: &rhai::FuncMetadata) -> String {
+    if let Some(property) = meta.name.strip_prefix("get$") {
+        let owner = meta
+            .params_info
+            .first()
+            .and_then(|p| p.split_once(':'))
+            .map(|(_, t)| friendly_type(t).into_owned());
+        let ret = friendly_type(&meta.return_type).into_owned();
+        return format!(
+            "{}.{property} -> {ret}",
+            owner.unwrap_or_else(|| "_".into())
+        );
+    }
     let params: Vec<String> = if meta.params_info.is_empty() {
         (0..meta.num_params).map(|_| "_".to_string()).collect()
     } else {
@@ -95,7 +107,9 @@ fn native_signature(meta: &rhai::FuncMetadata) -> String {
     }
 }
 
+/// Names users can call or read: identifiers, and property getters (`get$name`).
 fn is_public_name(name: &str) -> bool {
+    let name = name.strip_prefix("get$").unwrap_or(name);
     name.chars()
         .next()
         .is_some_and(|c| c.is_alphabetic() || c == '_')
