@@ -19,8 +19,18 @@ fn scripts() -> Vec<PathBuf> {
     scripts
 }
 
+/// Entries of /dev/shm (shared memory must never leave files there).
+fn dev_shm() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 #[test]
 fn scripts_pass_under_run() {
+    let shm_before = dev_shm();
     for script in scripts() {
         let out = Command::new(env!("CARGO_BIN_EXE_rhai-kernel"))
             .arg("run")
@@ -36,6 +46,8 @@ fn scripts_pass_under_run() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let created: Vec<String> = dev_shm().into_iter().filter(|n| !shm_before.contains(n)).collect();
+    assert!(created.is_empty(), "files left in /dev/shm: {created:?}");
 }
 
 #[test]
