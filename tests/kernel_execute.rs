@@ -467,3 +467,28 @@ fn map_progress_bar_is_one_display_updated_in_place() {
     assert!(!updates.is_empty(), "the progress bar was never updated");
     assert!(updates.last().unwrap().contains("8/8"), "{updates:?}");
 }
+
+#[test]
+fn output_of_threads_and_processes_streams_while_the_cell_waits() {
+    let mut k = Kernel::start();
+    for spawn in ["spawn_thread", "spawn_process"] {
+        let code = format!(
+            r#"let w = {spawn}(|| {{ print("first"); sleep(1.0); print("second"); 7 }}); w.join()"#
+        );
+        let ex = k.execute(&code);
+        assert_eq!(
+            ex.result().as_deref(),
+            Some("7"),
+            "{spawn}: {:?}",
+            ex.error()
+        );
+        let streams: Vec<&str> = ex
+            .iopub
+            .iter()
+            .filter(|m| m.msg_type() == "stream")
+            .map(|m| m.content["text"].as_str().unwrap())
+            .collect();
+        // A second apart, so the first line was sent on its own while the cell waited.
+        assert_eq!(streams, ["first\n", "second\n"], "{spawn}");
+    }
+}

@@ -22,7 +22,11 @@ fn scripts() -> Vec<PathBuf> {
 /// Entries of /dev/shm (shared memory must never leave files there).
 fn dev_shm() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -46,7 +50,10 @@ fn scripts_pass_under_run() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let created: Vec<String> = dev_shm().into_iter().filter(|n| !shm_before.contains(n)).collect();
+    let created: Vec<String> = dev_shm()
+        .into_iter()
+        .filter(|n| !shm_before.contains(n))
+        .collect();
     assert!(created.is_empty(), "files left in /dev/shm: {created:?}");
 }
 
