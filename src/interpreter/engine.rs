@@ -43,7 +43,8 @@ pub fn new_engine() -> Engine {
         }
         _ => Ok(None),
     });
-    engine.on_progress(|_| {
+    engine.on_progress(|ops| {
+        crate::runtime::gil::on_operation(ops);
         if interrupt::is_requested() {
             Some(Dynamic::from(INTERRUPTED))
         } else {

@@ -104,6 +104,7 @@ impl RhaiSession {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             engine.eval_ast_with_scope::<Dynamic>(scope, &program)
         }));
+        crate::runtime::gil::leave();
         self.compact_scope();
         match outcome {
             Ok(Ok(value)) => Ok(value),

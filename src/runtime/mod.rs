@@ -7,6 +7,7 @@
 
 pub mod display;
 pub mod docs;
+pub mod gil;
 pub mod interrupt;
 pub mod io;
 pub mod locks;
@@ -38,6 +39,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "sync", sync::sync_api);
         rhai::combine_with_exported_module!(module, "queues", queues::queue_api);
         rhai::combine_with_exported_module!(module, "pools", pools::pool_api);
+        rhai::combine_with_exported_module!(module, "gil", gil::gil_api);
         pools::register_submit(module);
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);
         processes::register_spawn_process(module);

@@ -92,6 +92,7 @@ impl Pending {
         self.idle.notify_all();
     }
     fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {
+        super::gil::release_for_wait();
         let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
         while *count > 0 {
             if interrupt::is_requested() {
@@ -176,6 +177,7 @@ impl Executor for ThreadExecutor {
                             None => run(),
                         }
                     }));
+                super::gil::leave();
                 outcome.unwrap_or_else(|_| {
                     ChunkResult::Broken("a task panicked in a native function".into())
                 })
@@ -704,6 +706,7 @@ impl Pool {
             chunks += 1;
         }
         drop(tx);
+        super::gil::release_for_wait();
         let mut progress = Progress::new(progress, total);
         let mut ordered: Vec<(usize, Vec<Dynamic>)> = Vec::with_capacity(chunks);
         let mut done = 0;
@@ -797,6 +800,7 @@ impl Pool {
             chunks += 1;
         }
         drop(tx);
+        super::gil::release_for_wait();
         let mut partials: Vec<(usize, Dynamic)> = Vec::with_capacity(chunks);
         while partials.len() < chunks {
             if interrupt::is_requested() {
@@ -869,6 +873,7 @@ impl Pool {
 
 impl Future {
     fn wait(&self, timeout: Option<Duration>) -> Result<Dynamic, Box<EvalAltResult>> {
+        super::gil::release_for_wait();
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut outcome = self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {

@@ -236,6 +236,7 @@ impl ProcessHandle {
 
     /// Waits until the child has exited and been reaped; `None` when interrupted.
     fn wait(&self) -> Option<(Outcome, i64)> {
+        super::gil::release_for_wait();
         let mut code = self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if interrupt::is_requested() {

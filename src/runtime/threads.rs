@@ -105,6 +105,7 @@ impl ThreadHandle {
 
     /// Waits for the thread, polling the interrupt flag; `None` when interrupted.
     fn wait(&self) -> Option<Result<Dynamic, Failure>> {
+        super::gil::release_for_wait();
         let mut outcome = self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             // An interrupt wins over a result, as KeyboardInterrupt does in Python.
@@ -228,6 +229,7 @@ pub fn spawn(
             Some(sink) => sink::with_sink(sink, run),
             None => run(),
         }));
+        super::gil::leave();
         set_label(tid as i32, None);
         thread_handle.finish(match outcome {
             Ok(Ok(value)) => Ok(value),

@@ -19,6 +19,7 @@ pub mod time_api {
         } else {
             Duration::ZERO
         };
+        let _sleeping = crate::runtime::gil::Sleeping::start();
         if interrupt::sleep(duration) {
             Ok(())
         } else {
