@@ -62,7 +62,22 @@ fn scripts_pass_as_kernel_cells() {
     for script in scripts() {
         let code = std::fs::read_to_string(&script).unwrap();
         let mut kernel = Kernel::start();
-        let ex = kernel.execute(&code);
+        let request = kernel.send_execute(&code);
+        // Generous: the scripts start many processes, and debug builds are slow.
+        let reply = kernel.try_shell_reply(&request, std::time::Duration::from_secs(60));
+        let Some(reply) = reply else {
+            panic!(
+                "{} did not finish as a kernel cell; kernel stderr:\n{}",
+                script.display(),
+                kernel.stderr_text()
+            );
+        };
+        let iopub = kernel.iopub_until_idle(&request);
+        let ex = kernel_support::Execution {
+            request,
+            reply,
+            iopub,
+        };
         assert_eq!(ex.status(), "ok", "{}: {:?}", script.display(), ex.error());
         assert!(
             ex.stdout().trim_end().ends_with("ok"),

@@ -208,8 +208,11 @@ impl Interpreter for RhaiSession {
             .compile_expression_with_scope(&self.scope, expression)
             .map_err(|e| ScriptError::from_parse(&e, source))?;
         let program = self.functions.merge(&ast);
-        self.engine
-            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &program)
+        let outcome = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &program);
+        crate::runtime::gil::leave();
+        outcome
             .map(|v| mime_bundle(&v))
             .map_err(|e| ScriptError::from_eval(&e, source, |_| None))
     }

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Script operations a thread may run before it must let a waiting thread in.
-static INTERVAL: AtomicU64 = AtomicU64::new(1000);
+static INTERVAL: AtomicU64 = AtomicU64::new(DEFAULT_INTERVAL);
+const DEFAULT_INTERVAL: u64 = 10_000;
 
 struct State {
     held: bool,
@@ -130,7 +131,11 @@ pub fn on_operation(ops: u64) {
         return;
     }
     let interval = INTERVAL.load(Ordering::Relaxed);
-    if LAST_SWITCH.with(|l| ops.saturating_sub(l.get()) >= interval) {
+    // `ops` counts from 0 in every run of the engine; a new run on this thread restarts.
+    if LAST_SWITCH.with(|l| l.get() > ops) {
+        LAST_SWITCH.with(|l| l.set(ops));
+    }
+    if LAST_SWITCH.with(|l| ops - l.get() >= interval) {
         LAST_SWITCH.with(|l| l.set(ops));
         switch();
     }
@@ -183,7 +188,7 @@ pub mod gil_api {
     }
 
     /// Sets how many script operations a thread may run before it must hand the GIL to a
-    /// waiting thread (default 1000; like `sys.setswitchinterval`, counted in operations).
+    /// waiting thread (default 10000; like `sys.setswitchinterval`, counted in operations).
     #[rhai_fn(return_raw)]
     pub fn set_gil_interval(operations: i64) -> Result<(), Box<EvalAltResult>> {
         if operations < 1 {
