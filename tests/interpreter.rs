@@ -309,3 +309,50 @@ fn every_native_of_the_runtime_package_has_docs() {
         );
     }
 }
+
+/// Collects what a cell writes.
+#[derive(Default)]
+struct Capture(std::sync::Mutex<String>);
+
+impl rhai_kernel::runtime::sink::OutputSink for Capture {
+    fn write(&self, _stream: rhai_kernel::runtime::sink::Stream, text: &str) {
+        self.0.lock().unwrap().push_str(text);
+    }
+    fn display(&self, _: rhai_kernel::runtime::sink::MimeBundle, _: Option<&str>, _: bool) {}
+    fn clear_output(&self, _: bool) {}
+    fn read_input(
+        &self,
+        _: &str,
+        _: bool,
+    ) -> Result<String, rhai_kernel::runtime::sink::InputError> {
+        Err(rhai_kernel::runtime::sink::InputError::NotAllowed)
+    }
+    fn page(&self, _: &str) {}
+}
+
+#[test]
+fn time_magic_measures_the_cell() {
+    let mut s = RhaiSession::new();
+    let capture = std::sync::Arc::new(Capture::default());
+    let result = rhai_kernel::runtime::sink::with_sink(capture.clone(), || {
+        s.execute("%%time\nprint(\"inside\");\nsleep(0.05);\n6 * 7", "In[1]")
+    });
+    assert_eq!(plain(result.unwrap()), "42");
+    let out = capture.0.lock().unwrap().clone();
+    assert!(out.starts_with("inside\nCPU times: user "), "{out}");
+    assert!(out.contains("Wall time: "), "{out}");
+    // Errors keep the cell's line numbers.
+    let err = s
+        .execute("%%time\nlet a = 1;\nthrow \"x\"", "In[2]")
+        .unwrap_err();
+    assert_eq!(err.frames[0].line, Some(3));
+    let err = s.execute("%%nope\n1", "In[3]").unwrap_err();
+    assert_eq!(err.kind, "UsageError");
+    assert!(err.message.contains("%%time"), "{}", err.message);
+    assert_eq!(s.complete("%%ti", 4).matches, vec!["%%time"]);
+    assert_eq!(
+        s.is_complete("%%time\nfn f() {"),
+        Completeness::Incomplete("    ".into())
+    );
+    assert_eq!(s.is_complete("%%time\n1 + 1"), Completeness::Complete);
+}

@@ -7,7 +7,10 @@ use rhai::{Engine, LexError, ParseErrorType};
 /// Parse errors at the very end of the input mean "keep typing" (an open block, a missing
 /// closing bracket, an unfinished string); errors elsewhere mean the code is invalid.
 pub fn check(engine: &Engine, code: &str) -> Completeness {
-    if code.trim().is_empty() || help_query(code).is_some() || code.trim_start().starts_with("%%") {
+    if let Some((_, body)) = super::magics::split(code) {
+        return check(engine, &body);
+    }
+    if code.trim().is_empty() || help_query(code).is_some() {
         return Completeness::Complete;
     }
     let err = match engine.compile(code) {

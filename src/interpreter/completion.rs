@@ -60,6 +60,25 @@ pub fn complete(session: &RhaiSession, code: &str, cursor: usize) -> Completion 
     let prefix: String = chars[start..cursor].iter().collect();
     let mut names = BTreeSet::new();
 
+    // A cell magic on the first line: `%%ti` completes to `%%time`.
+    let line_start = chars[..cursor]
+        .iter()
+        .rposition(|&c| c == '\n')
+        .map_or(0, |i| i + 1);
+    let typed: String = chars[line_start..cursor].iter().collect();
+    if typed.starts_with("%%") && chars[..line_start].iter().all(|c| c.is_whitespace()) {
+        let matches = super::magics::MAGICS
+            .iter()
+            .filter(|m| m.starts_with(&typed))
+            .map(|m| m.to_string())
+            .collect();
+        return Completion {
+            matches,
+            cursor_start: line_start,
+            cursor_end: cursor,
+        };
+    }
+
     if start > 0 && chars[start - 1] == '.' {
         // Receiver: the identifier right before the dot, if it is a known variable.
         let mut recv_start = start - 1;

@@ -1,7 +1,7 @@
 //! A persistent Rhai session: variables, constants and functions survive from cell to cell.
 
 use super::errors::{render_traceback, ScriptError};
-use super::{completeness, completion, engine, inspection};
+use super::{completeness, completion, engine, inspection, magics};
 use super::{Completeness, Completion, Interpreter, LanguageInfo};
 use crate::runtime::display::mime_bundle;
 use crate::runtime::processes;
@@ -74,6 +74,19 @@ impl RhaiSession {
 
     /// Runs code and returns the raw value of its last expression.
     pub fn run(&mut self, code: &str, source_name: &str) -> Result<Dynamic, ScriptError> {
+        if let Some((magic, body)) = magics::split(code) {
+            return match magic {
+                "%%time" => magics::time(|| self.run(&body, source_name)),
+                other => Err(ScriptError::other(
+                    "UsageError",
+                    format!(
+                        "Cell magic `{other}` not found (available: {})",
+                        magics::MAGICS.join(", ")
+                    ),
+                    source_name,
+                )),
+            };
+        }
         if let Some(name) = inspection::help_query(code) {
             return self.page_help(name, source_name).map(|_| Dynamic::UNIT);
         }

@@ -518,6 +518,21 @@ pub mod process_api {
         std::process::id() as i64
     }
 
+    /// The resident memory (RSS) of the calling process, in bytes: compare a thread (which
+    /// shares its process's memory) with a process (which has its own).
+    pub fn memory_usage() -> i64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<i64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
     /// The number of CPUs this process may run on.
     pub fn cpu_count() -> i64 {
         std::thread::available_parallelism().map_or(1, |n| n.get() as i64)
