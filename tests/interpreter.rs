@@ -356,3 +356,22 @@ fn time_magic_measures_the_cell() {
     );
     assert_eq!(s.is_complete("%%time\n1 + 1"), Completeness::Complete);
 }
+
+#[test]
+fn functions_from_earlier_cells_by_bare_name_inside_closures() {
+    let mut s = RhaiSession::new();
+    s.execute("fn twice(x) { x * 2 }", "In[1]").unwrap();
+    let result = s.execute(
+        "let f = || { let g = twice; g.call(21) }; f.call()",
+        "In[2]",
+    );
+    assert_eq!(plain(result.unwrap()), "42");
+    let result = s.execute(
+        "let h = |v| spawn_thread(twice, v).join(); h.call(5)",
+        "In[3]",
+    );
+    assert_eq!(plain(result.unwrap()), "10");
+    assert!(s
+        .execute("let nope = || no_such_thing; nope.call()", "In[4]")
+        .is_err());
+}

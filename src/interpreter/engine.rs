@@ -12,6 +12,20 @@ pub use crate::runtime::SCRIPT_STACK_SIZE;
 /// several times more stack per call than release builds).
 pub const MAX_CALL_LEVELS: usize = 1_000;
 
+/// A function pointer to the script function `name`, if the running code has one.
+fn script_function_pointer(ctx: &rhai::EvalContext, name: &str) -> Option<Dynamic> {
+    let defined = ctx
+        .iter_namespaces()
+        .any(|module| (0..=MAX_FUNCTION_PARAMS).any(|n| module.get_script_fn(name, n).is_some()));
+    if !defined {
+        return None;
+    }
+    rhai::FnPtr::new(name).ok().map(Dynamic::from)
+}
+
+/// Functions with more parameters than this are not found by their bare name.
+const MAX_FUNCTION_PARAMS: usize = 16;
+
 /// A configured engine: the runtime package, output through the current sink, the
 /// interrupt flag checked at every operation, and limits that turn runaway recursion into
 /// an error instead of a crash.
@@ -35,13 +49,18 @@ pub fn new_engine() -> Engine {
     // that slot locked for the whole call, so `c.hold(|| c.wait())`, or two threads
     // using one captured lock, would fail with a data race. A runtime object is itself a
     // reference, so reading such a variable yields the object, and calls never lock.
+    //
+    // Also, a bare function name refers to the function (`let f = square;`). Rhai resolves
+    // that only for functions of the script being compiled; functions from earlier cells
+    // are found here, including inside closures.
     #[allow(deprecated)] // on_var is marked volatile, not deprecated
     engine.on_var(|name, _index, ctx| match ctx.scope().get(name) {
         Some(value) if value.is_shared() => {
             let inner = value.flatten_clone();
             Ok(crate::runtime::is_handle(&inner).then_some(inner))
         }
-        _ => Ok(None),
+        Some(_) => Ok(None),
+        None => Ok(script_function_pointer(&ctx, name)),
     });
     engine.on_progress(|ops| {
         crate::runtime::gil::on_operation(ops);
