@@ -492,3 +492,45 @@ fn output_of_threads_and_processes_streams_while_the_cell_waits() {
         assert_eq!(streams, ["first\n", "second\n"], "{spawn}");
     }
 }
+
+#[test]
+fn timeline_draws_one_row_per_worker() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("fn work(n) { sleep(n) }").status(), "ok");
+    let ex = k.execute(
+        "let spans = timeline(|| { let a = spawn_thread(work, 0.1); let b = spawn_thread(work, 0.1); \
+         let p = spawn_process(work, 0.1); a.join(); b.join(); p.join(); }); spans.len()",
+    );
+    assert_eq!(ex.result().as_deref(), Some("4"), "{:?}", ex.error());
+    let display = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "display_data")
+        .expect("a timeline display");
+    let svg = display.content["data"]["image/svg+xml"].as_str().unwrap();
+    assert_eq!(svg.matches("<rect class=\"span\"").count(), 4, "{svg}");
+    for row in ["MainThread", "Thread-", "Process-"] {
+        assert!(svg.contains(row), "{row} row missing");
+    }
+    let text = display.content["data"]["text/plain"].as_str().unwrap();
+    assert!(
+        text.contains("4 workers") && text.contains("CPU utilisation"),
+        "{text}"
+    );
+    assert_eq!(k.eval("spans.filter(|s| s.label == \"work\").len()"), "3");
+
+    // The same for a whole cell with %%timeline.
+    let ex = k.execute("%%timeline\nthread_pool(2).map(work, [0.05, 0.05])");
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    let display = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "display_data")
+        .expect("a timeline display");
+    let svg = display.content["data"]["image/svg+xml"].as_str().unwrap();
+    assert_eq!(
+        svg.matches("<rect class=\"span\"").count(),
+        3,
+        "main row and two pool tasks: {svg}"
+    );
+}

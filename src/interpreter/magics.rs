@@ -1,10 +1,11 @@
-//! Cell magics, IPython style: a first line `%%time` measures the cell.
+//! Cell magics, IPython style: a first line `%%time` measures the cell, `%%timeline` draws
+//! the threads, processes and pool tasks it ran.
 
 use crate::runtime::sink::{self, Stream};
 use std::time::Instant;
 
 /// The cell magics this kernel knows.
-pub const MAGICS: &[&str] = &["%%time"];
+pub const MAGICS: &[&str] = &["%%time", "%%timeline"];
 
 /// Splits a cell into its magic (if the first line is one) and the code after it. The code
 /// keeps an empty first line so that line numbers in errors stay those of the cell.

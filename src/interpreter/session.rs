@@ -77,6 +77,12 @@ impl RhaiSession {
         if let Some((magic, body)) = magics::split(code) {
             return match magic {
                 "%%time" => magics::time(|| self.run(&body, source_name)),
+                "%%timeline" => {
+                    let (result, recording) =
+                        crate::runtime::timeline::capture(|| self.run(&body, source_name));
+                    recording.show();
+                    result
+                }
                 other => Err(ScriptError::other(
                     "UsageError",
                     format!(

@@ -19,6 +19,7 @@ pub mod sink;
 pub mod sync;
 pub mod threads;
 pub mod time;
+pub mod timeline;
 pub mod transfer;
 pub mod values;
 
@@ -40,6 +41,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "queues", queues::queue_api);
         rhai::combine_with_exported_module!(module, "pools", pools::pool_api);
         rhai::combine_with_exported_module!(module, "gil", gil::gil_api);
+        rhai::combine_with_exported_module!(module, "timeline", timeline::timeline_api);
         pools::register_submit(module);
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);
         processes::register_spawn_process(module);

@@ -20,6 +20,15 @@ use std::time::{Duration, Instant};
 
 // ---- work items -----------------------------------------------------------------------
 
+/// What a timeline calls a task: its function's name.
+fn task_label(function: &FnPtr) -> String {
+    if function.is_anonymous() {
+        "closure".to_string()
+    } else {
+        function.fn_name().to_string()
+    }
+}
+
 /// How a chunk of work ended.
 #[derive(Debug)]
 enum ChunkResult {
@@ -169,6 +178,7 @@ impl Executor for ThreadExecutor {
             } else if chunk.cancelled.load(Ordering::SeqCst) {
                 ChunkResult::Broken("cancelled".into())
             } else {
+                let started = Instant::now();
                 let run = || run_chunk_here(&chunk, &context);
                 let outcome =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -178,6 +188,13 @@ impl Executor for ThreadExecutor {
                         }
                     }));
                 super::gil::leave();
+                if super::timeline::recording() {
+                    let worker = std::thread::current()
+                        .name()
+                        .unwrap_or("pool thread")
+                        .to_string();
+                    super::timeline::record(worker, task_label(&chunk.function), "task", started);
+                }
                 outcome.unwrap_or_else(|_| {
                     ChunkResult::Broken("a task panicked in a native function".into())
                 })
@@ -337,7 +354,20 @@ fn drive(
             }
         }
         let Some(w) = worker.as_mut() else { continue };
+        let started = Instant::now();
         let result = run_on_worker(w, &task);
+        if super::timeline::recording() {
+            let label = match task.function["name"].as_str() {
+                Some(name) if !name.starts_with(transfer::CLOSURE_PREFIX) => name.to_string(),
+                _ => "closure".to_string(),
+            };
+            super::timeline::record(
+                format!("pool worker {}", w.child.id()),
+                label,
+                "task",
+                started,
+            );
+        }
         if let ChunkResult::Broken(_) = result {
             reap(w);
             // Replace the worker now, so `pids` and the next call see a healthy pool.

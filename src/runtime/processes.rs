@@ -367,9 +367,18 @@ pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltR
     });
     let sink = sink::current();
     let reader_state = state.clone();
+    let started = std::time::Instant::now();
+    let label = if f.is_anonymous() {
+        "closure".to_string()
+    } else {
+        f.fn_name().to_string()
+    };
     std::thread::Builder::new()
         .name(format!("process-{pid}"))
-        .spawn(move || follow_child(child, BufReader::new(stdout), sink, reader_state))
+        .spawn(move || {
+            follow_child(child, BufReader::new(stdout), sink, &reader_state);
+            super::timeline::record(reader_state.name.clone(), label, "process", started);
+        })
         .map_err(|e| format!("spawn_process: {e}"))?;
     // A worker that dies before reading its job makes this write fail; the reader
     // thread then reports how it ended.
@@ -383,12 +392,12 @@ fn follow_child(
     mut child: Child,
     stdout: BufReader<std::process::ChildStdout>,
     sink: Option<Arc<dyn OutputSink>>,
-    state: Arc<ProcessState>,
+    state: &ProcessState,
 ) {
     for line in stdout.lines() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<Value>(&line) {
-            Ok(event) => apply_event(&event, sink.as_ref(), &state),
+            Ok(event) => apply_event(&event, sink.as_ref(), state),
             Err(_) => {
                 let text = format!("{line}\n");
                 match &sink {

@@ -220,6 +220,12 @@ pub fn spawn(
                 name: thread_handle.0.name.clone(),
             })
         });
+        let started = std::time::Instant::now();
+        let label = if f.is_anonymous() {
+            "closure".to_string()
+        } else {
+            f.fn_name().to_string()
+        };
         let run = || {
             #[allow(deprecated)]
             let ctx = store.create_context(&engine);
@@ -230,6 +236,7 @@ pub fn spawn(
             None => run(),
         }));
         super::gil::leave();
+        super::timeline::record(thread_handle.0.name.clone(), label, "thread", started);
         set_label(tid as i32, None);
         thread_handle.finish(match outcome {
             Ok(Ok(value)) => Ok(value),
