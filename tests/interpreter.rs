@@ -349,7 +349,7 @@ fn time_magic_measures_the_cell() {
     let err = s.execute("%%nope\n1", "In[3]").unwrap_err();
     assert_eq!(err.kind, "UsageError");
     assert!(err.message.contains("%%time"), "{}", err.message);
-    assert_eq!(s.complete("%%ti", 4).matches, vec!["%%time"]);
+    assert_eq!(s.complete("%%ti", 4).matches, vec!["%%time", "%%timeline"]);
     assert_eq!(
         s.is_complete("%%time\nfn f() {"),
         Completeness::Incomplete("    ".into())
