@@ -52,7 +52,10 @@ python-test: kernelspec
 test: lint rust-test python-test
 
 bench: kernelspec
-	$(JUPYTER_ENV) $(VPY) benches/kernel_bench.py --write BENCHMARKS.md
+	mkdir -p target/bench
+	$(JUPYTER_ENV) $(VPY) benches/kernel_bench.py --write target/bench/kernel.md
+	$(VPY) benches/runtime_bench.py --binary $(RELEASE_BIN) --write target/bench/runtime.md
+	cat target/bench/kernel.md target/bench/runtime.md > BENCHMARKS.md
 
 clean:
 	cargo clean
