@@ -34,9 +34,17 @@ pub struct LockRef {
     pub offset: u64,
 }
 
+thread_local! {
+    /// (pid, tid) of this thread; workers are started by exec, never by a bare fork, so
+    /// the pid cannot change under a thread.
+    static IDS: (i32, i32) = {
+        // SAFETY: getpid and gettid cannot fail.
+        unsafe { (libc::getpid(), libc::gettid()) }
+    };
+}
+
 pub fn my_ids() -> (i32, i32) {
-    // SAFETY: getpid and gettid cannot fail.
-    unsafe { (libc::getpid(), libc::gettid()) }
+    IDS.with(|ids| *ids)
 }
 
 /// True when process `pid` has exited (also when it is a zombie not yet reaped).
@@ -110,6 +118,8 @@ impl LockRef {
         let state = self.state();
         let mut guard = state.monitor.lock();
         let mut waiting = false;
+        // Looking for a dead holder reads /proc: do it only when a wait lasts, once per POLL.
+        let mut last_liveness_check = Instant::now();
         let result = loop {
             if state.owner_tid.load(Relaxed) == 0 {
                 break Ok(true);
@@ -121,9 +131,12 @@ impl LockRef {
                 state.depth.fetch_add(1, Relaxed);
                 break Ok(true);
             }
-            if state.owner_pid.load(Relaxed) != pid
-                && process_is_gone(state.owner_pid.load(Relaxed))
-            {
+            let check_liveness =
+                state.owner_pid.load(Relaxed) != pid && last_liveness_check.elapsed() >= POLL;
+            if check_liveness {
+                last_liveness_check = Instant::now();
+            }
+            if check_liveness && process_is_gone(state.owner_pid.load(Relaxed)) {
                 sink::write(
                     Stream::Stderr,
                     &format!(
@@ -193,7 +206,8 @@ impl LockRef {
         state.owner_pid.store(0, Relaxed);
         state.owner_tid.store(0, Relaxed);
         state.depth.store(0, Relaxed);
-        state.monitor.notify_all();
+        // Only lock waiters wait on this monitor, and one of them can take the lock.
+        state.monitor.notify_one();
         Ok(())
     }
 

@@ -382,7 +382,7 @@ pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltR
         .map_err(|e| format!("spawn_process: {e}"))?;
     // A worker that dies before reading its job makes this write fail; the reader
     // thread then reports how it ended.
-    let _ = writeln!(stdin, "{job}");
+    let _ = stdin.write_all(format!("{job}\n").as_bytes());
     drop(stdin);
     Ok(ProcessHandle(state))
 }

@@ -223,6 +223,12 @@ impl Monitor {
         MonitorGuard { monitor: self }
     }
 
+    /// Wakes one waiter.
+    pub fn notify_one(&self) {
+        // SAFETY: initialised condition variable.
+        unsafe { libc::pthread_cond_signal(self.cond_ptr()) };
+    }
+
     /// Wakes every waiter.
     pub fn notify_all(&self) {
         // SAFETY: initialised condition variable.

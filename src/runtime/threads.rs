@@ -78,7 +78,6 @@ struct ThreadState {
     /// `None` while running; then the return value or how the thread failed.
     outcome: Mutex<Option<Result<Dynamic, Failure>>>,
     finished: Condvar,
-    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Why a thread's function did not return a value.
@@ -208,7 +207,6 @@ pub fn spawn(
         os_id: AtomicI64::new(0),
         outcome: Mutex::new(None),
         finished: Condvar::new(),
-        handle: Mutex::new(None),
     }));
     let thread_handle = handle.clone();
     let body = move || {
@@ -220,6 +218,14 @@ pub fn spawn(
                 name: thread_handle.0.name.clone(),
             })
         });
+        // This OS thread may run other script threads later.
+        struct ForgetName;
+        impl Drop for ForgetName {
+            fn drop(&mut self) {
+                CURRENT.with(|c| c.borrow_mut().take());
+            }
+        }
+        let _forget_name = ForgetName;
         let started = std::time::Instant::now();
         let label = if f.is_anonymous() {
             "closure".to_string()
@@ -249,13 +255,72 @@ pub fn spawn(
             )),
         });
     };
-    let join = std::thread::Builder::new()
-        .name(name)
-        .stack_size(SCRIPT_STACK_SIZE)
-        .spawn(body)
+    run_on_script_thread(Box::new(body))
         .map_err(|e| format!("spawn_thread: cannot start a thread: {e}"))?;
-    *handle.0.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(join);
     Ok(handle)
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Idle script threads waiting for their next job (most recently idle last).
+static IDLE: Mutex<Vec<crossbeam_channel::Sender<Job>>> = Mutex::new(Vec::new());
+
+/// How long a finished script thread waits for a new job before it exits.
+const IDLE_LIFETIME: Duration = Duration::from_secs(30);
+
+/// Runs `job` on an idle script thread, or on a new one. Script threads have huge stacks
+/// (for deep recursion) that the C library cannot cache, so creating one per
+/// `spawn_thread` would map and unmap a gigabyte each time; reusing them is much faster.
+fn run_on_script_thread(job: Job) -> std::io::Result<()> {
+    let mut job = job;
+    loop {
+        let idle = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(worker) => match worker.send(job) {
+                Ok(()) => return Ok(()),
+                // That thread has exited: take the job back and try another one.
+                Err(crossbeam_channel::SendError(returned)) => job = returned,
+            },
+            None => break,
+        }
+    }
+    std::thread::Builder::new()
+        .name("script-thread".into())
+        .stack_size(SCRIPT_STACK_SIZE)
+        .spawn(move || script_thread_loop(job))
+        .map(|_| ())
+}
+
+fn script_thread_loop(first: Job) {
+    let (tx, rx) = crossbeam_channel::bounded::<Job>(1);
+    let mut job = first;
+    loop {
+        job();
+        IDLE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx.clone());
+        job = match rx.recv_timeout(IDLE_LIFETIME) {
+            Ok(next) => next,
+            Err(_) => {
+                // Leave the idle list; if someone took this thread meanwhile, its job
+                // is on the way, so take it.
+                let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+                match idle.iter().position(|s| s.same_channel(&tx)) {
+                    Some(at) => {
+                        idle.remove(at);
+                        return;
+                    }
+                    None => {
+                        drop(idle);
+                        match rx.recv() {
+                            Ok(next) => next,
+                            Err(_) => return,
+                        }
+                    }
+                }
+            }
+        };
+    }
 }
 
 const SPAWN_DOC: &str = "\
@@ -344,18 +409,7 @@ pub mod thread_api {
             Some(Err(Failure::Interrupted)) => {
                 Err(format!("thread '{}' was interrupted", thread.0.name).into())
             }
-            Some(Ok(value)) => {
-                if let Some(handle) = thread
-                    .0
-                    .handle
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                {
-                    let _ = handle.join();
-                }
-                Ok(value)
-            }
+            Some(Ok(value)) => Ok(value),
             Some(Err(Failure::Error(message))) => {
                 Err(format!("thread '{}' failed: {message}", thread.0.name).into())
             }
