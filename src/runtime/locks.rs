@@ -244,11 +244,16 @@ mod deadlock {
             .insert(tid, lock);
     }
 
+    /// The thread no longer waits (it got the lock, gave up, or was told of a deadlock):
+    /// forget it, including a verdict that it did not need after all.
     pub fn stop_waiting(tid: i32) {
         WAITING
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&tid);
+        if let Some(verdicts) = VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            verdicts.remove(&tid);
+        }
     }
 
     /// A message if the calling thread is part of a cycle (found now or by another member).
@@ -399,7 +404,7 @@ pub mod lock_api {
 
     /// Runs `f` with the lock held and returns its result; the lock is released even
     /// if `f` throws. `counter_lock.hold(|| balance.value -= 80)`
-    #[rhai_fn(name = "hold", return_raw)]
+    #[rhai_fn(name = "hold", return_raw, pure)]
     pub fn hold_lock(
         ctx: NativeCallContext,
         lock: &mut Lock,
@@ -447,7 +452,7 @@ pub mod lock_api {
     }
 
     /// Runs `f` with the re-entrant lock held; released even if `f` throws.
-    #[rhai_fn(name = "hold", return_raw)]
+    #[rhai_fn(name = "hold", return_raw, pure)]
     pub fn hold_rlock(
         ctx: NativeCallContext,
         lock: &mut RLock,

@@ -304,7 +304,7 @@ pub mod value_api {
     }
 
     /// Writes element `i`.
-    #[rhai_fn(index_set, return_raw)]
+    #[rhai_fn(index_set, return_raw, pure)]
     pub fn array_set(
         a: &mut super::SharedArray,
         i: i64,
