@@ -4,6 +4,7 @@
 //! and results as JSON lines on stdout.
 
 use crate::interpreter::engine::new_engine;
+use crate::runtime::pools::run_batch;
 use crate::runtime::processes::{self, error_event, Role, WorkerSink};
 use crate::runtime::transfer::{CLOSURE_PREFIX, FORWARDER_PREFIX};
 use crate::runtime::{interrupt, sink, threads, transfer, SCRIPT_STACK_SIZE};
@@ -112,36 +113,12 @@ impl WorkerRuntime {
             move |ctx: NativeCallContext| -> Result<rhai::Array, Box<EvalAltResult>> {
                 let mut slot = current.lock().unwrap_or_else(|e| e.into_inner());
                 let batch = slot.as_mut().ok_or("no batch to run")?;
-                if batch.fold {
-                    let mut items = batch
-                        .items
-                        .iter()
-                        .map(|args| args.first().cloned().unwrap_or_default());
-                    let mut acc = items.next().unwrap_or_default();
-                    for (index, item) in items.enumerate() {
-                        acc = batch
-                            .function
-                            .call_within_context::<Dynamic>(&ctx, (acc, item))
-                            .inspect_err(|_| {
-                                batch.failed_at = Some(index + 1);
-                            })?;
-                    }
-                    return Ok(vec![acc]);
-                }
-                let mut results = Vec::with_capacity(batch.items.len());
-                for (index, args) in batch.items.iter().enumerate() {
-                    match batch
-                        .function
-                        .call_within_context::<Dynamic>(&ctx, args.clone())
-                    {
-                        Ok(value) => results.push(value),
-                        Err(err) => {
-                            batch.failed_at = Some(index);
-                            return Err(err);
-                        }
-                    }
-                }
-                Ok(results)
+                let call =
+                    |args: Vec<Dynamic>| batch.function.call_within_context::<Dynamic>(&ctx, args);
+                run_batch(&batch.items, batch.fold, call).map_err(|(index, err)| {
+                    batch.failed_at = Some(index);
+                    err
+                })
             },
         );
         WorkerRuntime {

@@ -127,6 +127,29 @@ struct ThreadExecutor {
     pending: Arc<Pending>,
 }
 
+/// Calls a function once per argument list (map), or folds the first arguments with it
+/// (`f(f(x0, x1), x2)…`, for reduce). On failure, the index of the item that failed.
+/// Shared by thread pools and by worker processes.
+pub fn run_batch(
+    items: &[Vec<Dynamic>],
+    fold: bool,
+    mut call: impl FnMut(Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>>,
+) -> Result<Vec<Dynamic>, (usize, Box<EvalAltResult>)> {
+    if fold {
+        let mut values = items.iter().map(|a| a.first().cloned().unwrap_or_default());
+        let mut acc = values.next().unwrap_or_default();
+        for (index, item) in values.enumerate() {
+            acc = call(vec![acc, item]).map_err(|err| (index + 1, err))?;
+        }
+        return Ok(vec![acc]);
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, args)| call(args.clone()).map_err(|err| (index, err)))
+        .collect()
+}
+
 fn run_chunk_here(chunk: &Chunk, context: &CallContext) -> ChunkResult {
     let Ok(engine) = script_engine() else {
         return ChunkResult::Broken("script threads are not available".into());
@@ -134,32 +157,13 @@ fn run_chunk_here(chunk: &Chunk, context: &CallContext) -> ChunkResult {
     #[allow(deprecated)]
     let ctx = context.store.create_context(&engine);
     let call = |args: Vec<Dynamic>| chunk.function.call_within_context::<Dynamic>(&ctx, args);
-    let failed = |index: usize, err: Box<EvalAltResult>| ChunkResult::Failed {
-        index,
-        message: describe_error(&err),
-    };
-    if chunk.fold {
-        let mut items = chunk
-            .items
-            .iter()
-            .map(|a| a.first().cloned().unwrap_or_default());
-        let mut acc = items.next().unwrap_or_default();
-        for (index, item) in items.enumerate() {
-            match call(vec![acc, item]) {
-                Ok(value) => acc = value,
-                Err(err) => return failed(index + 1, err),
-            }
-        }
-        return ChunkResult::Values(vec![acc]);
+    match run_batch(&chunk.items, chunk.fold, call) {
+        Ok(values) => ChunkResult::Values(values),
+        Err((index, err)) => ChunkResult::Failed {
+            index,
+            message: describe_error(&err),
+        },
     }
-    let mut values = Vec::with_capacity(chunk.items.len());
-    for (index, args) in chunk.items.iter().enumerate() {
-        match call(args.clone()) {
-            Ok(value) => values.push(value),
-            Err(err) => return failed(index, err),
-        }
-    }
-    ChunkResult::Values(values)
 }
 
 impl Executor for ThreadExecutor {

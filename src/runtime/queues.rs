@@ -2,9 +2,8 @@
 //! buffers in shared memory. Items are encoded like `spawn_process` arguments, so data
 //! is copied and shared objects (locks, values, other queues…) cross by reference.
 
-use super::locks::POLL;
 use super::shm::{arena, Monitor};
-use super::{interrupt, interrupted_error, transfer};
+use super::transfer;
 use rhai::plugin::*;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -112,22 +111,7 @@ impl Ring {
         mut ready: impl FnMut(&RingState) -> bool,
     ) -> Result<bool, Box<EvalAltResult>> {
         let state = self.state();
-        let mut guard = state.monitor.lock();
-        loop {
-            if ready(state) {
-                return Ok(true);
-            }
-            if interrupt::is_requested() {
-                return Err(interrupted_error());
-            }
-            let now = Instant::now();
-            let pause = match until {
-                Some(d) if now >= d => return Ok(false),
-                Some(d) => (d - now).min(POLL),
-                None => POLL,
-            };
-            guard.wait(pause);
-        }
+        super::sync::wait_until(&state.monitor, until, || ready(state))
     }
 
     /// Adds a message, waiting while the ring is full.

@@ -23,7 +23,7 @@ fn deadline(timeout: Option<f64>) -> Result<Option<Instant>, Box<EvalAltResult>>
 
 /// Waits on `monitor` until `ready` is true (then returns `Ok(true)`), the deadline passes
 /// (`Ok(false)`) or an interrupt arrives (an error). `ready` runs with the monitor held.
-fn wait_until(
+pub(crate) fn wait_until(
     monitor: &Monitor,
     until: Option<Instant>,
     mut ready: impl FnMut() -> bool,
