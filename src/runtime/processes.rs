@@ -376,8 +376,9 @@ pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltR
     std::thread::Builder::new()
         .name(format!("process-{pid}"))
         .spawn(move || {
-            follow_child(child, BufReader::new(stdout), sink, &reader_state);
-            super::timeline::record(reader_state.name.clone(), label, "process", started);
+            follow_child(child, BufReader::new(stdout), sink, &reader_state, || {
+                super::timeline::record(reader_state.name.clone(), label, "process", started)
+            })
         })
         .map_err(|e| format!("spawn_process: {e}"))?;
     // A worker that dies before reading its job makes this write fail; the reader
@@ -393,6 +394,7 @@ fn follow_child(
     stdout: BufReader<std::process::ChildStdout>,
     sink: Option<Arc<dyn OutputSink>>,
     state: &ProcessState,
+    on_exit: impl FnOnce(),
 ) {
     for line in stdout.lines() {
         let Ok(line) = line else { break };
@@ -417,6 +419,8 @@ fn follow_child(
     };
     state.reaped.store(true, Ordering::SeqCst);
     forget_child(state.pid);
+    // Before anyone waiting in `join` can go on (a timeline must see this process).
+    on_exit();
     *state.exit_code.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
     state.finished.notify_all();
 }

@@ -19,6 +19,10 @@ EXPECTED = {
         "Done with multiprocessing",
         "most running at once: 1",
         "most sleeping at once: 4",
+        "timeline: ",
+        "Thread-",
+        "Process-",
+        "CPU utilisation",
     ],
     "02-race-conditions.ipynb": [
         "lost updates: ",
