@@ -50,7 +50,7 @@ STARTUP_KEYS = {
     "rhai": ["thread", "process"],
     "cpython": ["thread", "process_fork", "process_spawn", "process_forkserver"],
 }
-CPU_KEYS = ["serial", "threads", "pool_cold", "pool_warm"]
+CPU_KEYS = ["serial", "threads", "threads_gil", "pool_cold", "pool_warm"]
 SHARED_KEYS = ["increments", "count", "queue", "pipe"]
 
 
@@ -203,6 +203,7 @@ def with_speedups(cpu):
         **cpu,
         "task": serial / 4,
         "speedup_threads": serial / cpu["threads"],
+        "speedup_threads_gil": serial / cpu["threads_gil"],
         "speedup_pool_cold": serial / cpu["pool_cold"],
         "speedup_pool_warm": serial / cpu["pool_warm"],
     }
@@ -267,6 +268,7 @@ def metrics(plan):
         Metric(f"process {start} vs spawn", "process", "process_spawn", "ms"),
         Metric(f"process {start} vs forkserver", "process", "process_forkserver", "ms"),
         speedup(f"{tasks} 2 threads: speedup over serial", "threads", 1.85),
+        speedup(f"{tasks} 2 threads, GIL on (rhai set_gil(true)): speedup", "threads_gil", None),
         speedup(f"{tasks} pool(2), cold (pool start included): speedup", "pool_cold", 1.8),
         speedup(f"{tasks} pool(2), warm: speedup", "pool_warm", 1.9),
         Metric("pool(2) imap_unordered dispatch, chunksize 1, per task", "dispatch", "dispatch",
@@ -303,6 +305,8 @@ def evaluate(metric, samples):
     rhai = statistics.median(samples["rhai"][metric.rhai_key])
     cpython = statistics.median(samples["cpython"][metric.cpython_key])
     if metric.kind == "speedup":
+        if metric.target is None:
+            return "-", "-", None
         return "-", f"rhai >= {metric.target}x", rhai >= metric.target
     ratio = rhai / cpython
     if metric.target is None:

@@ -1,7 +1,7 @@
 """CPU-bound tasks: serial, on 2 threads, on Pool(2) (fork) cold and warm.
 
 argv: "calibrate" n -> prints "task <s>" for one work(n).
-argv: "run" n       -> 4 tasks of work(n); prints "serial", "threads", "pool_cold",
+argv: "run" n       -> 4 tasks of work(n); prints "serial", "threads", "threads_gil", "pool_cold",
                        "pool_warm" seconds for all 4 tasks.
 """
 
@@ -50,6 +50,8 @@ def run(n):
     tasks = [n] * 4
     serial = timed("serial", lambda: [work(t) for t in tasks])
     check(timed("threads", lambda: on_two_threads(n)), [serial[0] * 2] * 2, "threads")
+    # CPython's threads always run under its GIL: the same measurement again.
+    check(timed("threads_gil", lambda: on_two_threads(n)), [serial[0] * 2] * 2, "threads")
     context = multiprocessing.get_context("fork")
     started = time.perf_counter()
     with context.Pool(2) as pool:
