@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import KernelManager
 
+from report import cpu_model, progress, shown_path
+
 READY_TIMEOUT_S = 60
 CELL_TIMEOUT_S = 120
 # Pause after the trivial cell before reading RSS, so the kernel is truly idle.
@@ -266,12 +268,6 @@ def format_markdown_table(metrics):
     return "\n".join(lines)
 
 
-def cpu_model():
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def rhai_kernel_version(kernel_name):
@@ -281,14 +277,6 @@ def rhai_kernel_version(kernel_name):
     return result.stdout.strip(), binary
 
 
-def shown_path(path):
-    """A path as the report shows it: relative to the repository when inside it, so the
-    report does not depend on where the repository is checked out."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    absolute = os.path.abspath(path)
-    if absolute.startswith(root + os.sep):
-        return os.path.relpath(absolute, root)
-    return os.path.basename(absolute)
 
 
 def machine_info(kernel_name):
@@ -350,8 +338,6 @@ def markdown_report(metrics, info, plan, mode, elapsed_s):
     return "\n".join(lines)
 
 
-def progress(message):
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv):

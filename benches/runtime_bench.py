@@ -35,7 +35,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from report import ROOT, cpu_model, progress, shown_path
+
 SCRIPTS = os.path.join(ROOT, "benches", "runtime")
 DEFAULT_BINARY = os.path.join(ROOT, "target", "release", "rhai-kernel")
 SCRIPT_TIMEOUT_S = 300
@@ -356,21 +357,8 @@ def task_sizes(samples, work_n):
     return "CPU task (median serial time per task): " + ", ".join(parts)
 
 
-def cpu_model():
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
-def shown_path(path):
-    """A path as the report shows it: relative to the repository when inside it, so the
-    report does not depend on where the repository is checked out."""
-    absolute = os.path.abspath(path)
-    if absolute.startswith(ROOT + os.sep):
-        return os.path.relpath(absolute, ROOT)
-    return os.path.basename(absolute)
 
 
 def rhai_version(binary):
@@ -483,8 +471,6 @@ def other_load(start, end, elapsed_s):
             "the benchmark; it hurts the speedups most)")
 
 
-def progress(message):
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv):
