@@ -102,3 +102,18 @@ def test_notebook_runs_clean(path):
     text = output_text(nb)
     for expected in EXPECTED.get(path.name, []):
         assert expected in text, f"{expected!r} not in the outputs of {path.name}"
+    check_timelines(nb)
+
+
+def check_timelines(nb):
+    """Every timeline chart has one row per worker its summary lists, and a bar each."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            svg = out.get("data", {}).get("image/svg+xml") if out.output_type == "display_data" else None
+            if not svg or "class=\"span\"" not in svg:
+                continue
+            rows = [line.split()[0] for line in out.data["text/plain"].splitlines()[1:] if line.strip()]
+            assert len(rows) >= 2, out.data["text/plain"]
+            for row in rows:
+                assert row in svg, f"row {row} missing from the chart"
+            assert svg.count("<rect class=\"span\"") >= len(rows)
