@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import KernelManager
 
-from report import cpu_model, progress, shown_path
+from report import cpu_model, progress, shown_path, summary
 
 READY_TIMEOUT_S = 60
 CELL_TIMEOUT_S = 120
@@ -223,18 +223,6 @@ def run_benchmark(kernel_name, python_kernel, plan):
 
 
 # --- reporting --------------------------------------------------------------
-
-SCALE = {"ms": 1e3, "MiB": 1 / 2**20}
-
-
-def summary(values, unit):
-    """Median with interquartile range, e.g. '12.3 ms (IQR 11.0-14.1, n=200)'."""
-    scaled = [v * SCALE[unit] for v in values]
-    if len(scaled) > 1:
-        q1, med, q3 = statistics.quantiles(scaled, n=4, method="inclusive")
-    else:
-        q1 = med = q3 = scaled[0]
-    return f"{med:.1f} {unit} (IQR {q1:.1f}-{q3:.1f}, n={len(scaled)})"
 
 
 def table_rows(metrics):

@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts: machine description and report paths."""
 
 import os
+import statistics
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,3 +28,19 @@ def shown_path(path):
 def progress(message):
     """A progress line on stderr (stdout carries the results)."""
     print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# Display units and their factors from seconds (or bytes, or a plain ratio for "x").
+SCALE = {"us": 1e6, "ms": 1e3, "MiB": 1 / 2**20, "x": 1.0}
+
+
+def summary(values, unit):
+    """Median with interquartile range, e.g. '12.3 ms (IQR 11.0-14.1, n=7)'."""
+    scaled = [v * SCALE[unit] for v in values]
+    if len(scaled) > 1:
+        q1, med, q3 = statistics.quantiles(scaled, n=4, method="inclusive")
+    else:
+        q1 = med = q3 = scaled[0]
+    digits = 2 if unit == "x" else 1
+    suffix = "x" if unit == "x" else f" {unit}"
+    return f"{med:.{digits}f}{suffix} (IQR {q1:.{digits}f}-{q3:.{digits}f}, n={len(scaled)})"

@@ -35,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from report import ROOT, cpu_model, progress, shown_path
+from report import ROOT, cpu_model, progress, shown_path, summary
 
 SCRIPTS = os.path.join(ROOT, "benches", "runtime")
 DEFAULT_BINARY = os.path.join(ROOT, "target", "release", "rhai-kernel")
@@ -285,20 +285,6 @@ def speedup(name, parallel, target):
     key = f"speedup_{parallel}"
     return Metric(name, key, key, "x", "speedup", target)
 
-
-SCALE = {"us": 1e6, "ms": 1e3, "x": 1.0}
-
-
-def summary(values, unit):
-    """Median with interquartile range, e.g. '12.3 ms (IQR 11.0-14.1, n=7)'."""
-    scaled = [v * SCALE[unit] for v in values]
-    if len(scaled) > 1:
-        q1, med, q3 = statistics.quantiles(scaled, n=4, method="inclusive")
-    else:
-        q1 = med = q3 = scaled[0]
-    digits = 2 if unit == "x" else 1
-    suffix = "x" if unit == "x" else f" {unit}"
-    return f"{med:.{digits}f}{suffix} (IQR {q1:.{digits}f}-{q3:.{digits}f}, n={len(scaled)})"
 
 
 def evaluate(metric, samples):

@@ -60,13 +60,32 @@ trait Executor: Send + Sync {
     fn size(&self) -> usize;
     /// Queues a chunk; errors (e.g. an argument that cannot cross) are reported at once.
     fn submit(&self, chunk: Chunk, context: &CallContext) -> Result<(), String>;
-    fn close(&self);
-    fn is_closed(&self) -> bool;
-    /// Stops at once: queued chunks fail, worker processes are killed.
-    fn terminate(&self);
-    /// Waits until no chunk is queued or running.
-    fn wait_idle(&self) -> Result<(), Box<EvalAltResult>>;
+    fn lifecycle(&self) -> &Lifecycle;
     fn pids(&self) -> Vec<i64>;
+
+    fn close(&self) {
+        self.lifecycle().closed.store(true, Ordering::SeqCst);
+    }
+    fn is_closed(&self) -> bool {
+        self.lifecycle().closed.load(Ordering::SeqCst)
+    }
+    /// Stops at once: queued chunks fail (worker processes are killed).
+    fn terminate(&self) {
+        self.close();
+        self.lifecycle().terminated.store(true, Ordering::SeqCst);
+    }
+    /// Waits until no chunk is queued or running.
+    fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {
+        self.lifecycle().pending.wait_idle()
+    }
+}
+
+/// Whether a pool still takes work, was terminated, and how much work it has.
+#[derive(Default)]
+struct Lifecycle {
+    closed: AtomicBool,
+    terminated: Arc<AtomicBool>,
+    pending: Arc<Pending>,
 }
 
 /// What a thread needs to call script functions of the calling cell.
@@ -122,9 +141,7 @@ impl Pending {
 struct ThreadExecutor {
     pool: rayon::ThreadPool,
     size: usize,
-    closed: AtomicBool,
-    terminated: Arc<AtomicBool>,
-    pending: Arc<Pending>,
+    lifecycle: Lifecycle,
 }
 
 /// Calls a function once per argument list (map), or folds the first arguments with it
@@ -173,8 +190,8 @@ impl Executor for ThreadExecutor {
 
     fn submit(&self, chunk: Chunk, context: &CallContext) -> Result<(), String> {
         let context = context.clone();
-        let terminated = self.terminated.clone();
-        let pending = self.pending.clone();
+        let terminated = self.lifecycle.terminated.clone();
+        let pending = self.lifecycle.pending.clone();
         pending.add();
         self.pool.spawn(move || {
             let result = if terminated.load(Ordering::SeqCst) {
@@ -209,21 +226,8 @@ impl Executor for ThreadExecutor {
         Ok(())
     }
 
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
-    }
-
-    fn terminate(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.terminated.store(true, Ordering::SeqCst);
-    }
-
-    fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {
-        self.pending.wait_idle()
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     fn pids(&self) -> Vec<i64> {
@@ -285,25 +289,22 @@ struct ProcessExecutor {
     size: usize,
     tasks: Mutex<Option<Sender<ProcessTask>>>,
     pids: Arc<Mutex<Vec<i64>>>,
-    closed: AtomicBool,
-    terminated: Arc<AtomicBool>,
-    pending: Arc<Pending>,
+    lifecycle: Lifecycle,
 }
 
 impl ProcessExecutor {
     fn start(size: usize) -> Result<ProcessExecutor, String> {
         let (tx, rx) = crossbeam_channel::unbounded::<ProcessTask>();
         let pids = Arc::new(Mutex::new(vec![0i64; size]));
-        let terminated = Arc::new(AtomicBool::new(false));
-        let pending = Arc::new(Pending::default());
+        let lifecycle = Lifecycle::default();
         for slot in 0..size {
             let worker = start_pool_worker()?;
             pids.lock().unwrap_or_else(|e| e.into_inner())[slot] = worker.child.id() as i64;
             let (rx, pids, terminated, pending) = (
                 rx.clone(),
                 pids.clone(),
-                terminated.clone(),
-                pending.clone(),
+                lifecycle.terminated.clone(),
+                lifecycle.pending.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("pool-driver-{slot}"))
@@ -314,9 +315,7 @@ impl ProcessExecutor {
             size,
             tasks: Mutex::new(Some(tx)),
             pids,
-            closed: AtomicBool::new(false),
-            terminated,
-            pending,
+            lifecycle,
         })
     }
 }
@@ -490,34 +489,26 @@ impl Executor for ProcessExecutor {
         };
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         let tx = tasks.as_ref().ok_or("the pool is closed")?;
-        self.pending.add();
+        self.lifecycle.pending.add();
         tx.send(task).map_err(|_| {
-            self.pending.done();
+            self.lifecycle.pending.done();
             "the pool has stopped".to_string()
         })
     }
 
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     fn terminate(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.terminated.store(true, Ordering::SeqCst);
+        self.close();
+        self.lifecycle.terminated.store(true, Ordering::SeqCst);
         for pid in self.pids() {
             // SAFETY: killing our own worker processes; a pid already reaped is skipped
             // by the driver before reuse is possible in practice.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
         self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
-    }
-
-    fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {
-        self.pending.wait_idle()
     }
 
     fn pids(&self) -> Vec<i64> {
@@ -947,9 +938,7 @@ fn thread_pool_new(size: usize) -> Result<Pool, Box<EvalAltResult>> {
         executor: Arc::new(ThreadExecutor {
             pool,
             size,
-            closed: AtomicBool::new(false),
-            terminated: Arc::new(AtomicBool::new(false)),
-            pending: Arc::new(Pending::default()),
+            lifecycle: Lifecycle::default(),
         }),
         kind: "thread pool",
     })
