@@ -224,3 +224,33 @@ fn interrupt_stops_pool_maps_and_futures() {
     assert_eq!(k.eval("p.map(|x| x * 2, [1, 2, 3])"), "[2, 4, 6]");
     assert_eq!(k.eval("t.map(|x| x * 2, [1, 2, 3])"), "[2, 4, 6]");
 }
+
+fn pool_pids(k: &mut Kernel) -> Vec<i64> {
+    k.eval("p.pids")
+        .trim_matches(['[', ']'])
+        .split(',')
+        .map(|pid| pid.trim().parse().expect("a pid"))
+        .collect()
+}
+
+#[test]
+fn interrupt_cancels_the_tasks_queued_in_pool_workers() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let p = pool(2);").status(), "ok");
+    let pids = pool_pids(&mut k);
+    // The first tasks are quick, so each worker is handed several at once; the later ones
+    // sleep, and some of them sit in the workers' pipes when the interrupt comes.
+    let code = "p.map(|x| { if x >= 200 { sleep(3); } x }, 0..400, #{ chunksize: 1 })";
+    let ex = run_and_interrupt(&mut k, code, control_interrupt);
+    assert_interrupted(&ex);
+    // The queued sleeps were cancelled with the running ones: the same workers (not
+    // killed for being stuck) are free at once.
+    let started = Instant::now();
+    assert_eq!(k.eval("p.map(|x| x * 2, [1, 2, 3])"), "[2, 4, 6]");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the pool was busy for {took:?}"
+    );
+    assert_eq!(pool_pids(&mut k), pids, "workers were replaced");
+}

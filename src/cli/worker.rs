@@ -11,6 +11,7 @@ use crate::runtime::{interrupt, sink, threads, transfer, SCRIPT_STACK_SIZE};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, AST};
 use serde_json::{json, Value};
 use std::io::BufRead;
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
 /// Runs jobs from stdin until it closes; returns the exit code (1 if the last job failed).
@@ -48,12 +49,27 @@ fn forward_sigint() {
 fn serve(sink: &WorkerSink) -> i32 {
     let mut runtime = WorkerRuntime::new();
     let mut code = 0;
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
+    // Our own reader on the pipe (not `Stdin`'s hidden buffer), so we can see what is queued.
+    let Ok(pipe) = std::io::stdin().as_fd().try_clone_to_owned() else {
+        return 1;
+    };
+    let mut jobs = std::io::BufReader::new(std::fs::File::from(pipe));
+    loop {
+        // A pool hands a worker its next job before the current one ends. An interrupt
+        // that stopped the current job also cancels the one already waiting; only a job
+        // the worker had to wait for starts with the interrupt forgotten.
+        let queued = !jobs.buffer().is_empty() || stdin_readable();
+        let mut line = String::new();
+        match jobs.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
         if line.trim().is_empty() {
             continue;
         }
-        interrupt::clear();
+        if !queued {
+            interrupt::clear();
+        }
         let event = match serde_json::from_str::<Value>(&line) {
             Ok(job) => runtime.run(&job),
             Err(e) => json!({ "t": "err", "message": format!("invalid job: {e}") }),
@@ -62,6 +78,17 @@ fn serve(sink: &WorkerSink) -> i32 {
         sink.send(&event);
     }
     code
+}
+
+/// Whether a job line is already waiting in the pipe from the kernel.
+fn stdin_readable() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    unsafe { libc::poll(&mut fd, 1, 0) > 0 && fd.revents & libc::POLLIN != 0 }
 }
 
 /// The function and argument lists of the job being run.

@@ -1,0 +1,150 @@
+//! What every pool executor shares: chunks of work, how they end, the `Executor` trait,
+//! the pool lifecycle (closed, terminated, pending work) and `run_batch`.
+
+use super::super::sink::OutputSink;
+use super::super::{interrupt, interrupted_error};
+use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+// ---- work items -----------------------------------------------------------------------
+
+/// What a timeline calls a task: its function's name.
+pub(super) fn task_label(function: &FnPtr) -> String {
+    if function.is_anonymous() {
+        "closure".to_string()
+    } else {
+        function.fn_name().to_string()
+    }
+}
+
+/// How a chunk of work ended.
+#[derive(Debug)]
+pub(super) enum ChunkResult {
+    Values(Vec<Dynamic>),
+    /// Item `index` (within the chunk) threw.
+    Failed {
+        index: usize,
+        message: String,
+    },
+    /// The worker died or the pool was terminated.
+    Broken(String),
+}
+
+/// Calls of one function on a run of items, handed to a thread or a worker process.
+pub(super) struct Chunk {
+    pub(super) function: FnPtr,
+    /// Argument lists, one per call.
+    pub(super) items: Vec<Vec<Dynamic>>,
+    /// Fold instead of map (for `reduce`).
+    pub(super) fold: bool,
+    pub(super) sink: Option<Arc<dyn OutputSink>>,
+    /// Skipped when set before the chunk starts (the caller gave up).
+    pub(super) cancelled: Arc<AtomicBool>,
+    pub(super) reply: Box<dyn FnOnce(ChunkResult) + Send>,
+}
+
+/// Where chunks run.
+pub(super) trait Executor: Send + Sync {
+    fn size(&self) -> usize;
+    /// Queues a chunk; errors (e.g. an argument that cannot cross) are reported at once.
+    fn submit(&self, chunk: Chunk, context: &CallContext) -> Result<(), String>;
+    fn lifecycle(&self) -> &Lifecycle;
+    fn pids(&self) -> Vec<i64>;
+
+    fn close(&self) {
+        self.lifecycle().closed.store(true, Ordering::SeqCst);
+    }
+    fn is_closed(&self) -> bool {
+        self.lifecycle().closed.load(Ordering::SeqCst)
+    }
+    /// Stops at once: queued chunks fail (worker processes are killed).
+    fn terminate(&self) {
+        self.close();
+        self.lifecycle().terminated.store(true, Ordering::SeqCst);
+    }
+    /// Waits until no chunk is queued or running.
+    fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {
+        self.lifecycle().pending.wait_idle()
+    }
+}
+
+/// Whether a pool still takes work, was terminated, and how much work it has.
+#[derive(Default)]
+pub(super) struct Lifecycle {
+    pub(super) closed: AtomicBool,
+    pub(super) terminated: Arc<AtomicBool>,
+    pub(super) pending: Arc<Pending>,
+}
+
+/// What a thread needs to call script functions of the calling cell.
+#[derive(Clone)]
+pub(super) struct CallContext {
+    #[allow(deprecated)]
+    pub(super) store: Arc<rhai::NativeCallContextStore>,
+}
+
+impl CallContext {
+    pub(super) fn of(ctx: &NativeCallContext) -> Self {
+        #[allow(deprecated)]
+        let store = Arc::new(ctx.store_data());
+        CallContext { store }
+    }
+}
+
+/// Counts queued and running chunks, so `join()` can wait for them.
+#[derive(Default)]
+pub(super) struct Pending {
+    pub(super) count: Mutex<usize>,
+    pub(super) idle: Condvar,
+}
+
+impl Pending {
+    pub(super) fn add(&self) {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+    pub(super) fn done(&self) {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *count = count.saturating_sub(1);
+        self.idle.notify_all();
+    }
+    pub(super) fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {
+        super::super::gil::release_for_wait();
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *count > 0 {
+            if interrupt::is_requested() {
+                return Err(interrupted_error());
+            }
+            count = self
+                .idle
+                .wait_timeout(count, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+}
+
+/// Calls a function once per argument list (map), or folds the first arguments with it
+/// (`f(f(x0, x1), x2)…`, for reduce). On failure, the index of the item that failed.
+/// Shared by thread pools and by worker processes.
+pub fn run_batch(
+    items: &[Vec<Dynamic>],
+    fold: bool,
+    mut call: impl FnMut(Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>>,
+) -> Result<Vec<Dynamic>, (usize, Box<EvalAltResult>)> {
+    if fold {
+        let mut values = items.iter().map(|a| a.first().cloned().unwrap_or_default());
+        let mut acc = values.next().unwrap_or_default();
+        for (index, item) in values.enumerate() {
+            acc = call(vec![acc, item]).map_err(|err| (index + 1, err))?;
+        }
+        return Ok(vec![acc]);
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, args)| call(args.clone()).map_err(|err| (index, err)))
+        .collect()
+}

@@ -1,0 +1,414 @@
+//! Process pools: long-lived worker processes, each fed by a driver thread.
+
+use super::super::processes::{self, relay_output, start_worker, worker_command};
+use super::super::sink::OutputSink;
+use super::super::transfer;
+use super::executor::{CallContext, Chunk, ChunkResult, Executor, Lifecycle, Pending};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use rhai::Dynamic;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ChildStdin, ChildStdout};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A chunk ready for a worker process: its job line and how to report the result.
+struct ProcessTask {
+    function: Value,
+    items: Vec<Vec<Value>>,
+    fold: bool,
+    sink: Option<Arc<dyn OutputSink>>,
+    cancelled: Arc<AtomicBool>,
+    reply: Box<dyn FnOnce(ChunkResult) + Send>,
+}
+
+/// One worker process as its driver thread sees it.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    busy: Arc<AtomicBool>,
+    /// The function sources version this worker has compiled.
+    version: Option<u64>,
+}
+
+fn start_pool_worker() -> Result<Worker, String> {
+    let (mut child, busy) = start_worker(worker_command()?, false)?;
+    let stdin = child.stdin.take().ok_or("no pipe to the worker")?;
+    let stdout = BufReader::new(child.stdout.take().ok_or("no pipe from the worker")?);
+    Ok(Worker {
+        child,
+        stdin,
+        stdout,
+        busy,
+        version: None,
+    })
+}
+
+/// How a worker ended, for the "broken pool" message.
+fn reap(worker: &mut Worker) -> String {
+    let pid = worker.child.id();
+    processes::forget_child(pid as i32);
+    let _ = worker.child.kill();
+    match worker.child.wait() {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("worker process {pid} exited with code {code}"),
+            (_, Some(signal)) => format!("worker process {pid} was killed by signal {signal}"),
+            _ => format!("worker process {pid} ended"),
+        },
+        Err(_) => format!("worker process {pid} ended"),
+    }
+}
+
+pub(super) struct ProcessExecutor {
+    pub(super) size: usize,
+    tasks: Mutex<Option<Sender<ProcessTask>>>,
+    pids: Arc<Mutex<Vec<i64>>>,
+    pub(super) lifecycle: Lifecycle,
+}
+
+impl ProcessExecutor {
+    pub(super) fn start(size: usize) -> Result<ProcessExecutor, String> {
+        let (tx, rx) = crossbeam_channel::unbounded::<ProcessTask>();
+        let pids = Arc::new(Mutex::new(vec![0i64; size]));
+        let lifecycle = Lifecycle::default();
+        for slot in 0..size {
+            let worker = start_pool_worker()?;
+            pids.lock().unwrap_or_else(|e| e.into_inner())[slot] = worker.child.id() as i64;
+            let (rx, pids, terminated, pending) = (
+                rx.clone(),
+                pids.clone(),
+                lifecycle.terminated.clone(),
+                lifecycle.pending.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("pool-driver-{slot}"))
+                .spawn(move || drive(worker, slot, rx, pids, terminated, pending))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(ProcessExecutor {
+            size,
+            tasks: Mutex::new(Some(tx)),
+            pids,
+            lifecycle,
+        })
+    }
+}
+
+/// How many tasks a worker may be handed at once. While tasks are short, the next job
+/// lines already wait in the worker's pipe when it finishes one, so neither the worker nor
+/// its driver sleeps per task; long tasks go one at a time, so none waits behind another
+/// while a different worker is idle.
+fn in_flight_limit(typical_task: Option<Duration>) -> usize {
+    match typical_task {
+        Some(duration) if duration < Duration::from_millis(2) => 8,
+        _ => 1,
+    }
+}
+
+/// A task sent to a worker, waiting for its result.
+struct Sent {
+    task: ProcessTask,
+    sent_at: Instant,
+}
+
+/// Runs tasks on one worker process, replacing it when it dies.
+fn drive(
+    first: Worker,
+    slot: usize,
+    tasks: Receiver<ProcessTask>,
+    pids: Arc<Mutex<Vec<i64>>>,
+    terminated: Arc<AtomicBool>,
+    pending: Arc<Pending>,
+) {
+    let mut worker = Some(first);
+    let mut in_flight: VecDeque<Sent> = VecDeque::new();
+    let mut open = true;
+    // When the previous result arrived: a pipelined task starts no earlier.
+    let mut last_done = Instant::now();
+    // A moving average of how long tasks take on this worker.
+    let mut typical_task: Option<Duration> = None;
+    loop {
+        // Top up the worker's pipe: wait for work only when it has none.
+        while open && in_flight.len() < in_flight_limit(typical_task) {
+            let next = if in_flight.is_empty() {
+                tasks.recv().ok()
+            } else {
+                match tasks.try_recv() {
+                    Ok(task) => Some(task),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => None,
+                }
+            };
+            let Some(task) = next else {
+                open = false;
+                break;
+            };
+            if let Some(sent) = dispatch(task, &mut worker, slot, &pids, &terminated, &pending) {
+                in_flight.push_back(sent);
+            }
+        }
+        let Some(front) = in_flight.pop_front() else {
+            if open {
+                continue;
+            }
+            break;
+        };
+        let Some(w) = worker.as_mut() else {
+            finish(
+                front.task,
+                ChunkResult::Broken("broken pool: no worker".into()),
+                &pending,
+            );
+            continue;
+        };
+        let result = await_result(w, &front.task);
+        let started = front.sent_at.max(last_done);
+        last_done = Instant::now();
+        let took = last_done - started;
+        typical_task = Some(typical_task.map_or(took, |t| (t * 3 + took) / 4));
+        if super::super::timeline::recording() {
+            let label = match front.task.function["name"].as_str() {
+                Some(name) if !name.starts_with(transfer::CLOSURE_PREFIX) => name.to_string(),
+                _ => "closure".to_string(),
+            };
+            super::super::timeline::record(
+                format!("pool worker {}", w.child.id()),
+                label,
+                "task",
+                started,
+            );
+        }
+        if in_flight.is_empty() {
+            w.busy.store(false, Ordering::SeqCst);
+        }
+        let broken = matches!(result, ChunkResult::Broken(_));
+        if broken {
+            replace_worker(&mut worker, slot, &pids);
+        }
+        finish(front.task, result, &pending);
+        if broken {
+            // The tasks queued in the dead worker's pipe never started: hand them to its
+            // replacement.
+            let queued: Vec<Sent> = in_flight.drain(..).collect();
+            for sent in queued {
+                let resent = dispatch(sent.task, &mut worker, slot, &pids, &terminated, &pending);
+                in_flight.extend(resent);
+            }
+        }
+    }
+    // The pool is closed: let the worker finish and exit.
+    if let Some(mut w) = worker {
+        drop(w.stdin);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match w.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = w.child.kill();
+                    let _ = w.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        processes::forget_child(w.child.id() as i32);
+    }
+}
+
+fn finish(task: ProcessTask, result: ChunkResult, pending: &Pending) {
+    (task.reply)(result);
+    pending.done();
+}
+
+/// Starts the replacement of a dead (already reaped) worker, so `pids` and the next call
+/// see a healthy pool.
+fn replace_worker(worker: &mut Option<Worker>, slot: usize, pids: &Mutex<Vec<i64>>) {
+    *worker = start_pool_worker().ok();
+    if let Some(w) = worker {
+        pids.lock().unwrap_or_else(|e| e.into_inner())[slot] = w.child.id() as i64;
+    }
+}
+
+/// Sends a task's job line to the worker (starting one if needed). A task that cannot
+/// be sent is answered at once and `None` returned.
+fn dispatch(
+    task: ProcessTask,
+    worker: &mut Option<Worker>,
+    slot: usize,
+    pids: &Mutex<Vec<i64>>,
+    terminated: &AtomicBool,
+    pending: &Pending,
+) -> Option<Sent> {
+    if terminated.load(Ordering::SeqCst) {
+        finish(
+            task,
+            ChunkResult::Broken("the pool was terminated".into()),
+            pending,
+        );
+        return None;
+    }
+    if task.cancelled.load(Ordering::SeqCst) {
+        finish(task, ChunkResult::Broken("cancelled".into()), pending);
+        return None;
+    }
+    if worker.is_none() {
+        match start_pool_worker() {
+            Ok(w) => {
+                pids.lock().unwrap_or_else(|e| e.into_inner())[slot] = w.child.id() as i64;
+                *worker = Some(w);
+            }
+            Err(e) => {
+                let message = format!("broken pool: cannot start a worker: {e}");
+                finish(task, ChunkResult::Broken(message), pending);
+                return None;
+            }
+        }
+    }
+    let w = worker.as_mut()?;
+    if let Err(message) = send_job(w, &task) {
+        replace_worker(worker, slot, pids);
+        finish(task, ChunkResult::Broken(message), pending);
+        return None;
+    }
+    Some(Sent {
+        task,
+        sent_at: Instant::now(),
+    })
+}
+
+/// Writes a task's job line; the notebook's function sources go along when the worker
+/// has not compiled this version yet.
+fn send_job(worker: &mut Worker, task: &ProcessTask) -> Result<(), String> {
+    let (version, sources) = processes::function_sources_versioned();
+    let mut job = json!({ "version": version, "function": task.function, "items": task.items, "fold": task.fold });
+    if worker.version != Some(version) {
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        job["sources"] = json!(sources);
+    }
+    worker.busy.store(true, Ordering::SeqCst);
+    // One write per job: the pipe is unbuffered, and a worker woken per JSON token is slow.
+    if worker
+        .stdin
+        .write_all(format!("{job}\n").as_bytes())
+        .is_err()
+    {
+        return Err(format!("broken pool: {}", reap(worker)));
+    }
+    worker.version = Some(version);
+    Ok(())
+}
+
+/// Reads the worker's output until the result of its oldest task arrives, relaying what
+/// the task prints.
+fn await_result(worker: &mut Worker, task: &ProcessTask) -> ChunkResult {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match worker.stdout.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                return ChunkResult::Broken(format!(
+                    "broken pool: {} while running a task",
+                    reap(worker)
+                ))
+            }
+            Ok(_) => {}
+        }
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            relay_output(
+                &json!({ "t": "out", "s": "stdout", "text": line }),
+                task.sink.as_ref(),
+            );
+            continue;
+        };
+        if relay_output(&event, task.sink.as_ref()) {
+            continue;
+        }
+        match event["t"].as_str() {
+            Some("ok") => {
+                let values: Result<Vec<Dynamic>, String> = event["value"]
+                    .as_array()
+                    .map(|v| v.iter().map(transfer::from_json).collect())
+                    .unwrap_or_else(|| Ok(Vec::new()));
+                return match values {
+                    Ok(values) => ChunkResult::Values(values),
+                    Err(e) => ChunkResult::Failed {
+                        index: 0,
+                        message: e,
+                    },
+                };
+            }
+            Some("err") => {
+                return ChunkResult::Failed {
+                    index: event["index"].as_u64().unwrap_or(0) as usize,
+                    message: event["message"]
+                        .as_str()
+                        .unwrap_or("unknown error")
+                        .to_string(),
+                }
+            }
+            _ => continue,
+        }
+    }
+}
+
+impl Executor for ProcessExecutor {
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn submit(&self, chunk: Chunk, _context: &CallContext) -> Result<(), String> {
+        let function = transfer::to_json(&Dynamic::from(chunk.function.clone()), "the function")?;
+        let items: Result<Vec<Vec<Value>>, String> = chunk
+            .items
+            .iter()
+            .map(|args| processes::encode_args(args))
+            .collect();
+        let task = ProcessTask {
+            function,
+            items: items?,
+            fold: chunk.fold,
+            sink: chunk.sink,
+            cancelled: chunk.cancelled,
+            reply: chunk.reply,
+        };
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = tasks.as_ref().ok_or("the pool is closed")?;
+        self.lifecycle.pending.add();
+        tx.send(task).map_err(|_| {
+            self.lifecycle.pending.done();
+            "the pool has stopped".to_string()
+        })
+    }
+
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    fn terminate(&self) {
+        self.close();
+        self.lifecycle.terminated.store(true, Ordering::SeqCst);
+        for pid in self.pids() {
+            // SAFETY: killing our own worker processes; a pid already reaped is skipped
+            // by the driver before reuse is possible in practice.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn pids(&self) -> Vec<i64> {
+        self.pids.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for ProcessExecutor {
+    /// The last handle to a pool is gone: its workers finish their task and exit.
+    fn drop(&mut self) {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+// ---- the script-facing pool -----------------------------------------------------------

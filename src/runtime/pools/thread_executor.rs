@@ -1,0 +1,92 @@
+//! Thread pools: chunks run on rayon threads of the kernel process, with the calling
+//! cell's functions.
+
+use super::super::sink;
+use super::super::threads::{describe_error, script_engine};
+use super::executor::{
+    run_batch, task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle,
+};
+use rhai::Dynamic;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+// ---- thread pool ----------------------------------------------------------------------
+
+pub(super) struct ThreadExecutor {
+    pub(super) pool: rayon::ThreadPool,
+    pub(super) size: usize,
+    pub(super) lifecycle: Lifecycle,
+}
+
+fn run_chunk_here(chunk: &Chunk, context: &CallContext) -> ChunkResult {
+    let Ok(engine) = script_engine() else {
+        return ChunkResult::Broken("script threads are not available".into());
+    };
+    #[allow(deprecated)]
+    let ctx = context.store.create_context(&engine);
+    let call = |args: Vec<Dynamic>| chunk.function.call_within_context::<Dynamic>(&ctx, args);
+    match run_batch(&chunk.items, chunk.fold, call) {
+        Ok(values) => ChunkResult::Values(values),
+        Err((index, err)) => ChunkResult::Failed {
+            index,
+            message: describe_error(&err),
+        },
+    }
+}
+
+impl Executor for ThreadExecutor {
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn submit(&self, chunk: Chunk, context: &CallContext) -> Result<(), String> {
+        let context = context.clone();
+        let terminated = self.lifecycle.terminated.clone();
+        let pending = self.lifecycle.pending.clone();
+        pending.add();
+        self.pool.spawn(move || {
+            let result = if terminated.load(Ordering::SeqCst) {
+                ChunkResult::Broken("the pool was terminated".into())
+            } else if chunk.cancelled.load(Ordering::SeqCst) {
+                ChunkResult::Broken("cancelled".into())
+            } else {
+                let started = Instant::now();
+                let run = || run_chunk_here(&chunk, &context);
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        match chunk.sink.clone() {
+                            Some(sink) => sink::with_sink(sink, run),
+                            None => run(),
+                        }
+                    }));
+                super::super::gil::leave();
+                if super::super::timeline::recording() {
+                    let worker = std::thread::current()
+                        .name()
+                        .unwrap_or("pool thread")
+                        .to_string();
+                    super::super::timeline::record(
+                        worker,
+                        task_label(&chunk.function),
+                        "task",
+                        started,
+                    );
+                }
+                outcome.unwrap_or_else(|_| {
+                    ChunkResult::Broken("a task panicked in a native function".into())
+                })
+            };
+            (chunk.reply)(result);
+            pending.done();
+        });
+        Ok(())
+    }
+
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    fn pids(&self) -> Vec<i64> {
+        vec![std::process::id() as i64; self.size]
+    }
+}
