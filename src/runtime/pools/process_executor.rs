@@ -7,7 +7,7 @@ use super::executor::{CallContext, Chunk, ChunkResult, Executor, Lifecycle, Pend
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rhai::Dynamic;
 use serde_json::{json, Value};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, ChildStdout};
@@ -98,14 +98,38 @@ impl ProcessExecutor {
     }
 }
 
-/// How many tasks a worker may be handed at once. While tasks are short, the next job
-/// lines already wait in the worker's pipe when it finishes one, so neither the worker nor
-/// its driver sleeps per task; long tasks go one at a time, so none waits behind another
-/// while a different worker is idle.
-fn in_flight_limit(typical_task: Option<Duration>) -> usize {
-    match typical_task {
-        Some(duration) if duration < Duration::from_millis(2) => 8,
-        _ => 1,
+/// The most tasks a worker is handed at once.
+const MAX_IN_FLIGHT: usize = 8;
+/// Tasks of a function that usually takes less than this are handed out several at a time.
+const SHORT_TASK: Duration = Duration::from_millis(2);
+/// How many functions' typical task durations a driver remembers.
+const REMEMBERED_FUNCTIONS: usize = 256;
+
+/// How long the tasks of each function usually take on a worker (a moving average).
+#[derive(Default)]
+struct TaskDurations(HashMap<String, Duration>);
+
+impl TaskDurations {
+    fn key(task: &ProcessTask) -> &str {
+        task.function["name"].as_str().unwrap_or_default()
+    }
+
+    /// Whether `task` may join others already in a worker's pipe. While tasks are short,
+    /// the next job lines already wait in the pipe when the worker finishes one, so
+    /// neither it nor its driver sleeps per task. A task of unknown or long duration goes
+    /// alone, so none waits behind another while a different worker is idle.
+    fn may_pipeline(&self, task: &ProcessTask) -> bool {
+        self.0
+            .get(Self::key(task))
+            .is_some_and(|typical| *typical < SHORT_TASK)
+    }
+
+    fn record(&mut self, task: &ProcessTask, took: Duration) {
+        if self.0.len() >= REMEMBERED_FUNCTIONS {
+            self.0.clear();
+        }
+        let typical = self.0.entry(Self::key(task).to_string()).or_insert(took);
+        *typical = (*typical * 3 + took) / 4;
     }
 }
 
@@ -129,30 +153,35 @@ fn drive(
     let mut open = true;
     // When the previous result arrived: a pipelined task starts no earlier.
     let mut last_done = Instant::now();
-    // A moving average of how long tasks take on this worker.
-    let mut typical_task: Option<Duration> = None;
+    let mut durations = TaskDurations::default();
+    // A task taken from the queue that waits until the worker's pipe is empty.
+    let mut parked: Option<ProcessTask> = None;
     loop {
         // Top up the worker's pipe: wait for work only when it has none.
-        while open && in_flight.len() < in_flight_limit(typical_task) {
-            let next = if in_flight.is_empty() {
-                tasks.recv().ok()
-            } else {
-                match tasks.try_recv() {
-                    Ok(task) => Some(task),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => None,
-                }
-            };
-            let Some(task) = next else {
-                open = false;
+        while in_flight.len() < MAX_IN_FLIGHT {
+            if parked.is_none() && open {
+                parked = if in_flight.is_empty() {
+                    tasks.recv().ok()
+                } else {
+                    match tasks.try_recv() {
+                        Ok(task) => Some(task),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => None,
+                    }
+                };
+                open = parked.is_some();
+            }
+            let Some(task) = parked.take() else { break };
+            if !in_flight.is_empty() && !durations.may_pipeline(&task) {
+                parked = Some(task);
                 break;
-            };
+            }
             if let Some(sent) = dispatch(task, &mut worker, slot, &pids, &terminated, &pending) {
                 in_flight.push_back(sent);
             }
         }
         let Some(front) = in_flight.pop_front() else {
-            if open {
+            if open || parked.is_some() {
                 continue;
             }
             break;
@@ -168,8 +197,7 @@ fn drive(
         let result = await_result(w, &front.task);
         let started = front.sent_at.max(last_done);
         last_done = Instant::now();
-        let took = last_done - started;
-        typical_task = Some(typical_task.map_or(took, |t| (t * 3 + took) / 4));
+        durations.record(&front.task, last_done - started);
         if super::super::timeline::recording() {
             let label = match front.task.function["name"].as_str() {
                 Some(name) if !name.starts_with(transfer::CLOSURE_PREFIX) => name.to_string(),
