@@ -11,10 +11,11 @@ pub mod iopub;
 pub mod shell;
 pub mod sink;
 pub mod stdin;
+pub mod validate;
 
 use crate::interpreter::{engine::SCRIPT_STACK_SIZE, Interpreter, RhaiSession};
 use crate::protocol::message::Session;
-use crate::protocol::{ConnectionInfo, Signer};
+use crate::protocol::{ConnectionInfo, SeenSignatures, Signer};
 use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use std::sync::Arc;
 pub struct KernelContext {
     pub session: Arc<Session>,
     pub signer: Signer,
+    /// Signatures of the requests accepted so far, on any channel: a replay is dropped.
+    pub seen: Arc<SeenSignatures>,
     pub iopub: iopub::Iopub,
     pub kernel_info: Arc<serde_json::Value>,
 }
@@ -62,16 +65,23 @@ pub fn run(connection_file: &Path) -> anyhow::Result<()> {
 
     let interpreter = RhaiSession::new();
     let kernel_info = Arc::new(info::kernel_info(&interpreter.language_info()));
+    let seen = Arc::new(SeenSignatures::default());
     let ctx = KernelContext {
         session: session.clone(),
         signer: signer.clone(),
+        seen: seen.clone(),
         iopub: iopub.clone(),
         kernel_info,
     };
     iopub.status("starting", None);
 
     control::start(control_socket, ctx.clone());
-    let stdin = Arc::new(stdin::StdinChannel::new(stdin_socket, session, signer));
+    let stdin = Arc::new(stdin::StdinChannel::new(
+        stdin_socket,
+        session,
+        signer,
+        seen,
+    ));
     // Cells run on the shell thread, which gets a large stack for deep script recursion.
     let shell = std::thread::Builder::new()
         .name("shell".into())
