@@ -53,7 +53,9 @@ pub fn run(connection_file: &Path) -> anyhow::Result<()> {
     let shell_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.shell_port)?;
     let control_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.control_port)?;
     let stdin_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.stdin_port)?;
-    let iopub_socket = bind(&zmq_ctx, zmq::PUB, &info, info.iopub_port)?;
+    let iopub_socket = bind(&zmq_ctx, zmq::XPUB, &info, info.iopub_port)?;
+    // Every subscriber gets its own welcome, not only the first one to a topic.
+    iopub_socket.set_xpub_verbose(true)?;
     let hb_socket = bind(&zmq_ctx, zmq::REP, &info, info.hb_port)?;
 
     let session = Arc::new(Session::new());
