@@ -104,10 +104,38 @@ struct PendingStream {
 }
 
 fn publish_loop(socket: zmq::Socket, rx: Receiver<Event>, session: Arc<Session>, signer: Signer) {
-    let send = |msg: &Message| {
+    let xpub = matches!(socket.get_socket_type(), Ok(zmq::XPUB));
+    let send_now = |msg: &Message| {
         if let Err(e) = socket.send_multipart(encode(msg, &signer), 0) {
             eprintln!("[rhai-kernel] iopub send failed: {e}");
         }
+    };
+    let welcome_new_subscribers = || {
+        if !xpub {
+            return;
+        }
+        for topic in new_subscriptions(&socket) {
+            let welcome = session.message(
+                "iopub_welcome",
+                None,
+                // The topic as routing prefix, so that a subscriber to a topic other
+                // than "" receives its welcome too.
+                if topic.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![topic.clone().into_bytes()]
+                },
+                json!({ "subscription": topic }),
+            );
+            send_now(&welcome);
+        }
+    };
+    // libzmq registers a subscription as soon as the socket is used, so the next message
+    // already reaches a new subscriber: welcome it first, so that the welcome is the first
+    // thing every subscriber receives.
+    let send = |msg: &Message| {
+        welcome_new_subscribers();
+        send_now(msg);
     };
     let flush_stream = |pending: &mut Option<PendingStream>| {
         if let Some(p) = pending.take() {
@@ -121,26 +149,9 @@ fn publish_loop(socket: zmq::Socket, rx: Receiver<Event>, session: Arc<Session>,
             send(&msg);
         }
     };
-    let xpub = matches!(socket.get_socket_type(), Ok(zmq::XPUB));
     let mut pending: Option<PendingStream> = None;
     loop {
-        if xpub {
-            for topic in new_subscriptions(&socket) {
-                let welcome = session.message(
-                    "iopub_welcome",
-                    None,
-                    // The topic as routing prefix, so that a subscriber to a topic other
-                    // than "" receives its welcome too.
-                    if topic.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![topic.clone().into_bytes()]
-                    },
-                    json!({ "subscription": topic }),
-                );
-                send(&welcome);
-            }
-        }
+        welcome_new_subscribers();
         let wait = match &pending {
             Some(p) => p.deadline.saturating_duration_since(Instant::now()),
             None => Duration::MAX,
