@@ -31,6 +31,11 @@ pub struct KernelContext {
     pub kernel_info: Arc<serde_json::Value>,
 }
 
+/// Whether the linked libzmq can serve CurveZMQ (it needs a crypto library at build time).
+pub fn curve_supported() -> bool {
+    zmq::has("curve").unwrap_or(false)
+}
+
 fn bind(
     ctx: &zmq::Context,
     kind: zmq::SocketType,
@@ -39,6 +44,12 @@ fn bind(
 ) -> anyhow::Result<zmq::Socket> {
     let socket = ctx.socket(kind)?;
     socket.set_linger(1000)?;
+    if let Some(keys) = info.curve_keys()? {
+        // Must be set before bind: the security mechanism is fixed per connection.
+        socket.set_curve_server(true)?;
+        socket.set_curve_publickey(keys.public.as_bytes())?;
+        socket.set_curve_secretkey(keys.secret.as_bytes())?;
+    }
     let endpoint = info.endpoint(port);
     socket
         .bind(&endpoint)
@@ -49,6 +60,13 @@ fn bind(
 /// Runs a kernel for the given connection file until a shutdown request arrives.
 pub fn run(connection_file: &Path) -> anyhow::Result<()> {
     let info = ConnectionInfo::from_file(connection_file)?;
+    if info.curve_keys()?.is_some() && !curve_supported() {
+        // Serving in plain text what the client believes is encrypted is not an option.
+        anyhow::bail!(
+            "the connection file asks for CurveZMQ encryption, but this build's libzmq has \
+             no CURVE support (see \"Encryption\" in the README)"
+        );
+    }
     let zmq_ctx = zmq::Context::new();
     let shell_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.shell_port)?;
     let control_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.control_port)?;

@@ -8,7 +8,7 @@ pub mod replay;
 pub mod signer;
 pub mod wire;
 
-pub use connection::ConnectionInfo;
+pub use connection::{ConnectionInfo, CurveKeys};
 pub use message::{Header, Message};
 pub use replay::SeenSignatures;
 pub use signer::Signer;

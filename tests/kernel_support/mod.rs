@@ -27,7 +27,7 @@ pub struct Ports {
 impl Ports {
     /// Five distinct free ports on 127.0.0.1 (all listeners are held until every port is
     /// chosen, so the five cannot collide with each other).
-    fn pick() -> Ports {
+    pub fn pick() -> Ports {
         let listeners: Vec<TcpListener> = (0..5)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
             .collect();
