@@ -62,8 +62,19 @@ pub fn kernel_json(exe: &Path) -> serde_json::Value {
         "language": "rhai",
         "interrupt_mode": "message",
         "kernel_protocol_version": crate::protocol::PROTOCOL_VERSION,
-        "metadata": { "debugger": false },
+        "metadata": metadata(crate::kernel::curve_supported()),
     })
+}
+
+/// The kernelspec metadata. `supported_encryption` tells jupyter_client 8.10+ (with
+/// `transport_encryption` "auto" or "required") to hand the kernel CurveZMQ keys; it is
+/// claimed only when the linked libzmq can use them, or the kernel would refuse to start.
+pub fn metadata(curve: bool) -> serde_json::Value {
+    if curve {
+        json!({ "debugger": false, "supported_encryption": ["curve"] })
+    } else {
+        json!({ "debugger": false })
+    }
 }
 
 /// Writes the kernelspec and returns its directory.

@@ -1,8 +1,8 @@
 //! The control channel, on its own thread so that interrupt and shutdown requests are
 //! served while a cell is running.
 
-use super::KernelContext;
-use crate::protocol::{decode, encode, Message};
+use super::{validate, KernelContext};
+use crate::protocol::{decode_once, encode, Message};
 use crate::runtime::interrupt;
 use serde_json::json;
 
@@ -23,7 +23,7 @@ fn serve(socket: zmq::Socket, ctx: KernelContext) {
                 continue;
             }
         };
-        let request = match decode(frames, &ctx.signer) {
+        let request = match decode_once(frames, &ctx.signer, &ctx.seen) {
             Ok(msg) => msg,
             Err(e) => {
                 eprintln!("[rhai-kernel] dropped control message: {e}");
@@ -49,6 +49,25 @@ fn reply(
 
 fn handle(socket: &zmq::Socket, ctx: &KernelContext, request: &Message) {
     ctx.iopub.status("busy", Some(request));
+    // Only the requests this channel serves are checked; others are ignored below.
+    let served = matches!(
+        request.msg_type(),
+        "interrupt_request" | "kernel_info_request" | "shutdown_request"
+    );
+    let checked = if served {
+        validate::check(request.msg_type(), &request.content)
+    } else {
+        Ok(())
+    };
+    if let Err(problem) = checked {
+        eprintln!("[rhai-kernel] rejected {}: {problem}", request.msg_type());
+        if let Some(reply_type) = validate::reply_type(request.msg_type()) {
+            let content = validate::error_reply("BadRequest", &problem);
+            reply(socket, ctx, request, &reply_type, content);
+        }
+        ctx.iopub.status("idle", Some(request));
+        return;
+    }
     match request.msg_type() {
         "interrupt_request" => {
             interrupt::request();

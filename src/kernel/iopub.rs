@@ -1,6 +1,11 @@
-//! The IOPub publisher: one thread owns the PUB socket; everyone else sends it events.
+//! The IOPub publisher: one thread owns the XPUB socket; everyone else sends it events.
 //! Small stream writes are batched (like ipykernel's IOPub thread) so that thousands of
 //! `print`s arrive as a few messages, while order with other messages is preserved.
+//!
+//! The socket is an XPUB rather than a PUB so that the kernel sees each new subscription
+//! and answers it with an `iopub_welcome` message (as ipykernel 7 does): a client then
+//! knows that its subscription is live and that it will miss nothing from here on, instead
+//! of probing with `kernel_info_request` until some status message happens to arrive.
 
 use crate::protocol::message::Session;
 use crate::protocol::{encode, Message, Signer};
@@ -13,6 +18,11 @@ use std::time::{Duration, Instant};
 const STREAM_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 /// Stream text is sent at once when a batch grows past this many bytes.
 const STREAM_BATCH_LIMIT: usize = 256 * 1024;
+/// How often the publisher looks for new subscriptions while it has nothing to send (the
+/// socket cannot wake the thread up, as it waits on the event channel).
+const SUBSCRIPTION_POLL: Duration = Duration::from_millis(20);
+/// Subscription messages handled per look, so that a flood of them cannot hold up output.
+const SUBSCRIPTIONS_PER_POLL: usize = 64;
 
 enum Event {
     Message(Box<Message>),
@@ -32,7 +42,8 @@ pub struct Iopub {
 }
 
 impl Iopub {
-    /// Starts the publisher thread on an already-bound PUB socket.
+    /// Starts the publisher thread on an already-bound XPUB socket (a PUB socket works too,
+    /// without welcome messages).
     pub fn start(socket: zmq::Socket, session: Arc<Session>, signer: Signer) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread_session = session.clone();
@@ -93,10 +104,38 @@ struct PendingStream {
 }
 
 fn publish_loop(socket: zmq::Socket, rx: Receiver<Event>, session: Arc<Session>, signer: Signer) {
-    let send = |msg: &Message| {
+    let xpub = matches!(socket.get_socket_type(), Ok(zmq::XPUB));
+    let send_now = |msg: &Message| {
         if let Err(e) = socket.send_multipart(encode(msg, &signer), 0) {
             eprintln!("[rhai-kernel] iopub send failed: {e}");
         }
+    };
+    let welcome_new_subscribers = || {
+        if !xpub {
+            return;
+        }
+        for topic in new_subscriptions(&socket) {
+            let welcome = session.message(
+                "iopub_welcome",
+                None,
+                // The topic as routing prefix, so that a subscriber to a topic other
+                // than "" receives its welcome too.
+                if topic.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![topic.clone().into_bytes()]
+                },
+                json!({ "subscription": topic }),
+            );
+            send_now(&welcome);
+        }
+    };
+    // libzmq registers a subscription as soon as the socket is used, so the next message
+    // already reaches a new subscriber: welcome it first, so that the welcome is the first
+    // thing every subscriber receives.
+    let send = |msg: &Message| {
+        welcome_new_subscribers();
+        send_now(msg);
     };
     let flush_stream = |pending: &mut Option<PendingStream>| {
         if let Some(p) = pending.take() {
@@ -112,21 +151,33 @@ fn publish_loop(socket: zmq::Socket, rx: Receiver<Event>, session: Arc<Session>,
     };
     let mut pending: Option<PendingStream> = None;
     loop {
-        let event = match &pending {
-            Some(p) => {
-                match rx.recv_timeout(p.deadline.saturating_duration_since(Instant::now())) {
-                    Ok(event) => event,
-                    Err(RecvTimeoutError::Timeout) => {
-                        flush_stream(&mut pending);
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
+        welcome_new_subscribers();
+        let wait = match &pending {
+            Some(p) => p.deadline.saturating_duration_since(Instant::now()),
+            None => Duration::MAX,
+        };
+        let wait = if xpub {
+            wait.min(SUBSCRIPTION_POLL)
+        } else {
+            wait
+        };
+        let received = if wait == Duration::MAX {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(wait)
+        };
+        let event = match received {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => {
+                if pending
+                    .as_ref()
+                    .is_some_and(|p| Instant::now() >= p.deadline)
+                {
+                    flush_stream(&mut pending);
                 }
+                continue;
             }
-            None => match rx.recv() {
-                Ok(event) => event,
-                Err(_) => break,
-            },
+            Err(RecvTimeoutError::Disconnected) => break,
         };
         match event {
             Event::Stream { parent, name, text } => {
@@ -162,4 +213,30 @@ fn publish_loop(socket: zmq::Socket, rx: Receiver<Event>, session: Arc<Session>,
         }
     }
     flush_stream(&mut pending);
+}
+
+/// The topics of the subscriptions that arrived since the last look. An XPUB socket
+/// delivers each as one frame: byte 1 then the topic (byte 0 is an unsubscription).
+/// Topics that are not UTF-8 cannot be put in a JSON welcome and are skipped, as
+/// ipykernel does.
+fn new_subscriptions(socket: &zmq::Socket) -> Vec<String> {
+    let mut topics = Vec::new();
+    for _ in 0..SUBSCRIPTIONS_PER_POLL {
+        let frames = match socket.recv_multipart(zmq::DONTWAIT) {
+            Ok(frames) => frames,
+            Err(zmq::Error::EAGAIN) => break,
+            Err(e) => {
+                eprintln!("[rhai-kernel] iopub receive failed: {e}");
+                break;
+            }
+        };
+        for frame in frames {
+            if let Some((1, topic)) = frame.split_first() {
+                if let Ok(topic) = String::from_utf8(topic.to_vec()) {
+                    topics.push(topic);
+                }
+            }
+        }
+    }
+    topics
 }

@@ -11,10 +11,11 @@ pub mod iopub;
 pub mod shell;
 pub mod sink;
 pub mod stdin;
+pub mod validate;
 
 use crate::interpreter::{engine::SCRIPT_STACK_SIZE, Interpreter, RhaiSession};
 use crate::protocol::message::Session;
-use crate::protocol::{ConnectionInfo, Signer};
+use crate::protocol::{ConnectionInfo, SeenSignatures, Signer};
 use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -24,8 +25,15 @@ use std::sync::Arc;
 pub struct KernelContext {
     pub session: Arc<Session>,
     pub signer: Signer,
+    /// Signatures of the requests accepted so far, on any channel: a replay is dropped.
+    pub seen: Arc<SeenSignatures>,
     pub iopub: iopub::Iopub,
     pub kernel_info: Arc<serde_json::Value>,
+}
+
+/// Whether the linked libzmq can serve CurveZMQ (it needs a crypto library at build time).
+pub fn curve_supported() -> bool {
+    zmq::has("curve").unwrap_or(false)
 }
 
 fn bind(
@@ -36,6 +44,12 @@ fn bind(
 ) -> anyhow::Result<zmq::Socket> {
     let socket = ctx.socket(kind)?;
     socket.set_linger(1000)?;
+    if let Some(keys) = info.curve_keys()? {
+        // Must be set before bind: the security mechanism is fixed per connection.
+        socket.set_curve_server(true)?;
+        socket.set_curve_publickey(keys.public.as_bytes())?;
+        socket.set_curve_secretkey(keys.secret.as_bytes())?;
+    }
     let endpoint = info.endpoint(port);
     socket
         .bind(&endpoint)
@@ -46,11 +60,20 @@ fn bind(
 /// Runs a kernel for the given connection file until a shutdown request arrives.
 pub fn run(connection_file: &Path) -> anyhow::Result<()> {
     let info = ConnectionInfo::from_file(connection_file)?;
+    if info.curve_keys()?.is_some() && !curve_supported() {
+        // Serving in plain text what the client believes is encrypted is not an option.
+        anyhow::bail!(
+            "the connection file asks for CurveZMQ encryption, but this build's libzmq has \
+             no CURVE support (see \"Encryption\" in the README)"
+        );
+    }
     let zmq_ctx = zmq::Context::new();
     let shell_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.shell_port)?;
     let control_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.control_port)?;
     let stdin_socket = bind(&zmq_ctx, zmq::ROUTER, &info, info.stdin_port)?;
-    let iopub_socket = bind(&zmq_ctx, zmq::PUB, &info, info.iopub_port)?;
+    let iopub_socket = bind(&zmq_ctx, zmq::XPUB, &info, info.iopub_port)?;
+    // Every subscriber gets its own welcome, not only the first one to a topic.
+    iopub_socket.set_xpub_verbose(true)?;
     let hb_socket = bind(&zmq_ctx, zmq::REP, &info, info.hb_port)?;
 
     let session = Arc::new(Session::new());
@@ -62,16 +85,23 @@ pub fn run(connection_file: &Path) -> anyhow::Result<()> {
 
     let interpreter = RhaiSession::new();
     let kernel_info = Arc::new(info::kernel_info(&interpreter.language_info()));
+    let seen = Arc::new(SeenSignatures::default());
     let ctx = KernelContext {
         session: session.clone(),
         signer: signer.clone(),
+        seen: seen.clone(),
         iopub: iopub.clone(),
         kernel_info,
     };
     iopub.status("starting", None);
 
     control::start(control_socket, ctx.clone());
-    let stdin = Arc::new(stdin::StdinChannel::new(stdin_socket, session, signer));
+    let stdin = Arc::new(stdin::StdinChannel::new(
+        stdin_socket,
+        session,
+        signer,
+        seen,
+    ));
     // Cells run on the shell thread, which gets a large stack for deep script recursion.
     let shell = std::thread::Builder::new()
         .name("shell".into())

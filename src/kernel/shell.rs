@@ -4,9 +4,10 @@
 use super::history::History;
 use super::sink::IopubSink;
 use super::stdin::StdinChannel;
+use super::validate;
 use super::KernelContext;
 use crate::interpreter::{Completeness, Interpreter, ScriptError};
-use crate::protocol::{decode, encode, Message};
+use crate::protocol::{decode_once, encode, Message};
 use crate::runtime::{interrupt, sink};
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
@@ -81,7 +82,7 @@ impl<I: Interpreter> Shell<I> {
             _ => return None,
         }
         let frames = self.socket.recv_multipart(0).ok()?;
-        match decode(frames, &self.ctx.signer) {
+        match decode_once(frames, &self.ctx.signer, &self.ctx.seen) {
             Ok(msg) => Some(msg),
             Err(e) => {
                 eprintln!("[rhai-kernel] dropped shell message: {e}");
@@ -98,10 +99,49 @@ impl<I: Interpreter> Shell<I> {
         }
         self.ctx.iopub.status("busy", Some(request));
         match Self::handler(request.msg_type()) {
-            Some(handler) => handler(self, request),
+            Some(handler) => match validate::check(request.msg_type(), &request.content) {
+                Ok(()) => self.run_handler(handler, request),
+                Err(problem) => self.reject(request, "BadRequest", &problem),
+            },
             None => eprintln!("[rhai-kernel] unknown message type: {}", request.msg_type()),
         }
         self.ctx.iopub.status("idle", Some(request));
+    }
+
+    /// Runs a handler; a panic in it (a bug reached by some odd request) becomes an error
+    /// reply instead of taking the whole kernel, and the user's variables, down with it.
+    fn run_handler(&mut self, handler: Handler<I>, request: &Message) {
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(self, request)));
+        if let Err(panic) = outcome {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            eprintln!(
+                "[rhai-kernel] {} handler panicked: {what}",
+                request.msg_type()
+            );
+            self.reject(request, "InternalError", &what);
+        }
+    }
+
+    /// Answers a request that could not be handled with the spec's error reply (and, for a
+    /// cell, an `error` on IOPub so that the notebook shows why nothing ran).
+    fn reject(&mut self, request: &Message, ename: &str, evalue: &str) {
+        eprintln!("[rhai-kernel] rejected {}: {evalue}", request.msg_type());
+        let Some(reply_type) = validate::reply_type(request.msg_type()) else {
+            return;
+        };
+        let mut content = validate::error_reply(ename, evalue);
+        if request.msg_type() == "execute_request" {
+            self.ctx.iopub.send("error", Some(request), content.clone());
+            content["execution_count"] = json!(self.execution_count);
+            content["user_expressions"] = json!({});
+            content["payload"] = json!([]);
+        }
+        self.reply(request, &reply_type, content);
     }
 
     fn reply(&self, request: &Message, msg_type: &str, content: Value) {
@@ -274,7 +314,8 @@ impl<I: Interpreter> Shell<I> {
     fn inspect(&mut self, request: &Message) {
         let code = request.content["code"].as_str().unwrap_or_default();
         let cursor = cursor_pos(request, code);
-        let detail = request.content["detail_level"].as_u64().unwrap_or(0) as u8;
+        let detail =
+            u8::try_from(request.content["detail_level"].as_u64().unwrap_or(0)).unwrap_or(u8::MAX);
         let content = match self.interpreter.inspect(code, cursor, detail) {
             Some(text) => {
                 json!({ "status": "ok", "found": true, "data": { "text/plain": text }, "metadata": {} })
@@ -340,9 +381,11 @@ impl<I: Interpreter> Shell<I> {
     }
 }
 
-/// The request's cursor position (in characters), defaulting to the end of the code.
+/// The request's cursor position (in characters), defaulting to the end of the code. A
+/// position past the end (a client's mistake) is taken as the end.
 fn cursor_pos(request: &Message, code: &str) -> usize {
+    let end = code.chars().count();
     request.content["cursor_pos"]
         .as_u64()
-        .map_or_else(|| code.chars().count(), |c| c as usize)
+        .map_or(end, |c| usize::try_from(c).unwrap_or(end).min(end))
 }

@@ -1,7 +1,7 @@
 //! The stdin channel: asks the frontend for input on behalf of a running cell.
 
 use crate::protocol::message::Session;
-use crate::protocol::{decode, encode, Message, Signer};
+use crate::protocol::{decode_once, encode, Message, SeenSignatures, Signer};
 use crate::runtime::interrupt;
 use crate::runtime::sink::InputError;
 use serde_json::json;
@@ -12,14 +12,21 @@ pub struct StdinChannel {
     socket: Mutex<zmq::Socket>,
     session: Arc<Session>,
     signer: Signer,
+    seen: Arc<SeenSignatures>,
 }
 
 impl StdinChannel {
-    pub fn new(socket: zmq::Socket, session: Arc<Session>, signer: Signer) -> Self {
+    pub fn new(
+        socket: zmq::Socket,
+        session: Arc<Session>,
+        signer: Signer,
+        seen: Arc<SeenSignatures>,
+    ) -> Self {
         StdinChannel {
             socket: Mutex::new(socket),
             session,
             signer,
+            seen,
         }
     }
 
@@ -55,7 +62,7 @@ impl StdinChannel {
                 Err(_) => return Err(InputError::Closed),
             }
             let frames = socket.recv_multipart(0).map_err(|_| InputError::Closed)?;
-            match decode(frames, &self.signer) {
+            match decode_once(frames, &self.signer, &self.seen) {
                 Ok(reply) if reply.msg_type() == "input_reply" => {
                     return Ok(reply.content["value"]
                         .as_str()

@@ -19,6 +19,20 @@ pub struct ConnectionInfo {
     pub key: String,
     #[serde(default = "default_scheme")]
     pub signature_scheme: String,
+    /// The kernel's CurveZMQ key pair (Z85 text), written by jupyter_client 8.10+ when the
+    /// kernelspec declares `supported_encryption: ["curve"]`: every socket is then a CURVE
+    /// server with these keys (clients use the same pair, as jupyter_client does).
+    #[serde(default)]
+    pub curve_publickey: Option<String>,
+    #[serde(default)]
+    pub curve_secretkey: Option<String>,
+}
+
+/// The CurveZMQ key pair of a connection file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurveKeys {
+    pub public: String,
+    pub secret: String,
 }
 
 fn default_transport() -> String {
@@ -52,7 +66,29 @@ impl ConnectionInfo {
         if info.transport != "tcp" && info.transport != "ipc" {
             anyhow::bail!("unsupported transport {:?} (tcp or ipc)", info.transport);
         }
+        info.curve_keys()?;
         Ok(info)
+    }
+
+    /// The CurveZMQ keys, if the file has them. One key without the other is an error, not
+    /// a reason to fall back to plain text.
+    pub fn curve_keys(&self) -> anyhow::Result<Option<CurveKeys>> {
+        match (&self.curve_publickey, &self.curve_secretkey) {
+            (None, None) => Ok(None),
+            (Some(public), Some(secret)) => {
+                for (name, key) in [("curve_publickey", public), ("curve_secretkey", secret)] {
+                    // Z85 encodes the 32-byte keys in 40 characters.
+                    if key.len() != 40 || !key.is_ascii() {
+                        anyhow::bail!("{name} must be a 40-character Z85 key");
+                    }
+                }
+                Ok(Some(CurveKeys {
+                    public: public.clone(),
+                    secret: secret.clone(),
+                }))
+            }
+            _ => anyhow::bail!("curve_publickey and curve_secretkey must be given together"),
+        }
     }
 
     /// The ZeroMQ endpoint for one channel port, following jupyter_client's conventions:
@@ -95,5 +131,28 @@ mod tests {
         ))
         .is_err());
         assert!(ConnectionInfo::from_json(&format!(r#"{{{base},"transport":"udp"}}"#)).is_err());
+    }
+
+    #[test]
+    fn curve_keys_come_in_pairs() {
+        let base = r#""shell_port":1,"iopub_port":2,"stdin_port":3,"control_port":4,"hb_port":5"#;
+        let key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+        let both = ConnectionInfo::from_json(&format!(
+            r#"{{{base},"curve_publickey":"{key}","curve_secretkey":"{key}"}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            both.curve_keys().unwrap().map(|k| k.public),
+            Some(key.to_string())
+        );
+        let none = ConnectionInfo::from_json(&format!("{{{base}}}")).unwrap();
+        assert_eq!(none.curve_keys().unwrap(), None);
+        assert!(
+            ConnectionInfo::from_json(&format!(r#"{{{base},"curve_publickey":"{key}"}}"#)).is_err()
+        );
+        assert!(ConnectionInfo::from_json(&format!(
+            r#"{{{base},"curve_publickey":"short","curve_secretkey":"{key}"}}"#
+        ))
+        .is_err());
     }
 }

@@ -4,13 +4,15 @@
 
 pub mod connection;
 pub mod message;
+pub mod replay;
 pub mod signer;
 pub mod wire;
 
-pub use connection::ConnectionInfo;
+pub use connection::{ConnectionInfo, CurveKeys};
 pub use message::{Header, Message};
+pub use replay::SeenSignatures;
 pub use signer::Signer;
-pub use wire::{decode, encode, WireError};
+pub use wire::{decode, decode_once, encode, WireError};
 
 /// Protocol version spoken by this kernel (messaging spec).
 pub const PROTOCOL_VERSION: &str = "5.3";

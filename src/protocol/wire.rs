@@ -2,6 +2,7 @@
 //! parent metadata content buffers…`.
 
 use super::message::{Header, Message};
+use super::replay::SeenSignatures;
 use super::signer::Signer;
 use serde_json::Value;
 use thiserror::Error;
@@ -16,6 +17,8 @@ pub enum WireError {
     TooFewFrames(usize),
     #[error("invalid signature")]
     BadSignature,
+    #[error("replayed message (its signature was seen before)")]
+    Replayed,
     #[error("invalid JSON in {part}: {error}")]
     BadJson { part: &'static str, error: String },
 }
@@ -23,6 +26,25 @@ pub enum WireError {
 /// Decodes and verifies a multipart message. Nothing is parsed before the signature is
 /// checked, so an unsigned message never reaches the JSON parser.
 pub fn decode(frames: Vec<Vec<u8>>, signer: &Signer) -> Result<Message, WireError> {
+    decode_checked(frames, signer, None)
+}
+
+/// Like [`decode`], and also rejects a message whose signature is in `seen` (a replay),
+/// recording the signature of every correctly signed message. This is what a kernel uses
+/// for requests; [`decode`] alone suits a client reading the kernel's messages.
+pub fn decode_once(
+    frames: Vec<Vec<u8>>,
+    signer: &Signer,
+    seen: &SeenSignatures,
+) -> Result<Message, WireError> {
+    decode_checked(frames, signer, Some(seen))
+}
+
+fn decode_checked(
+    frames: Vec<Vec<u8>>,
+    signer: &Signer,
+    seen: Option<&SeenSignatures>,
+) -> Result<Message, WireError> {
     let split = frames
         .iter()
         .position(|f| f.as_slice() == DELIMITER)
@@ -40,6 +62,11 @@ pub fn decode(frames: Vec<Vec<u8>>, signer: &Signer) -> Result<Message, WireErro
     let (header, parent, metadata, content) = (next(), next(), next(), next());
     if !signer.verify(&signature, [&header, &parent, &metadata, &content]) {
         return Err(WireError::BadSignature);
+    }
+    // Recorded before the JSON is parsed, as ipykernel does: a signed message is consumed
+    // once whether or not its parts turn out to be valid.
+    if seen.is_some_and(|seen| !seen.insert(&signature)) {
+        return Err(WireError::Replayed);
     }
     let buffers: Vec<Vec<u8>> = rest.collect();
     let json = |part: &'static str, bytes: &[u8]| -> Result<Value, WireError> {
@@ -136,5 +163,20 @@ mod tests {
             decode(frames, &signer).unwrap_err(),
             WireError::BadSignature
         );
+    }
+
+    #[test]
+    fn decode_once_rejects_a_replay() {
+        let signer = Signer::new("k");
+        let seen = SeenSignatures::new(8);
+        let msg = Session::new().message("x", None, vec![], json!({"code": "1"}));
+        let frames = encode(&msg, &signer);
+        assert!(decode_once(frames.clone(), &signer, &seen).is_ok());
+        assert_eq!(
+            decode_once(frames.clone(), &signer, &seen).unwrap_err(),
+            WireError::Replayed
+        );
+        // Plain decode keeps no history.
+        assert!(decode(frames, &signer).is_ok());
     }
 }

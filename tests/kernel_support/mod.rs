@@ -27,7 +27,7 @@ pub struct Ports {
 impl Ports {
     /// Five distinct free ports on 127.0.0.1 (all listeners are held until every port is
     /// chosen, so the five cannot collide with each other).
-    fn pick() -> Ports {
+    pub fn pick() -> Ports {
         let listeners: Vec<TcpListener> = (0..5)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
             .collect();
@@ -367,16 +367,18 @@ impl Kernel {
     }
 
     /// Like jupyter_client's `wait_for_ready`: repeats `kernel_info_request` until a reply
-    /// arrives and IOPub has delivered a status message (the SUB socket is then known to be
-    /// connected), then consumes everything produced so far.
+    /// arrives and IOPub has delivered a status message and this client's `iopub_welcome`
+    /// (the SUB socket is then known to be connected), then consumes everything produced so
+    /// far, so that no welcome turns up later among a test's messages.
     fn wait_for_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut got_reply = false;
         let mut got_status = false;
-        while !(got_reply && got_status) {
+        let mut got_welcome = false;
+        while !(got_reply && got_status && got_welcome) {
             if Instant::now() > deadline {
                 return Err(format!(
-                    "no kernel_info_reply/IOPub status within 30 s; stderr:\n{}",
+                    "no kernel_info_reply, IOPub status or iopub_welcome within 30 s; stderr:\n{}",
                     self.stderr_text()
                 ));
             }
@@ -394,9 +396,11 @@ impl Kernel {
                     got_reply |= msg.msg_type() == "kernel_info_reply";
                 }
                 while let Some(frames) = recv_frames(&self.iopub, Duration::ZERO) {
-                    got_status |= self.decode(frames).msg_type() == "status";
+                    let msg = self.decode(frames);
+                    got_status |= msg.msg_type() == "status";
+                    got_welcome |= msg.msg_type() == "iopub_welcome";
                 }
-                if got_reply && got_status {
+                if got_reply && got_status && got_welcome {
                     break;
                 }
             }
