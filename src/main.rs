@@ -3,6 +3,11 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Large allocations are counted, for the scripts' memory limit.
+#[global_allocator]
+static ALLOCATOR: rhai_kernel::interpreter::limits::CountingAllocator =
+    rhai_kernel::interpreter::limits::CountingAllocator;
+
 #[derive(Parser)]
 #[command(
     name = "rhai-kernel",

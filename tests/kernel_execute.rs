@@ -4,7 +4,7 @@
 
 mod kernel_support;
 
-use kernel_support::{execute_content, msg_types, parent_id, Kernel, TIMEOUT};
+use kernel_support::{children_of, execute_content, msg_types, parent_id, Kernel, TIMEOUT};
 use serde_json::json;
 use std::time::Duration;
 
@@ -357,28 +357,6 @@ fn exit_process_in_the_kernel_throws_instead_of_exiting() {
         .contains("end the kernel"));
     assert!(k.is_alive());
     assert_eq!(k.eval("1 + 1"), "2");
-}
-
-/// Process ids of the children of `pid` (from /proc).
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
-            let fields: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-                children.push(child);
-            }
-        }
-    }
-    children
 }
 
 #[test]

@@ -67,7 +67,7 @@ pub fn new_engine() -> Engine {
         if interrupt::is_requested() {
             Some(Dynamic::from(INTERRUPTED))
         } else {
-            None
+            super::limits::check_memory(ops)
         }
     });
     engine

@@ -61,6 +61,7 @@ fn kind_name(err: &EvalAltResult) -> &'static str {
         ErrorTooManyModules(..) => "ErrorTooManyModules",
         ErrorStackOverflow(..) => "ErrorStackOverflow",
         ErrorDataTooLarge(..) => "ErrorDataTooLarge",
+        err @ ErrorTerminated(..) if super::limits::is_memory_error(err) => "MemoryError",
         ErrorTerminated(..) => "Interrupted",
         ErrorCustomSyntax(..) => "ErrorCustomSyntax",
         ErrorRuntime(..) => "ErrorRuntime",
@@ -79,6 +80,9 @@ fn message_of(err: &EvalAltResult) -> String {
             } else {
                 value.to_string()
             }
+        }
+        EvalAltResult::ErrorTerminated(value, _) if super::limits::is_memory_error(err) => {
+            value.to_string()
         }
         EvalAltResult::ErrorTerminated(..) => "execution was interrupted".into(),
         EvalAltResult::ErrorStackOverflow(_) => {

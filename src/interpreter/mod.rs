@@ -6,6 +6,7 @@ pub mod completion;
 pub mod engine;
 pub mod errors;
 pub mod inspection;
+pub mod limits;
 pub mod magics;
 pub mod session;
 

@@ -129,6 +129,12 @@ pub fn worker_command() -> Result<Command, String> {
 /// flag says whether it is running a job (a pool worker between jobs is not).
 pub fn start_worker(command: Command, busy: bool) -> Result<(Child, Arc<AtomicBool>), String> {
     install_interrupt_forwarding();
+    let limit = max_processes();
+    if live_children().len() >= limit {
+        return Err(format!(
+            "{limit} worker processes are already running, the most allowed ({MAX_PROCESSES_ENV} changes it): join or close some first"
+        ));
+    }
     let (tx, rx) = crossbeam_channel::bounded(1);
     spawner()
         .send((command, tx))
@@ -142,6 +148,20 @@ pub fn start_worker(command: Command, busy: bool) -> Result<(Child, Arc<AtomicBo
         .unwrap_or_else(|e| e.into_inner())
         .insert(child.id() as i32, flag.clone());
     Ok((child, flag))
+}
+
+/// The environment variable that caps how many worker processes may run at once.
+pub const MAX_PROCESSES_ENV: &str = "RHAI_KERNEL_MAX_PROCESSES";
+/// The cap without it: enough for any lesson, few enough that a runaway loop of
+/// `spawn_process` gets an error instead of exhausting the machine.
+const DEFAULT_MAX_PROCESSES: usize = 256;
+
+fn max_processes() -> usize {
+    std::env::var(MAX_PROCESSES_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_MAX_PROCESSES)
 }
 
 /// Live children (reaped ones are removed) and whether each is running a job.

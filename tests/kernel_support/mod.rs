@@ -240,12 +240,21 @@ impl Kernel {
         Kernel::start_with(|| Transport::Ipc(tempfile::tempdir().expect("temp dir")))
     }
 
+    /// Starts a kernel with extra environment variables (e.g. lower limits).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Kernel {
+        Kernel::start_full(|| Transport::Tcp, env)
+    }
+
     fn start_with(transport: impl Fn() -> Transport) -> Kernel {
+        Kernel::start_full(transport, &[])
+    }
+
+    fn start_full(transport: impl Fn() -> Transport, env: &[(&str, &str)]) -> Kernel {
         let mut last_error = String::new();
         // A port picked as free may be taken by someone else before the kernel binds it;
         // a kernel that exits during startup is retried on fresh ports.
         for _ in 0..3 {
-            match Kernel::try_start(transport()) {
+            match Kernel::try_start(transport(), env) {
                 Ok(kernel) => return kernel,
                 Err(e) => last_error = e,
             }
@@ -253,7 +262,7 @@ impl Kernel {
         panic!("kernel did not start: {last_error}");
     }
 
-    fn try_start(transport: Transport) -> Result<Kernel, String> {
+    fn try_start(transport: Transport, env: &[(&str, &str)]) -> Result<Kernel, String> {
         let ports = Ports::pick();
         let key = random_key();
         let connection = json!({
@@ -285,7 +294,8 @@ impl Kernel {
             .arg(connection_file.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr));
+            .stderr(Stdio::from(stderr))
+            .envs(env.iter().copied());
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt as _;
@@ -696,4 +706,26 @@ impl Drop for Kernel {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Process ids of the children of `pid` (from /proc).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+                children.push(child);
+            }
+        }
+    }
+    children
 }

@@ -1,0 +1,119 @@
+//! A memory limit on scripts, so a runaway `s += s` or an ever-growing array ends in a
+//! clear error instead of the kernel being killed for using all the machine's memory.
+//!
+//! Rhai's own size limits re-measure whole arrays after every operation (30-40 times
+//! slower loops), so instead the progress hook samples this process's resident memory
+//! every few thousand operations, and after every large allocation (a doubling string
+//! needs few operations to fill the memory), and stops the script once it is over.
+
+use rhai::{Dynamic, EvalAltResult};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// Allocations of at least this size are counted, so the next operation samples memory.
+const LARGE_ALLOCATION: usize = 1 << 20;
+static LARGE_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static SEEN_LARGE_ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The system allocator, counting large allocations (a single comparison for the rest).
+pub struct CountingAllocator;
+
+// SAFETY: every call is passed on unchanged to the system allocator.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= LARGE_ALLOCATION {
+            LARGE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= LARGE_ALLOCATION {
+            LARGE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size >= LARGE_ALLOCATION {
+            LARGE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+/// The environment variable that sets the limit, in MiB (0: no limit).
+pub const MEMORY_ENV: &str = "RHAI_KERNEL_MAX_MEMORY_MIB";
+/// Without the variable: this share of the machine's memory, so that even the operation
+/// that crosses the limit (which may double a value) leaves room.
+const DEFAULT_SHARE: u64 = 4;
+/// Operations between two samples: a sample reads /proc, a few microseconds.
+const SAMPLE_EVERY: u64 = 1 << 14;
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as u64
+    } else {
+        4096
+    }
+}
+
+/// The limit in bytes, if any.
+pub fn memory_limit() -> Option<u64> {
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        match std::env::var(MEMORY_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Some(0) => None,
+            Some(mib) => Some(mib << 20),
+            None => {
+                // SAFETY: sysconf has no preconditions.
+                let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+                (pages > 0).then(|| (pages as u64 * page_size() / DEFAULT_SHARE).max(512 << 20))
+            }
+        }
+    })
+}
+
+/// Resident memory of this process, in bytes.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+/// Called from the progress hook with the operation count: an error once the process is
+/// over its memory limit.
+pub fn check_memory(ops: u64) -> Option<Dynamic> {
+    let large = LARGE_ALLOCATIONS.load(Ordering::Relaxed);
+    let new_large = SEEN_LARGE_ALLOCATIONS.with(|seen| seen.replace(large) != large);
+    if !new_large && !ops.is_multiple_of(SAMPLE_EVERY) {
+        return None;
+    }
+    let limit = memory_limit()?;
+    let used = resident_bytes()?;
+    (used > limit).then(|| {
+        Dynamic::from(format!(
+            "{OUT_OF_MEMORY}: this process uses {} MiB, over its limit of {} MiB (set {MEMORY_ENV} to change it); free large values, e.g. `big = ();`",
+            used >> 20,
+            limit >> 20
+        ))
+    })
+}
+
+/// Whether a script was stopped by the memory check (rather than an interrupt).
+pub fn is_memory_error(err: &EvalAltResult) -> bool {
+    matches!(err, EvalAltResult::ErrorTerminated(value, _)
+        if value.clone().into_string().is_ok_and(|text| text.starts_with(OUT_OF_MEMORY)))
+}
+
+const OUT_OF_MEMORY: &str = "out of memory";
