@@ -14,6 +14,7 @@ pub mod locks;
 pub mod pools;
 pub mod processes;
 pub mod queues;
+pub mod scaling;
 pub mod shm;
 pub mod sink;
 pub mod sync;
@@ -42,6 +43,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "pools", pools::pool_api);
         rhai::combine_with_exported_module!(module, "gil", gil::gil_api);
         rhai::combine_with_exported_module!(module, "timeline", timeline::timeline_api);
+        rhai::combine_with_exported_module!(module, "scaling", scaling::scaling_api);
         pools::register_submit(module);
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);
         processes::register_spawn_process(module);

@@ -2,7 +2,7 @@
 
 use super::super::processes::{self, relay_output, start_worker, worker_command};
 use super::super::sink::OutputSink;
-use super::super::transfer;
+use super::super::{interrupt, transfer, INTERRUPTED};
 use super::executor::{CallContext, Chunk, ChunkResult, Executor, Lifecycle, Pending};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rhai::Dynamic;
@@ -253,6 +253,12 @@ fn dispatch(
     }
     if task.cancelled.load(Ordering::SeqCst) {
         finish(task, ChunkResult::Broken("cancelled".into()), pending);
+        return None;
+    }
+    // The map that queued it is being interrupted but may not have noticed yet: a task
+    // sent now would run on after the interrupt.
+    if interrupt::is_requested() {
+        finish(task, ChunkResult::Broken(INTERRUPTED.into()), pending);
         return None;
     }
     if worker.is_none() {
