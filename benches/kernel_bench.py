@@ -178,14 +178,14 @@ def wait_for_reply(kc, msg_id):
             return
 
 
-def memory_bytes(pid, field="VmRSS"):
+def memory_bytes(pid, name="VmRSS"):
     """A memory figure of a process from /proc/<pid>/status: VmRSS (resident set size)
     or VmHWM (its peak so far)."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith(f"{field}:"):
+            if line.startswith(f"{name}:"):
                 return int(line.split()[1]) * 1024
-    raise BenchError(f"no {field} for pid {pid}")
+    raise BenchError(f"no {name} for pid {pid}")
 
 
 # --- phases -----------------------------------------------------------------
@@ -238,6 +238,7 @@ def measure_cells(kernels, plan, round_trip, printing):
 
 
 def run_benchmark(kernel_name, python_kernel, plan):
+    """Every metric, measured on both kernels interleaved."""
     kernels = [(kernel_name, "rhai"), (python_kernel, "python")]
     first_reply = Metric("launch -> ready (first kernel_info_reply)", "ms", 0.1)
     ready = Metric("launch -> wait_for_ready() returns", "ms", 0.1)
@@ -342,6 +343,7 @@ def markdown_report(metrics, info, plan, mode, elapsed_s):
 
 
 def parse_args(argv):
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="far fewer rounds, for smoke tests")
     parser.add_argument("--write", metavar="FILE", help="also write a Markdown report to FILE")
@@ -351,6 +353,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    """Run the benchmark, print the table, write the report if asked."""
     args = parse_args(argv)
     plan, mode = (QUICK_PLAN, "quick") if args.quick else (FULL_PLAN, "full")
     started = time.perf_counter()
