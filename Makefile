@@ -1,7 +1,8 @@
 # rhai-kernel: build, test and try the kernel.
 #   make lab    build, create .venv with JupyterLab, install the kernelspec, open notebooks/
 #   make test   everything: lint, cargo test, the Jupyter conformance suite, notebooks
-#   make bench  benchmarks side by side with ipykernel, written to BENCHMARKS.md
+#   make bench  benchmarks side by side with ipykernel and CPython, written to BENCHMARKS.md
+#               (and the scaling chart to BENCHMARKS-scaling.svg)
 
 PYTHON ?= python3
 VENV := .venv
@@ -54,7 +55,8 @@ test: lint rust-test python-test
 bench: kernelspec
 	mkdir -p target/bench
 	$(JUPYTER_ENV) $(VPY) benches/kernel_bench.py --write target/bench/kernel.md
-	$(VPY) benches/runtime_bench.py --binary $(RELEASE_BIN) --write target/bench/runtime.md
+	$(VPY) benches/runtime_bench.py --binary $(RELEASE_BIN) --write target/bench/runtime.md \
+		--svg BENCHMARKS-scaling.svg
 	cat target/bench/kernel.md target/bench/runtime.md > BENCHMARKS.md
 
 clean:

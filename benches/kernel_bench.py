@@ -9,7 +9,9 @@ single run are meaningful, never the absolute numbers across runs. Measured:
    ``wait_for_ready()`` returns (which adds jupyter_client's own 0.2 s wait).
 2. trivial execute round trip: sending ``1`` until its ``status: idle`` on IOPub.
 3. 10,000 printed lines: execute until idle, after checking every line arrived.
-4. idle RSS (VmRSS) of the kernel process after startup and one trivial cell.
+4. idle RSS (VmRSS) of the kernel process after startup and one trivial cell, and
+   post-load RSS (and the peak, VmHWM) after a cell that builds and drops a large array
+   and prints many lines.
 
 Usage:
     python benches/kernel_bench.py [--quick] [--write REPORT.md]
@@ -21,9 +23,7 @@ targets are reported but do not fail the run.
 
 import argparse
 import contextlib
-import datetime
 import importlib.metadata
-import os
 import platform
 import queue
 import statistics
@@ -35,7 +35,16 @@ from dataclasses import dataclass, field
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import KernelManager
 
-from report import cpu_model, progress, shown_path, summary
+from report import (
+    binary_description,
+    machine_basics,
+    markdown_table,
+    met_text,
+    progress,
+    summary,
+    text_table,
+    unmet_list,
+)
 
 READY_TIMEOUT_S = 60
 CELL_TIMEOUT_S = 120
@@ -44,6 +53,13 @@ IDLE_SETTLE_S = 0.25
 PRINT_LINES = 10_000
 RHAI_PRINT_CODE = f"for i in 0..{PRINT_LINES} {{ print(i) }}"
 PYTHON_PRINT_CODE = f"for i in range({PRINT_LINES}): print(i)"
+# The load before the post-load RSS: build and drop an array of a million distinct ints
+# (a block scope drops it in Rhai), then print 10,000 lines.
+LOAD_ITEMS = 1_000_000
+RHAI_LOAD_CODE = (
+    f"{{ let a = []; for i in 0..{LOAD_ITEMS} {{ a.push(i); }} }} {RHAI_PRINT_CODE}"
+)
+PYTHON_LOAD_CODE = f"a = [i for i in range({LOAD_ITEMS})]\ndel a\n{PYTHON_PRINT_CODE}"
 
 
 class BenchError(Exception):
@@ -66,11 +82,12 @@ QUICK_PLAN = Plan(launches=2, round_trips=20, round_trip_block=10, print_runs=1)
 
 @dataclass
 class Metric:
-    """Samples of one measurement for both kernels, with its ratio target."""
+    """Samples of one measurement for both kernels, with its ratio target (at most), or
+    None for a row that is reported only."""
 
     name: str
     unit: str
-    target: float
+    target: float | None
     rhai: list = field(default_factory=list)
     python: list = field(default_factory=list)
 
@@ -80,7 +97,8 @@ class Metric:
 
     @property
     def met(self):
-        return self.ratio <= self.target
+        """Whether the target is met; None without a target."""
+        return None if self.target is None else self.ratio <= self.target
 
 
 # --- talking to kernels -----------------------------------------------------
@@ -160,29 +178,38 @@ def wait_for_reply(kc, msg_id):
             return
 
 
-def rss_bytes(pid):
-    """Resident set size of a process, from /proc/<pid>/status."""
+def memory_bytes(pid, name="VmRSS"):
+    """A memory figure of a process from /proc/<pid>/status: VmRSS (resident set size)
+    or VmHWM (its peak so far)."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{name}:"):
                 return int(line.split()[1]) * 1024
-    raise BenchError(f"no VmRSS for pid {pid}")
+    raise BenchError(f"no {name} for pid {pid}")
 
 
 # --- phases -----------------------------------------------------------------
 
 
-def measure_launches(kernels, plan, first_reply, ready, rss):
-    """Launch each kernel in turn; record times to ready and idle RSS after one cell."""
+def measure_launches(kernels, plan, first_reply, ready, rss, loaded_rss, peak_rss):
+    """Launch each kernel in turn; record times to ready, idle RSS after one cell, and
+    RSS and peak RSS after the load cell."""
     for round_no in range(plan.launches):
         for name, key in kernels:
             progress(f"launch {round_no + 1}/{plan.launches}: {name}")
             with running_kernel(name) as (km, kc, (reply_s, ready_s)):
+                pid = km.provisioner.process.pid
                 run_cell(kc, "1")
                 time.sleep(IDLE_SETTLE_S)
                 getattr(first_reply, key).append(reply_s)
                 getattr(ready, key).append(ready_s)
-                getattr(rss, key).append(rss_bytes(km.provisioner.process.pid))
+                getattr(rss, key).append(memory_bytes(pid))
+                _, lines = run_cell(kc, RHAI_LOAD_CODE if key == "rhai" else PYTHON_LOAD_CODE)
+                if lines != PRINT_LINES:
+                    raise BenchError(f"{name}: {lines} of {PRINT_LINES} printed lines arrived")
+                time.sleep(IDLE_SETTLE_S)
+                getattr(loaded_rss, key).append(memory_bytes(pid))
+                getattr(peak_rss, key).append(memory_bytes(pid, "VmHWM"))
 
 
 def measure_cells(kernels, plan, round_trip, printing):
@@ -211,21 +238,26 @@ def measure_cells(kernels, plan, round_trip, printing):
 
 
 def run_benchmark(kernel_name, python_kernel, plan):
+    """Every metric, measured on both kernels interleaved."""
     kernels = [(kernel_name, "rhai"), (python_kernel, "python")]
     first_reply = Metric("launch -> ready (first kernel_info_reply)", "ms", 0.1)
     ready = Metric("launch -> wait_for_ready() returns", "ms", 0.1)
     round_trip = Metric("execute `1` round trip", "ms", 0.2)
     printing = Metric(f"{PRINT_LINES:,} printed lines", "ms", 0.5)
     rss = Metric("idle RSS", "MiB", 0.3)
-    measure_launches(kernels, plan, first_reply, ready, rss)
+    load = f"{LOAD_ITEMS:,}-int array dropped, {PRINT_LINES:,} lines printed"
+    loaded_rss = Metric(f"post-load RSS ({load})", "MiB", None)
+    peak_rss = Metric("peak RSS during the load cell (VmHWM)", "MiB", None)
+    measure_launches(kernels, plan, first_reply, ready, rss, loaded_rss, peak_rss)
     measure_cells(kernels, plan, round_trip, printing)
-    return [first_reply, ready, round_trip, printing, rss]
+    return [first_reply, ready, round_trip, printing, rss, loaded_rss, peak_rss]
 
 
 # --- reporting --------------------------------------------------------------
 
 
 def table_rows(metrics):
+    """The header and one row of cells per metric."""
     header = ("metric", "rhai", "ipykernel", "ratio", "target", "met?")
     rows = [
         (
@@ -233,57 +265,34 @@ def table_rows(metrics):
             summary(m.rhai, m.unit),
             summary(m.python, m.unit),
             f"{m.ratio:.3f}",
-            f"<= {m.target}",
-            "yes" if m.met else "NO",
+            "-" if m.target is None else f"<= {m.target}",
+            met_text(m.met),
         )
         for m in metrics
     ]
     return header, rows
 
 
-def format_text_table(metrics):
-    header, rows = table_rows(metrics)
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def format_markdown_table(metrics):
-    header, rows = table_rows(metrics)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-
-
-def rhai_kernel_version(kernel_name):
-    """`--version` of the binary the kernelspec launches, and its path."""
-    binary = KernelSpecManager().get_kernel_spec(kernel_name).argv[0]
-    result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
-    return result.stdout.strip(), binary
-
-
+def rhai_binary(kernel_name):
+    """The binary the Rhai kernelspec launches."""
+    return KernelSpecManager().get_kernel_spec(kernel_name).argv[0]
 
 
 def machine_info(kernel_name):
-    version, binary = rhai_kernel_version(kernel_name)
-    build = " (debug build)" if "/debug/" in binary else ""
+    """(key, value) lines of the report's machine section."""
     return [
-        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
-        ("CPU", f"{cpu_model()}, {os.cpu_count()} cores"),
+        *machine_basics(),
         ("OS", platform.platform()),
         ("Python", platform.python_version()),
         ("jupyter_client", importlib.metadata.version("jupyter_client")),
         ("ipykernel", importlib.metadata.version("ipykernel")),
-        ("rhai-kernel", f"{version}{build}, `{shown_path(binary)}`"),
+        ("rhai-kernel", binary_description(rhai_binary(kernel_name))),
     ]
 
 
 def markdown_report(metrics, info, plan, mode, elapsed_s):
-    unmet = [m.name for m in metrics if not m.met]
-    verdict = "All targets met." if not unmet else "Targets not met: " + ", ".join(unmet) + "."
+    """The kernel section of BENCHMARKS.md."""
+    unmet = [m.name for m in metrics if m.met is False]
     lines = [
         "# rhai-kernel vs ipykernel benchmark",
         "",
@@ -301,11 +310,11 @@ def markdown_report(metrics, info, plan, mode, elapsed_s):
         f"Mode: {mode} (per kernel: launches {plan.launches}, round trips "
         f"{plan.round_trips}, print runs {plan.print_runs}); took {elapsed_s:.0f} s. "
         "Values are medians with interquartile range; ratio is rhai / ipykernel "
-        "of the medians; lower is better.",
+        "of the medians; lower is better. Rows without a target are reported only.",
         "",
-        format_markdown_table(metrics),
+        markdown_table(*table_rows(metrics)),
         "",
-        verdict,
+        *unmet_list(unmet),
         "",
         "## What is measured",
         "",
@@ -321,6 +330,11 @@ def markdown_report(metrics, info, plan, mode, elapsed_s):
         "from execute until idle; every line is checked to have arrived.",
         "- idle RSS: VmRSS from `/proc/<pid>/status` of the kernel process after "
         "startup and one trivial cell.",
+        "- post-load RSS: VmRSS of the same kernel right after a cell that builds and drops "
+        f"an array of {LOAD_ITEMS:,} distinct ints and prints {PRINT_LINES:,} lines: "
+        f"`{RHAI_LOAD_CODE}` vs `{PYTHON_LOAD_CODE.replace(chr(10), '; ')}`. It shows how "
+        "much memory a kernel keeps after a heavier cell; the peak (VmHWM) shows what the "
+        "cell needed while it ran.",
         "",
     ]
     return "\n".join(lines)
@@ -329,6 +343,7 @@ def markdown_report(metrics, info, plan, mode, elapsed_s):
 
 
 def parse_args(argv):
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="far fewer rounds, for smoke tests")
     parser.add_argument("--write", metavar="FILE", help="also write a Markdown report to FILE")
@@ -338,17 +353,20 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    """Run the benchmark, print the table, write the report if asked."""
     args = parse_args(argv)
     plan, mode = (QUICK_PLAN, "quick") if args.quick else (FULL_PLAN, "full")
     started = time.perf_counter()
     try:
         info = machine_info(args.kernel_name)
         metrics = run_benchmark(args.kernel_name, args.python_kernel, plan)
-    except (BenchError, NoSuchKernel, subprocess.CalledProcessError, OSError) as exc:
+    except (BenchError, NoSuchKernel, subprocess.SubprocessError, OSError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     elapsed_s = time.perf_counter() - started
-    print(format_text_table(metrics))
+    print(text_table(*table_rows(metrics)))
+    unmet = [m.name for m in metrics if m.met is False]
+    print("Targets not met: " + ("; ".join(unmet) if unmet else "none") + ".")
     print(f"\n{mode} mode, {elapsed_s:.0f} s; only ratios within one run are meaningful.")
     if args.write:
         with open(args.write, "w") as report:

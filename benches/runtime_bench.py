@@ -9,22 +9,29 @@ noise hits both alike; only the ratios inside one run are meaningful. Measured:
 1. thread start+join of a trivial function (mean per thread).
 2. process start+join of a trivial function (mean per process), against CPython's
    fork, spawn and forkserver start methods.
-3. 4 CPU-bound tasks on 2 threads, speedup over running them serially; the task is
-   sized per language (by calibration) to take about the same time in both.
-4. the same 4 tasks on a process pool of 2, cold (pool start included) and warm.
-5. per-task dispatch cost of a warm pool of 2 with imap_unordered, chunksize 1.
-6. 2 processes doing locked increments of one shared value (the final count is
+3. lock acquire+release, uncontended and contended by 2 threads and by 2 processes.
+4. 4 CPU-bound tasks on 2 threads and on a thread pool of 2, with the GIL switch off and
+   on, speedup over running them serially; the task is sized per language (by
+   calibration) to take about the same time in both.
+5. the same 4 tasks on a process pool of 2, cold (pool start included) and warm.
+6. per-task dispatch cost of a warm pool of 2: imap_unordered with chunksize 1, and map
+   with the default chunksize.
+7. 2 processes doing locked increments of one shared value (the final count is
    checked), and round trips through a queue and a pipe to an echoing process.
+8. strong scaling: 8 CPU-bound tasks on 1, 2, 4 and 8 threads and warm process pools;
+   speedup, efficiency and the Karp-Flatt serial fraction, and (with --svg) a chart of
+   the measured speedups against Amdahl's law, drawn by the `scaling_chart` native.
 
 Usage:
-    python benches/runtime_bench.py [--quick] [--write REPORT.md] [--binary PATH]
+    python benches/runtime_bench.py [--quick] [--write REPORT.md] [--svg CHART.svg]
+        [--binary PATH]
 
 Exits nonzero if a script fails, times out, prints something unexpected, or a
 count is wrong; unmet targets are reported but do not fail the run.
 """
 
 import argparse
-import datetime
+import json
 import os
 import platform
 import resource
@@ -35,7 +42,17 @@ import sys
 import time
 from dataclasses import dataclass
 
-from report import ROOT, cpu_model, progress, shown_path, summary
+from report import (
+    ROOT,
+    binary_description,
+    machine_basics,
+    markdown_table,
+    met_text,
+    progress,
+    summary,
+    text_table,
+    unmet_list,
+)
 
 SCRIPTS = os.path.join(ROOT, "benches", "runtime")
 DEFAULT_BINARY = os.path.join(ROOT, "target", "release", "rhai-kernel")
@@ -51,8 +68,27 @@ STARTUP_KEYS = {
     "rhai": ["thread", "process"],
     "cpython": ["thread", "process_fork", "process_spawn", "process_forkserver"],
 }
-CPU_KEYS = ["serial", "threads", "threads_gil", "pool_cold", "pool_warm"]
+LOCK_KEYS = {
+    "rhai": ["lock_uncontended", "lock_threads", "lock_processes"],
+    "cpython": ["lock_uncontended", "lock_uncontended_mp", "lock_threads", "lock_processes"],
+}
+# The parallel runs of the cpu scripts; each is also the key of its time for the 4 tasks.
+PARALLEL_KEYS = ["threads", "threads_gil", "thread_pool", "thread_pool_gil", "pool_cold",
+                 "pool_warm"]
+CPU_KEYS = ["serial", *PARALLEL_KEYS]
+DISPATCH_KEYS = ["dispatch", "dispatch_default"]
 SHARED_KEYS = ["increments", "count", "queue", "pipe"]
+# Strong scaling: this many tasks on each of these worker counts (starting with 1).
+SCALING_TASKS = 8
+SCALING_WORKERS = [1, 2, 4, 8]
+SCALING_KEYS = [f"{kind}_{k}" for k in SCALING_WORKERS for kind in ("threads", "pool")]
+# (series name, language, key prefix) of the scaling table and chart.
+SCALING_SERIES = [
+    ("rhai threads", "rhai", "threads"),
+    ("rhai process pool", "rhai", "pool"),
+    ("cpython threads", "cpython", "threads"),
+    ("cpython processes", "cpython", "pool"),
+]
 
 
 class BenchError(Exception):
@@ -66,7 +102,9 @@ class Plan:
     rounds: int
     threads: int
     processes: int
+    lock_pairs: int
     task_s: float
+    scaling_task_s: float
     dispatch_tasks: int
     increments: int
     round_trips: int
@@ -76,7 +114,9 @@ FULL_PLAN = Plan(
     rounds=7,
     threads=200,
     processes=20,
+    lock_pairs=100_000,
     task_s=0.4,
+    scaling_task_s=0.1,
     dispatch_tasks=2000,
     increments=100_000,
     round_trips=1000,
@@ -85,7 +125,9 @@ QUICK_PLAN = Plan(
     rounds=2,
     threads=20,
     processes=3,
+    lock_pairs=2_000,
     task_s=0.05,
+    scaling_task_s=0.01,
     dispatch_tasks=200,
     increments=5_000,
     round_trips=100,
@@ -106,6 +148,7 @@ class Language:
 
 
 def languages(binary):
+    """Rhai (through `binary run`) and this CPython."""
     return [
         Language("rhai", (binary, "run"), ".rhai"),
         Language("cpython", (sys.executable,), ".py"),
@@ -115,31 +158,38 @@ def languages(binary):
 # --- running scripts --------------------------------------------------------
 
 
-def run_script(language, script, args, keys):
-    """Run one benchmark script in its own process group; return its "key value" lines
-    as a dict of floats, which must hold `keys`. Nothing it started is left running."""
-    argv = language.argv(script, args)
+def run_captured(language, script, args):
+    """Run one script in its own process group and return its stdout; it must exit with
+    0. Nothing it started is left running."""
+    what = f"{language.name} {script}"
     process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        language.argv(script, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
     )
     try:
         stdout, stderr = process.communicate(timeout=SCRIPT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         kill_group(process.pid)
         process.communicate()
-        raise BenchError(f"{language.name} {script} {args}: no exit within {SCRIPT_TIMEOUT_S} s")
+        raise BenchError(f"{what} {args}: no exit within {SCRIPT_TIMEOUT_S} s") from None
     except BaseException:
         kill_group(process.pid)
         raise
-    reap_leftovers(process.pid, f"{language.name} {script}")
+    reap_leftovers(process.pid, what)
     if process.returncode != 0:
-        raise BenchError(
-            f"{language.name} {script} {args} exited with {process.returncode}:\n{stderr}"
-        )
+        raise BenchError(f"{what} {args} exited with {process.returncode}:\n{stderr}")
+    return stdout
+
+
+def run_script(language, script, args, keys):
+    """Run one benchmark script; its "key value" lines as a dict of floats, which must
+    hold `keys`."""
+    stdout = run_captured(language, script, args)
     return parse_output(stdout, keys, f"{language.name} {script}")
 
 
 def kill_group(pgid):
+    """SIGKILL a process group, if it still exists."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
@@ -147,6 +197,7 @@ def kill_group(pgid):
 
 
 def group_alive(pgid):
+    """Whether any process of the group still exists."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -184,17 +235,19 @@ def parse_output(stdout, keys, what):
 # --- the benchmark ------------------------------------------------------------
 
 
-def calibrate(langs, task_s):
-    """work(n) size per language so that one task takes about task_s seconds."""
+def calibrate(langs):
+    """work(n) steps per second of each language: n for a task of s seconds is rate * s."""
     timings = {lang.name: [] for lang in langs}
     for _ in range(CALIBRATIONS):
         for lang in langs:
             n = CALIBRATION_N[lang.name]
             timings[lang.name].append(run_script(lang, "cpu", ["calibrate", n], ["task"])["task"])
-    return {
-        name: max(1, round(CALIBRATION_N[name] * task_s / statistics.median(secs)))
-        for name, secs in timings.items()
-    }
+    return {name: CALIBRATION_N[name] / statistics.median(secs) for name, secs in timings.items()}
+
+
+def work_size(rate, seconds):
+    """The work(n) argument for a task of about `seconds` at `rate` steps per second."""
+    return max(1, round(rate * seconds))
 
 
 def with_speedups(cpu):
@@ -203,54 +256,56 @@ def with_speedups(cpu):
     return {
         **cpu,
         "task": serial / 4,
-        "speedup_threads": serial / cpu["threads"],
-        "speedup_threads_gil": serial / cpu["threads_gil"],
-        "speedup_pool_cold": serial / cpu["pool_cold"],
-        "speedup_pool_warm": serial / cpu["pool_warm"],
+        **{f"speedup_{key}": serial / cpu[key] for key in PARALLEL_KEYS},
     }
 
 
 def checked_count(shared, plan, what):
+    """The shared result, after checking the locked increments lost no update."""
     expected = 2 * plan.increments
     if shared["count"] != expected:
         raise BenchError(f"{what}: final count {shared['count']:.0f}, expected {expected}")
     return shared
 
 
-def one_round(lang, plan, work_n):
+def one_round(lang, plan, rate):
     """Every benchmark script once for one language; all their values in one dict."""
     values = {}
     values.update(run_script(lang, "startup", [plan.threads, plan.processes],
                              STARTUP_KEYS[lang.name]))
-    cpu = run_script(lang, "cpu", ["run", work_n[lang.name]], CPU_KEYS)
+    values.update(run_script(lang, "locks", [plan.lock_pairs], LOCK_KEYS[lang.name]))
+    cpu = run_script(lang, "cpu", ["run", work_size(rate, plan.task_s)], CPU_KEYS)
     values.update(with_speedups(cpu))
-    values.update(run_script(lang, "dispatch", [plan.dispatch_tasks], ["dispatch"]))
+    values.update(run_script(lang, "dispatch", [plan.dispatch_tasks], DISPATCH_KEYS))
     shared = run_script(lang, "shared", [plan.increments, plan.round_trips], SHARED_KEYS)
     values.update(checked_count(shared, plan, lang.name))
+    scaling_args = [work_size(rate, plan.scaling_task_s), SCALING_TASKS, *SCALING_WORKERS]
+    values.update(run_script(lang, "scaling", scaling_args, SCALING_KEYS))
     return values
 
 
 def run_benchmark(langs, plan):
-    """{language name: {key: [one value per round]}}, the languages interleaved."""
+    """({language name: {key: [one value per round]}}, {language name: work(n) steps per
+    second}), the languages interleaved round by round."""
     progress("calibrating the CPU-bound task")
-    work_n = calibrate(langs, plan.task_s)
+    rates = calibrate(langs)
     samples = {lang.name: {} for lang in langs}
     for round_no in range(plan.rounds):
         for lang in langs:
             progress(f"round {round_no + 1}/{plan.rounds}: {lang.name}")
-            for key, value in one_round(lang, plan, work_n).items():
+            for key, value in one_round(lang, plan, rates[lang.name]).items():
                 samples[lang.name].setdefault(key, []).append(value)
-    return samples, work_n
+    return samples, rates
 
 
-# --- metrics and reporting ------------------------------------------------------
+# --- metrics ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Metric:
     """One table row. A "time" row compares rhai/cpython medians against `target`
     (at most); a "speedup" row compares rhai's speedup against `target` (at least).
-    A "time" row with no target is reported only."""
+    A row with no target is reported only."""
 
     name: str
     rhai_key: str
@@ -261,19 +316,32 @@ class Metric:
 
 
 def metrics(plan):
+    """Every row of the results table, in order."""
     start = "start+join (trivial fn)"
+    pair = "lock acquire+release"
     tasks = "4 CPU tasks on"
+    gil = "GIL on (rhai set_gil(true))"
     return [
         Metric(f"thread {start}, per thread", "thread", "thread", "us", target=0.6),
         Metric(f"process {start} vs fork", "process", "process_fork", "ms", target=1.0),
         Metric(f"process {start} vs spawn", "process", "process_spawn", "ms"),
         Metric(f"process {start} vs forkserver", "process", "process_forkserver", "ms"),
+        Metric(f"{pair}, uncontended (one thread) vs threading.Lock", "lock_uncontended",
+               "lock_uncontended", "ns"),
+        Metric(f"{pair}, uncontended (one thread) vs multiprocessing.Lock", "lock_uncontended",
+               "lock_uncontended_mp", "ns"),
+        Metric(f"{pair}, contended by 2 threads", "lock_threads", "lock_threads", "ns"),
+        Metric(f"{pair}, contended by 2 processes", "lock_processes", "lock_processes", "ns"),
         speedup(f"{tasks} 2 threads: speedup over serial", "threads", 1.85),
-        speedup(f"{tasks} 2 threads, GIL on (rhai set_gil(true)): speedup", "threads_gil", None),
+        speedup(f"{tasks} 2 threads, {gil}: speedup", "threads_gil", None),
+        speedup(f"{tasks} thread_pool(2): speedup", "thread_pool", None),
+        speedup(f"{tasks} thread_pool(2), {gil}: speedup", "thread_pool_gil", None),
         speedup(f"{tasks} pool(2), cold (pool start included): speedup", "pool_cold", 1.8),
         speedup(f"{tasks} pool(2), warm: speedup", "pool_warm", 1.9),
         Metric("pool(2) imap_unordered dispatch, chunksize 1, per task", "dispatch", "dispatch",
                "us", target=0.25),
+        Metric("pool(2) map dispatch, default chunksize, per task", "dispatch_default",
+               "dispatch_default", "us"),
         Metric(f"2 processes x {plan.increments:,} locked increments, total", "increments",
                "increments", "ms", target=0.5),
         Metric("queue round trip between processes", "queue", "queue", "us"),
@@ -282,9 +350,9 @@ def metrics(plan):
 
 
 def speedup(name, parallel, target):
+    """A speedup row of the cpu scripts' parallel run `parallel`."""
     key = f"speedup_{parallel}"
     return Metric(name, key, key, "x", "speedup", target)
-
 
 
 def evaluate(metric, samples):
@@ -302,6 +370,7 @@ def evaluate(metric, samples):
 
 
 def table_rows(all_metrics, samples):
+    """The header and one row of cells per metric."""
     header = ("metric", "rhai", "cpython", "ratio rhai/cpython", "target", "met?")
     rows = []
     for metric in all_metrics:
@@ -312,74 +381,130 @@ def table_rows(all_metrics, samples):
             summary(samples["cpython"][metric.cpython_key], metric.unit),
             ratio,
             target,
-            "-" if met is None else "yes" if met else "NO",
+            met_text(met),
         ))
     return header, rows
 
 
 def unmet_targets(all_metrics, samples):
+    """Names of the rows whose target is not met."""
     return [m.name for m in all_metrics if evaluate(m, samples)[2] is False]
 
 
-def format_text_table(header, rows):
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def format_markdown_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def task_sizes(samples, work_n):
-    """One line on how big the CPU-bound task was in each language."""
+def task_sizes(samples, plan, rates):
+    """One line on how big the CPU-bound tasks were in each language."""
     parts = [
-        f"{name} work({work_n[name]:,}) {statistics.median(samples[name]['task']):.2f} s"
+        f"{name} work({work_size(rates[name], plan.task_s):,}) "
+        f"{statistics.median(samples[name]['task']):.2f} s"
         for name in ("rhai", "cpython")
     ]
-    return "CPU task (median serial time per task): " + ", ".join(parts)
+    scaling = ", ".join(
+        f"{name} work({work_size(rates[name], plan.scaling_task_s):,})"
+        for name in ("rhai", "cpython")
+    )
+    return (f"CPU task (median serial time per task): {', '.join(parts)}; scaling task "
+            f"(~{plan.scaling_task_s} s): {scaling}")
 
 
+# --- strong scaling -----------------------------------------------------------------
 
 
+def karp_flatt(speedup_n, n):
+    """The experimentally determined serial fraction e = (1/S - 1/n) / (1 - 1/n), n > 1."""
+    return (1 / speedup_n - 1 / n) / (1 - 1 / n)
 
 
-def rhai_version(binary):
-    try:
-        done = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, check=True, timeout=30
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BenchError(f"cannot run {binary} --version ({exc}); build it with "
-                         "`cargo build --release` or pass --binary") from exc
-    return done.stdout.strip()
+def scaling_medians(samples):
+    """{series name: [median seconds for each worker count of SCALING_WORKERS]}."""
+    return {
+        name: [statistics.median(samples[lang][f"{prefix}_{k}"]) for k in SCALING_WORKERS]
+        for name, lang, prefix in SCALING_SERIES
+    }
+
+
+def scaling_rows(samples):
+    """The header and one row per series and worker count: time, speedup T1/Tn (of the
+    medians), efficiency S/n and the Karp-Flatt serial fraction."""
+    header = ("series", "workers", "time", "speedup", "efficiency", "Karp-Flatt e")
+    medians = scaling_medians(samples)
+    rows = []
+    for name, lang, prefix in SCALING_SERIES:
+        t1 = medians[name][0]
+        for k, tk in zip(SCALING_WORKERS, medians[name]):
+            s = t1 / tk
+            rows.append((
+                name,
+                str(k),
+                summary(samples[lang][f"{prefix}_{k}"], "ms"),
+                f"{s:.2f}x",
+                f"{s / k:.2f}",
+                "-" if k == 1 else f"{karp_flatt(s, k):.2f}",
+            ))
+    return header, rows
+
+
+def write_chart(rhai, samples, path):
+    """Draw the measured speedups against Amdahl's law with the scaling_chart native and
+    write the SVG to `path`."""
+    data = {
+        "workers": SCALING_WORKERS,
+        "series": scaling_medians(samples),
+        "title": f"Strong scaling: {SCALING_TASKS} CPU-bound tasks, "
+                 f"{os.cpu_count()} cores",
+    }
+    svg = run_captured(rhai, "chart", [json.dumps(data)])
+    if not svg.lstrip().startswith("<svg"):
+        raise BenchError(f"the chart script printed no SVG: {svg[:200]!r}")
+    with open(path, "w") as chart:
+        chart.write(svg)
+
+
+# --- reporting ------------------------------------------------------------------------
 
 
 def machine_info(binary):
-    build = " (debug build)" if f"{os.sep}debug{os.sep}" in os.path.abspath(binary) else ""
+    """(key, value) lines of the report's machine section."""
+    try:
+        rhai = binary_description(binary)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BenchError(f"cannot run {binary} --version ({exc}); build it with "
+                         "`cargo build --release` or pass --binary") from exc
     return [
-        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
-        ("CPU", f"{cpu_model()}, {os.cpu_count()} cores"),
+        *machine_basics(),
         ("OS", platform.platform()),
-        ("rhai-kernel", f"{rhai_version(binary)}{build}, `{shown_path(binary)}`"),
+        ("rhai-kernel", rhai),
         ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
     ]
 
 
 def plan_text(plan, mode):
+    """The sizes of this run, in one sentence."""
     return (
         f"Mode: {mode} ({plan.rounds} rounds per language; {plan.threads} threads, "
-        f"{plan.processes} processes, CPU tasks of ~{plan.task_s} s, "
-        f"{plan.dispatch_tasks} dispatched tasks, 2 x {plan.increments:,} increments, "
-        f"{plan.round_trips} round trips per round)"
+        f"{plan.processes} processes, {plan.lock_pairs:,} lock pairs, CPU tasks of "
+        f"~{plan.task_s} s, {plan.dispatch_tasks} dispatched tasks, 2 x "
+        f"{plan.increments:,} increments, {plan.round_trips} round trips, "
+        f"{SCALING_TASKS} scaling tasks of ~{plan.scaling_task_s} s per round)"
     )
 
 
-def markdown_report(table, unmet, info, plan, mode, sizes, noise, elapsed_s):
-    header, rows = table
+@dataclass(frozen=True)
+class Outcome:
+    """Everything the report shows about one run."""
+
+    table: tuple
+    unmet: list
+    scaling: tuple
+    sizes: str
+    noise: str
+    elapsed_s: float
+
+
+def markdown_report(outcome, info, plan, mode, chart_path):
+    """The runtime section of BENCHMARKS.md; the chart, if any, is linked by its file name
+    (it is written next to the report)."""
+    chart = ([f"![Measured speedup against Amdahl's law]({os.path.basename(chart_path)})", ""]
+             if chart_path else [])
     return "\n".join([
         "## Concurrency runtime: `rhai-kernel run` vs CPython",
         "",
@@ -393,22 +518,36 @@ def markdown_report(table, unmet, info, plan, mode, sizes, noise, elapsed_s):
         "### Machine",
         "",
         *[f"- {key}: {value}" for key, value in info],
-        f"- other load during the run: {noise}",
+        f"- other load during the run: {outcome.noise}",
         "",
         "### Results",
         "",
-        f"{plan_text(plan, mode)}; took {elapsed_s:.0f} s. Values are medians over the "
-        "rounds with interquartile range; the ratio is rhai / cpython of the medians "
+        f"{plan_text(plan, mode)}; took {outcome.elapsed_s:.0f} s. Values are medians over "
+        "the rounds with interquartile range; the ratio is rhai / cpython of the medians "
         "(lower is better); speedup rows are serial time / parallel time within each "
-        "language (higher is better) and their target applies to rhai.",
+        "language (higher is better) and their target applies to rhai. CPython's threads "
+        "always run under its GIL, so its \"GIL on\" rows repeat the measurement. Rows "
+        "without a target are reported only.",
         "",
-        format_markdown_table(header, rows),
+        markdown_table(*outcome.table),
         "",
-        f"{sizes}.",
+        f"{outcome.sizes}.",
         "",
-        "Targets not met:" if unmet else "All targets met.",
-        *([""] + [f"- {name}" for name in unmet] if unmet else []),
+        *unmet_list(outcome.unmet),
         "",
+        "### Scaling",
+        "",
+        f"Strong scaling: the same {SCALING_TASKS} CPU-bound tasks on "
+        f"{', '.join(map(str, SCALING_WORKERS))} workers, on a machine with "
+        f"{os.cpu_count()} cores (more workers than cores shows oversubscription). Time is "
+        "the median over the rounds; speedup S = T1 / Tn and efficiency S / n are of the "
+        "medians; the Karp-Flatt serial fraction e = (1/S - 1/n) / (1 - 1/n) stays "
+        "constant when the serial part limits the speedup (Amdahl) and grows with "
+        "overheads such as too many workers for the cores.",
+        "",
+        markdown_table(*outcome.scaling),
+        "",
+        *chart,
         "### What is measured",
         "",
         "- thread and process start+join: a trivial function started and joined one at a "
@@ -416,13 +555,24 @@ def markdown_report(table, unmet, info, plan, mode, sizes, noise, elapsed_s):
         "CPython's forkserver). CPython uses `threading.Thread` and "
         "`multiprocessing` `Process` with each start method; rhai uses "
         "`spawn_thread` and `spawn_process` (which re-executes the binary).",
+        f"- lock acquire+release: mean per `acquire()` + `release()` pair, {plan.lock_pairs:,} "
+        "pairs in all. Uncontended: one thread on a `lock()`, against CPython's "
+        "`threading.Lock` and `multiprocessing.Lock`. Contended: 2 threads (CPython: "
+        "`threading.Lock`) or 2 processes (CPython: `multiprocessing.Lock`, fork) doing half "
+        "the pairs each on one lock, timed from a barrier they pass with the main thread "
+        "until both report done on a queue (starting and joining excluded).",
         "- CPU tasks: `work(n)` sums `i % 7` over `0..n`, with n calibrated per language "
         "so a task takes about the same time in both. Serial: 4 tasks in a row; "
-        "threads: 2 threads of 2 tasks each; pool: `map` of the 4 tasks with chunksize "
+        "threads: 2 threads of 2 tasks each; thread pool: `thread_pool(2).map(work, tasks, "
+        "#{chunksize: 1})` (CPython: `concurrent.futures.ThreadPoolExecutor(2).map`), pool "
+        "start and join included; \"GIL on\": the same with `set_gil(true)` before and "
+        "`set_gil(false)` after; pool: `map` of the 4 tasks with chunksize "
         "1 on a pool of 2 processes (CPython: `Pool(2)` with fork), cold including "
         "the pool's start, warm on the same pool again.",
         "- dispatch: on a warm pool of 2, `imap_unordered` of a trivial function over "
-        f"{plan.dispatch_tasks} items, one task per item, consumed fully; mean per task.",
+        f"{plan.dispatch_tasks} items, one task per item, consumed fully; and `map` over "
+        "the same items with the default chunksize (about 4 chunks per worker, as "
+        "CPython's `Pool.map`); mean per task.",
         "- locked increments: 2 processes each do "
         f"{plan.increments:,} times `l.hold(|| v.value += 1)` on a `value(0)` and a "
         "`lock()`; CPython: `with lock: v.value += 1` on a `Value('q', 0, lock=False)` "
@@ -430,6 +580,12 @@ def markdown_report(table, unmet, info, plan, mode, sizes, noise, elapsed_s):
         f"final count must be exactly {2 * plan.increments:,}.",
         "- queue / pipe round trip: send a number to an echoing process and receive it "
         "back (`queue()` pair / `pipe()` vs `multiprocessing` `Queue` pair / `Pipe`).",
+        f"- scaling: {SCALING_TASKS} tasks of `work(n)` sized to ~{plan.scaling_task_s} s; "
+        "threads: n threads, thread i running tasks i, i+n, ... (`spawn_thread` / "
+        "`threading.Thread`, start and join included); process pool: `pool(n)` / "
+        "`Pool(n)` (fork) started, one warm-up `map`, then `map` of the tasks with "
+        "chunksize 1 timed. The chart is drawn by the `scaling_chart` native, which a "
+        "notebook can call the same way.",
         "",
     ])
 
@@ -457,41 +613,54 @@ def other_load(start, end, elapsed_s):
             "the benchmark; it hurts the speedups most)")
 
 
-
-
 def parse_args(argv):
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="very few rounds, for smoke tests")
     parser.add_argument("--write", metavar="FILE", help="also write a Markdown report to FILE")
+    parser.add_argument("--svg", metavar="FILE",
+                        help="also draw the scaling chart to FILE (next to the report)")
     parser.add_argument("--binary", default=DEFAULT_BINARY,
                         help="rhai-kernel binary (default: target/release/rhai-kernel)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
+    """Run the benchmark, print the tables, write the report and chart if asked."""
     args = parse_args(argv)
     plan, mode = (QUICK_PLAN, "quick") if args.quick else (FULL_PLAN, "full")
     started = time.perf_counter()
     cpu_at_start = cpu_seconds()
+    langs = languages(args.binary)
     try:
         info = machine_info(args.binary)
-        samples, work_n = run_benchmark(languages(args.binary), plan)
+        samples, rates = run_benchmark(langs, plan)
+        elapsed_s = time.perf_counter() - started
+        noise = other_load(cpu_at_start, cpu_seconds(), elapsed_s)
+        if args.svg:
+            write_chart(langs[0], samples, args.svg)
     except (BenchError, OSError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
-    elapsed_s = time.perf_counter() - started
-    noise = other_load(cpu_at_start, cpu_seconds(), elapsed_s)
     all_metrics = metrics(plan)
-    table = table_rows(all_metrics, samples)
-    unmet = unmet_targets(all_metrics, samples)
-    sizes = task_sizes(samples, work_n)
-    print(format_text_table(*table))
-    print(f"\n{sizes}.\nOther load during the run: {noise}.")
-    print("Targets not met: " + ("; ".join(unmet) if unmet else "none") + ".")
+    outcome = Outcome(
+        table=table_rows(all_metrics, samples),
+        unmet=unmet_targets(all_metrics, samples),
+        scaling=scaling_rows(samples),
+        sizes=task_sizes(samples, plan, rates),
+        noise=noise,
+        elapsed_s=elapsed_s,
+    )
+    print(text_table(*outcome.table))
+    print(f"\n{outcome.sizes}.\nOther load during the run: {noise}.")
+    print("Targets not met: " + ("; ".join(outcome.unmet) if outcome.unmet else "none") + ".")
+    print(f"\n{text_table(*outcome.scaling)}")
+    if args.svg:
+        print(f"scaling chart written to {args.svg}")
     print(f"{mode} mode, {elapsed_s:.0f} s; only ratios within one run are meaningful.")
     if args.write:
         with open(args.write, "w") as report:
-            report.write(markdown_report(table, unmet, info, plan, mode, sizes, noise, elapsed_s))
+            report.write(markdown_report(outcome, info, plan, mode, args.svg))
         print(f"report written to {args.write}")
     return 0
 

@@ -1,10 +1,14 @@
-"""CPU-bound tasks: serial, on 2 threads, on Pool(2) (fork) cold and warm.
+"""CPU-bound tasks: serial, on 2 threads, on ThreadPoolExecutor(2), on Pool(2) (fork) cold
+and warm.
 
 argv: "calibrate" n -> prints "task <s>" for one work(n).
-argv: "run" n       -> 4 tasks of work(n); prints "serial", "threads", "threads_gil", "pool_cold",
-                       "pool_warm" seconds for all 4 tasks.
+argv: "run" n       -> 4 tasks of work(n); prints "serial", "threads", "threads_gil",
+                       "thread_pool", "thread_pool_gil", "pool_cold", "pool_warm": seconds
+                       for all 4 tasks. CPython's threads always run under its GIL, so the
+                       "_gil" keys repeat the same measurement.
 """
 
+import concurrent.futures
 import multiprocessing
 import sys
 import threading
@@ -41,6 +45,13 @@ def on_two_threads(n):
     return sums
 
 
+def on_thread_pool(tasks):
+    """The tasks on a fresh ThreadPoolExecutor(2), one per item; its start and shutdown
+    included."""
+    with concurrent.futures.ThreadPoolExecutor(2) as executor:
+        return list(executor.map(work, tasks))
+
+
 def check(results, expected, what):
     if results != expected:
         raise RuntimeError(f"{what}: got {results}")
@@ -52,6 +63,8 @@ def run(n):
     check(timed("threads", lambda: on_two_threads(n)), [serial[0] * 2] * 2, "threads")
     # CPython's threads always run under its GIL: the same measurement again.
     check(timed("threads_gil", lambda: on_two_threads(n)), [serial[0] * 2] * 2, "threads")
+    check(timed("thread_pool", lambda: on_thread_pool(tasks)), serial, "thread pool")
+    check(timed("thread_pool_gil", lambda: on_thread_pool(tasks)), serial, "thread pool")
     context = multiprocessing.get_context("fork")
     started = time.perf_counter()
     with context.Pool(2) as pool:

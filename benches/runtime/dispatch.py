@@ -1,7 +1,8 @@
 """Per-task dispatch cost of a warm Pool(2) (fork): imap_unordered over trivial tasks
-with chunksize 1, consumed fully.
+with chunksize 1, consumed fully, and map with the default chunksize.
 
-argv: tasks. Prints "dispatch <s>": mean seconds per task.
+argv: tasks. Prints "dispatch" (imap_unordered, chunksize 1) and "dispatch_default" (map,
+default chunksize): mean seconds per task.
 """
 
 import multiprocessing
@@ -20,9 +21,15 @@ def main():
         started = time.perf_counter()
         results = list(pool.imap_unordered(trivial, range(tasks), chunksize=1))
         elapsed = time.perf_counter() - started
-    if len(results) != tasks:
-        raise RuntimeError(f"{len(results)} of {tasks} results")
-    print(f"dispatch {elapsed / tasks}")
+        if len(results) != tasks:
+            raise RuntimeError(f"imap_unordered: {len(results)} of {tasks} results")
+        print(f"dispatch {elapsed / tasks}")
+        started = time.perf_counter()
+        results = pool.map(trivial, range(tasks))
+        elapsed = time.perf_counter() - started
+        if results != list(range(tasks)):
+            raise RuntimeError("map: wrong results")
+        print(f"dispatch_default {elapsed / tasks}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ def test_quick_benchmark_writes_a_report(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     text = report.read_text()
-    for metric in ("ready", "round trip", "10,000", "RSS"):
+    for metric in ("ready", "round trip", "10,000", "idle RSS", "post-load RSS"):
         assert metric in text, f"{metric!r} missing from the report"
     table_rows = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(table_rows) >= 6, "a header, a separator and one row per metric"
+    assert len(table_rows) >= 8, "a header, a separator and one row per metric"
     assert "ipykernel" in text
