@@ -292,6 +292,40 @@ fn history_tail_range_and_search() {
 }
 
 #[test]
+fn history_in_a_file_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("history.jsonl");
+    let env = [("RHAI_KERNEL_HISTORY", path.to_str().expect("utf-8 path"))];
+    let history = |k: &mut Kernel, content: Value| {
+        let request = k.send_shell("history_request", content);
+        let reply = k.shell_reply(&request);
+        k.iopub_until_idle(&request);
+        reply.content["history"].clone()
+    };
+    let mut first = Kernel::start_with_env(&env);
+    assert_eq!(first.execute("let before = 1;").status(), "ok");
+    let request = first.send_control("shutdown_request", json!({"restart": true}));
+    first.control_reply(&request);
+    assert!(first.wait_exit(Duration::from_secs(10)).is_some());
+
+    let mut second = Kernel::start_with_env(&env);
+    assert_eq!(second.execute("let after = 2;").status(), "ok");
+    let tail = history(
+        &mut second,
+        json!({"hist_access_type": "tail", "n": 2, "output": false, "raw": true}),
+    );
+    assert_eq!(
+        tail,
+        json!([[1, 1, "let before = 1;"], [2, 1, "let after = 2;"]])
+    );
+    let previous = history(
+        &mut second,
+        json!({"hist_access_type": "range", "session": -1, "output": false, "raw": true}),
+    );
+    assert_eq!(previous, json!([[1, 1, "let before = 1;"]]));
+}
+
+#[test]
 fn user_expressions_are_evaluated_after_the_cell() {
     let mut k = Kernel::start();
     let mut content = execute_content("let a = 20;");

@@ -39,7 +39,7 @@ impl<I: Interpreter> Shell<I> {
             ctx,
             interpreter,
             execution_count: 0,
-            history: History::new(),
+            history: History::from_environment(),
             deferred: VecDeque::new(),
         }
     }

@@ -5,11 +5,13 @@
 //! has a fresh `msg_id` and `date` in its header, so two genuine messages never share a
 //! signature and remembering signatures rejects only copies.
 
+use sha2::{Digest, Sha256};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
-/// How many signatures are remembered by default, as in ipykernel (2**16). At 64 hex
-/// characters each this is a few megabytes at most; the oldest are forgotten first.
+/// How many signatures are remembered by default, as in ipykernel (2**16); the oldest are
+/// forgotten first. Each is kept as a 128-bit fingerprint, so the whole memory stays
+/// around 3 MiB (64-character strings would take five times that).
 pub const DEFAULT_CAPACITY: usize = 1 << 16;
 
 /// Signatures seen so far, shared by every channel of one kernel (a message replayed on
@@ -22,8 +24,18 @@ pub struct SeenSignatures {
 
 #[derive(Debug, Default)]
 struct Inner {
-    set: HashSet<Vec<u8>>,
-    order: VecDeque<Vec<u8>>,
+    set: HashSet<u128>,
+    order: VecDeque<u128>,
+}
+
+/// A signature's fingerprint: the first 128 bits of its SHA-256. Hex is case-insensitive,
+/// so "AB…" and "ab…" are the same signature. Two different signatures share one with
+/// probability 2^-128 per pair: negligible against the 2^16 remembered.
+fn fingerprint(signature: &[u8]) -> u128 {
+    let digest = Sha256::digest(signature.to_ascii_lowercase());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(first)
 }
 
 impl Default for SeenSignatures {
@@ -51,8 +63,7 @@ impl SeenSignatures {
         // A poisoned lock only means another thread panicked while holding it; the set
         // itself is still consistent (every mutation below is a single call).
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        // Hex is case-insensitive, so "AB…" and "ab…" are the same signature.
-        let key = signature.to_ascii_lowercase();
+        let key = fingerprint(signature);
         if inner.set.contains(&key) {
             return false;
         }
@@ -61,7 +72,7 @@ impl SeenSignatures {
                 inner.set.remove(&oldest);
             }
         }
-        inner.set.insert(key.clone());
+        inner.set.insert(key);
         inner.order.push_back(key);
         true
     }

@@ -295,6 +295,8 @@ impl Kernel {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(stderr))
+            // History in memory unless a test asks for a file: tests write nothing to HOME.
+            .env("RHAI_KERNEL_HISTORY", "off")
             .envs(env.iter().copied());
         #[cfg(target_os = "linux")]
         {
