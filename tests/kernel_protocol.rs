@@ -367,4 +367,15 @@ fn ipc_transport_serves_every_channel() {
     );
     let request = k.send_control("kernel_info_request", json!({}));
     assert_eq!(k.control_reply(&request).msg_type(), "kernel_info_reply");
+    // Only the owner may connect to the sockets.
+    use std::os::unix::fs::PermissionsExt;
+    let sockets = k.ipc_socket_files();
+    assert_eq!(sockets.len(), 5, "{sockets:?}");
+    for socket in sockets {
+        let mode = std::fs::metadata(&socket)
+            .expect("socket file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", socket.display());
+    }
 }

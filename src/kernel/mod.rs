@@ -51,9 +51,24 @@ fn bind(
         socket.set_curve_secretkey(keys.secret.as_bytes())?;
     }
     let endpoint = info.endpoint(port);
-    socket
-        .bind(&endpoint)
-        .with_context(|| format!("cannot bind {endpoint}"))?;
+    let ipc_path = endpoint
+        .strip_prefix("ipc://")
+        .map(std::path::PathBuf::from);
+    // An ipc socket is a file: only its owner may connect. The umask covers the moment
+    // between bind and chmod (libzmq creates the file inside bind).
+    // SAFETY: umask only swaps the process's file-creation mask.
+    let old_mask = ipc_path.as_ref().map(|_| unsafe { libc::umask(0o077) });
+    let bound = socket.bind(&endpoint);
+    if let Some(mask) = old_mask {
+        // SAFETY: as above, restoring the previous mask.
+        unsafe { libc::umask(mask) };
+    }
+    bound.with_context(|| format!("cannot bind {endpoint}"))?;
+    if let Some(path) = ipc_path {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private", path.display()))?;
+    }
     Ok(socket)
 }
 

@@ -235,6 +235,19 @@ impl Kernel {
         Kernel::start_with(|| Transport::Tcp)
     }
 
+    /// The ipc socket files of the kernel (none for tcp).
+    pub fn ipc_socket_files(&self) -> Vec<std::path::PathBuf> {
+        match &self._transport {
+            Transport::Tcp => Vec::new(),
+            Transport::Ipc(dir) => std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect(),
+        }
+    }
+
     /// Starts a kernel whose connection file says `transport: ipc`.
     pub fn start_ipc() -> Kernel {
         Kernel::start_with(|| Transport::Ipc(tempfile::tempdir().expect("temp dir")))
