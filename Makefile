@@ -1,6 +1,7 @@
 # rhai-kernel: build, test and try the kernel.
 #   make lab    build, create .venv with JupyterLab, install the kernelspec, open notebooks/
-#   make test   everything: lint, cargo test, the Jupyter conformance suite, notebooks
+#   make test   everything: lint, cargo test, the Jupyter conformance suite, notebooks, and real
+#               clients (JupyterLab in chromium, jupyter console, nbconvert)
 #   make bench  benchmarks side by side with ipykernel, written to BENCHMARKS.md
 
 PYTHON ?= python3
@@ -26,17 +27,13 @@ $(VENV)/.test-stamp: tests/requirements.txt
 	$(VPY) -m pip install --quiet -r tests/requirements.txt
 	touch $@
 
-$(VENV)/.lab-stamp: $(VENV)/.test-stamp
-	$(VPY) -m pip install --quiet jupyterlab
-	touch $@
-
 kernelspec: release $(VENV)/.test-stamp
 	$(JUPYTER_ENV) $(RELEASE_BIN) install --sys-prefix
 
 # Jupyter refuses to run as root unless told to (containers often run as root).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-lab: kernelspec $(VENV)/.lab-stamp
+lab: kernelspec
 	$(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks $(ALLOW_ROOT)
 
 lint:
@@ -47,7 +44,7 @@ rust-test:
 	cargo test
 
 python-test: kernelspec
-	$(JUPYTER_ENV) $(VPY) -m pytest -q -rs --timeout=600 tests/conformance tests/notebooks tests/python
+	$(JUPYTER_ENV) $(VPY) -m pytest -q -rs --timeout=600 tests/conformance tests/notebooks tests/clients tests/python
 
 test: lint rust-test python-test
 
