@@ -6,68 +6,9 @@ import pathlib
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from notebook_expectations import EXPECTED
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
-
-# Text that must appear in a notebook's outputs (beyond "no cell failed").
-EXPECTED = {
-    "00-welcome.ipynb": ["Hello from Rhai!", "144", "caught:"],
-    "01-threads-vs-processes.ipynb": [
-        "Square: 16",
-        "Cube: 64",
-        "Done with multithreading",
-        "Done with multiprocessing",
-        "most running at once: 1",
-        "most sleeping at once: 4",
-        "timeline: ",
-        "Thread-",
-        "Process-",
-        "CPU utilisation",
-    ],
-    "02-race-conditions.ipynb": [
-        "lost updates: ",
-        "with add(): counter = 200000, lost updates: 0",
-        "Person A sees $100 and withdraws $80",
-        "Person B sees $100 and withdraws $80",
-        "final balance: -60",
-    ],
-    "03-locks.ipynb": [
-        "threads:   final count: 200000",
-        "processes: final count: 200000",
-        "balance: 20",
-        "declined, only $20 left",
-        "acquire(0.1) returned false",
-        "died without releasing it",
-        "acquire(5.0) returned true",
-        "deadlock detected",
-        "(take_in_order): got both locks",
-        "which it already holds",
-        "consumer got 42",
-        "all done, free permits: 2",
-    ],
-    "04-pools.ipynb": [
-        "squares: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]",
-        "sum of the squares of 1..=10: 385",
-        "sum of the squares of 1..=1000: 333833500",
-        "7837 primes",
-        "result: 42",
-        "task 3 failed: three is unlucky",
-        "broken pool",
-        "the pool works again: [0, 1, 4, 9, 16]",
-        "40/40 (100%)",
-        "the thread pool is closed",
-    ],
-    "05-ipc.ipynb": [
-        "in the parent: [1, 2, 3]",
-        "together: sum 5050",
-        "asked for 12², got 144",
-        "server: answered 3 requests",
-        "worker: stopped",
-        "filled by two processes: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]",
-        "pipe round trip",
-        "µs per round trip",
-    ],
-}
 
 
 def output_text(nb):

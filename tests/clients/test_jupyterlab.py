@@ -1,0 +1,199 @@
+"""JupyterLab in a real browser (Debian's chromium driven by Playwright): every shipped notebook
+runs clean with Run All Cells, and Interrupt and Restart work from the Kernel menu."""
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import nbformat
+import pytest
+from client_support import EXPECTED, NOTEBOOKS, OUTPUT_DIR, kill_kernels_in, private_env, strip_outputs
+from lab_page import (
+    ERROR_OUTPUTS,
+    NOTEBOOK_READY,
+    RUN_ALL_OVER,
+    WATCH_RESTART,
+    cell_output,
+    menu,
+    outputs_text,
+    run_cell,
+    wait_idle,
+)
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = OUTPUT_DIR / "browser"
+RUN_TIMEOUT_MS = 300_000  # a notebook takes under a minute on 2 cores
+
+# JupyterLab user settings: every cell stays in the DOM (no windowed rendering), and no news
+# toast covers the page.
+SETTINGS = {
+    "notebook-extension/tracker": {"windowingMode": "none"},
+    "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+}
+
+# Expected text that only an output's text/plain carries, which the browser does not show: a
+# timeline's summary line sits behind the SVG chart JupyterLab displays instead.
+NOT_SHOWN = {"timeline: "}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(lab, path, method="GET"):
+    request = urllib.request.Request(
+        f"{lab['url']}{path}", method=method, headers={"Authorization": f"token {lab['token']}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """`jupyter lab` on 127.0.0.1 serving a copy of notebooks/ (outputs stripped), in a private
+    Jupyter environment; shut down (kernels included) at the end."""
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "notebooks"
+    root.mkdir()
+    for path in NOTEBOOKS:
+        strip_outputs(path, root / path.name)
+    env = private_env(base, JUPYTERLAB_SETTINGS_DIR="settings", JUPYTERLAB_WORKSPACES_DIR="workspaces")
+    for plugin, values in SETTINGS.items():
+        path = base / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    token, port = secrets.token_hex(16), free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
+    if os.geteuid() == 0:
+        args.append("--allow-root")
+    log = open(base / "lab.log", "w")
+    server = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    lab = {"url": f"http://127.0.0.1:{port}", "token": token, "root": root, "log": base / "lab.log"}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, f"jupyter lab exited: {lab['log'].read_text()}"
+            try:
+                api(lab, "/api/status")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"jupyter lab did not start: {lab['log'].read_text()}"
+                time.sleep(0.3)
+        yield lab
+    finally:
+        try:
+            api(lab, "/api/shutdown", method="POST")  # shuts its kernels down too
+            server.wait(timeout=30)
+        except Exception:
+            os.killpg(server.pid, 9)
+            server.wait()
+        kill_kernels_in(env["JUPYTER_RUNTIME_DIR"])  # none is left unless the shutdown failed
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"chromium not found at {CHROMIUM}: install Debian's package "
+            "(apt-get install chromium, as .ci/run does) or set CHROMIUM to its path"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_notebook(browser, lab, request):
+    """Opens a notebook of the served copy in a fresh page and workspace; afterwards saves a
+    screenshot, closes the page and shuts down the kernels it started."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pages = []
+
+    def open_(name):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        pages.append(page)
+        workspace = re.sub(r"\W", "-", request.node.name)
+        page.goto(f"{lab['url']}/lab/workspaces/{workspace}/tree/{name}?token={lab['token']}")
+        cells = len(nbformat.read(lab["root"] / name, as_version=4).cells)
+        page.wait_for_function(NOTEBOOK_READY, arg=cells)
+        return page
+
+    yield open_
+    for i, page in enumerate(pages):
+        page.screenshot(path=SCREENSHOTS / f"{request.node.name}-{i}.png")
+        page.close()
+    for session in api(lab, "/api/sessions"):
+        api(lab, f"/api/sessions/{session['id']}", method="DELETE")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_run_all_cells(open_notebook, path):
+    page = open_notebook(path.name)
+    menu(page, "Run", "Run All Cells")
+    page.wait_for_function(RUN_ALL_OVER, timeout=RUN_TIMEOUT_MS, polling=250)
+    assert page.evaluate(ERROR_OUTPUTS) == []
+    prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt").all_text_contents()
+    assert all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts), f"cells not run: {prompts}"
+    text = outputs_text(page)
+    assert "Traceback (most recent call last)" not in text
+    for expected in set(EXPECTED.get(path.name, [])) - NOT_SHOWN:
+        assert expected in text, f"{expected!r} not in the outputs shown for {path.name}"
+
+
+def test_interrupt_and_restart(lab, open_notebook):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell() for _ in range(4)])
+    nb.metadata["kernelspec"] = {"name": "rhai", "display_name": "Rhai", "language": "rhai"}
+    nbformat.write(nb, lab["root"] / "interrupt.ipynb")
+    page = open_notebook("interrupt.ipynb")
+
+    run_cell(page, 0, "let x = 42; x")
+    cell_output(page, 0, r"^\s*42\s*$")
+    run_cell(page, 1, "loop {}")
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='busy']")
+    time.sleep(1)
+    menu(page, "Kernel", "Interrupt Kernel")
+    cell_output(page, 1, "execution was interrupted", timeout=30_000)
+    wait_idle(page)
+    assert page.evaluate(ERROR_OUTPUTS) == ["Interrupted: execution was interrupted"]
+    run_cell(page, 2, "x")
+    cell_output(page, 2, r"^\s*42\s*$")  # the session survived the interrupt
+    wait_idle(page)
+
+    page.evaluate(WATCH_RESTART)
+    menu(page, "Kernel", "Restart Kernel…")
+    page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart"
+    page.wait_for_function("() => window.kernelRestarted")
+    page.wait_for_function(NOTEBOOK_READY, arg=page.locator(".jp-Notebook .jp-Cell").count())
+    run_cell(page, 3, "x")
+    cell_output(page, 3, "Variable not found: x")
+    errors = page.evaluate(ERROR_OUTPUTS)
+    assert errors[1:] == ["ErrorVariableNotFound: Variable not found: x"], errors
+    prompt = page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".jp-InputPrompt").text_content()
+    assert prompt.strip() == "[1]:", "execution counts start again after a restart"
