@@ -48,6 +48,7 @@ EXPECTED = {
         "the pool works again: [0, 1, 4, 9, 16]",
         "40/40 (100%)",
         "the thread pool is closed",
+        "Amdahl, serial fraction",
     ],
     "05-ipc.ipynb": [
         "in the parent: [1, 2, 3]",
