@@ -182,5 +182,11 @@ fn file_descriptors_return_to_their_baseline() {
     }
     let after = settle(&mut k, Some(baseline));
     assert!(after <= baseline, "fds: {baseline} -> {after}");
+    // Every finished child was reaped: no zombies left behind.
+    let zombies: Vec<u32> = children_of(k.pid())
+        .into_iter()
+        .filter(|pid| !alive(*pid))
+        .collect();
+    assert!(zombies.is_empty(), "zombie children: {zombies:?}");
     assert!(Path::new(&format!("/proc/{}", k.pid())).exists());
 }

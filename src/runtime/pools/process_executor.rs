@@ -86,7 +86,7 @@ impl ProcessExecutor {
             );
             std::thread::Builder::new()
                 .name(format!("pool-driver-{slot}"))
-                .spawn(move || drive(worker, slot, rx, pids, terminated, pending))
+                .spawn(move || drive(worker, slot, size, rx, pids, terminated, pending))
                 .map_err(|e| e.to_string())?;
         }
         Ok(ProcessExecutor {
@@ -143,6 +143,7 @@ struct Sent {
 fn drive(
     first: Worker,
     slot: usize,
+    workers: usize,
     tasks: Receiver<ProcessTask>,
     pids: Arc<Mutex<Vec<i64>>>,
     terminated: Arc<AtomicBool>,
@@ -160,6 +161,11 @@ fn drive(
         // Top up the worker's pipe: wait for work only when it has none.
         while in_flight.len() < MAX_IN_FLIGHT {
             if parked.is_none() && open {
+                // No more than this worker's share of what is queued: a driver that wakes
+                // first must not take the tasks its idle neighbours could run.
+                if !in_flight.is_empty() && in_flight.len() * workers > tasks.len() {
+                    break;
+                }
                 parked = if in_flight.is_empty() {
                     tasks.recv().ok()
                 } else {
