@@ -28,7 +28,8 @@ pub fn mime_bundle(value: &Dynamic) -> MimeBundle {
     bundle
 }
 
-fn escape_html(text: &str) -> String {
+/// Escapes text for HTML and SVG (element text and attribute values).
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -53,6 +54,20 @@ fn cell_html(value: &Value) -> String {
 
 /// An HTML table: maps as key/value rows, arrays as index/value rows, and arrays of
 /// maps as one row per map with a column per key (like a data frame).
+/// Shows a chart: the SVG where the frontend can draw it, `text` where it cannot (and in
+/// terminals).
+pub fn show_chart(svg: String, text: String) {
+    match super::sink::current() {
+        Some(sink) => {
+            let mut bundle = MimeBundle::new();
+            bundle.insert("image/svg+xml".into(), Value::String(svg));
+            bundle.insert("text/plain".into(), Value::String(text));
+            sink.display(bundle, None, false)
+        }
+        None => super::sink::write(super::sink::Stream::Stdout, &text),
+    }
+}
+
 pub fn html_table(value: &Value) -> String {
     let mut html = String::from("<table class=\"rhai-value\">");
     match value {

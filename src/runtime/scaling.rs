@@ -2,10 +2,9 @@
 //! Karp–Flatt serial fraction of a computation run on 1, 2, 4, … workers, drawn as an SVG
 //! chart of measured speedup against Amdahl's law, with a text table for terminals.
 
-use super::sink::{self, MimeBundle};
+use super::display::escape_html;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
-use serde_json::Value;
 use std::time::Instant;
 
 /// Wall times of one computation for each worker count.
@@ -160,7 +159,7 @@ impl Scaling {
         );
         svg.push_str(&format!(
             "<text x=\"10\" y=\"22\" font-size=\"14\">{}</text>",
-            escape(&self.title)
+            escape_html(&self.title)
         ));
         // Grid and axes.
         let y_step = (y_max / 5.0).ceil().max(1.0);
@@ -240,7 +239,7 @@ impl Scaling {
                     "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{colour}\"><title>{}: {p} workers, {t:.3} s, {sp:.2}x</title></circle>",
                     x(*p as f64),
                     y(sp),
-                    escape(&s.name)
+                    escape_html(&s.name)
                 ));
             }
             svg.push_str(&format!(
@@ -248,7 +247,7 @@ impl Scaling {
                 legend_x + 18.0,
                 legend_x + 24.0,
                 legend_y + 4.0,
-                escape(&s.name)
+                escape_html(&s.name)
             ));
             legend_y += 18.0;
             if let Some(f) = self.serial_fraction(s) {
@@ -312,13 +311,7 @@ impl Scaling {
     }
 
     fn show(&self) {
-        let mut bundle = MimeBundle::new();
-        bundle.insert("image/svg+xml".into(), Value::String(self.svg()));
-        bundle.insert("text/plain".into(), Value::String(self.summary()));
-        match sink::current() {
-            Some(sink) => sink.display(bundle, None, false),
-            None => sink::write(sink::Stream::Stdout, &self.summary()),
-        }
+        super::display::show_chart(self.svg(), self.summary());
     }
 }
 
@@ -339,12 +332,6 @@ fn ints(values: &[usize]) -> Array {
 
 fn floats(values: &[f64]) -> Array {
     values.iter().map(|v| Dynamic::from_float(*v)).collect()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 fn worker_counts(workers: &Array) -> Result<Vec<usize>, String> {

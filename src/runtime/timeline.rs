@@ -2,9 +2,8 @@
 //! while `f` runs, then draw them as a Gantt chart (SVG, one row per worker) with the
 //! wall time and CPU utilisation, plus a text summary for terminals.
 
-use super::sink::{self, MimeBundle};
+use super::display::escape_html;
 use rhai::plugin::*;
-use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -186,7 +185,7 @@ impl Recording {
         );
         svg.push_str(&format!(
             "<text x=\"10\" y=\"20\" font-size=\"14\">{} — wall {:.3} s, CPU utilisation {:.0}%</text>",
-            escape(&format!("{} workers", rows.len())),
+            escape_html(&format!("{} workers", rows.len())),
             self.wall,
             self.utilisation() * 100.0
         ));
@@ -195,7 +194,7 @@ impl Recording {
             svg.push_str(&format!(
                 "<text x=\"10\" y=\"{:.1}\">{}</text><line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>",
                 y + ROW * 0.65,
-                escape(row),
+                escape_html(row),
                 LEFT + plot,
                 y + ROW,
                 y + ROW
@@ -208,7 +207,7 @@ impl Recording {
                     y + 4.0,
                     ROW - 8.0,
                     colour(&span.label, span.kind),
-                    escape(&span.label),
+                    escape_html(&span.label),
                     self.seconds(span.start),
                     self.seconds(span.end)
                 ));
@@ -217,7 +216,7 @@ impl Recording {
                         "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"white\" font-size=\"11\">{}</text>",
                         x + 4.0,
                         y + ROW * 0.62,
-                        escape(&span.label)
+                        escape_html(&span.label)
                     ));
                 }
             }
@@ -237,20 +236,8 @@ impl Recording {
 
     /// Shows the chart (and the summary as plain text) in the output.
     pub fn show(&self) {
-        let mut bundle = MimeBundle::new();
-        bundle.insert("image/svg+xml".into(), Value::String(self.svg()));
-        bundle.insert("text/plain".into(), Value::String(self.summary()));
-        match sink::current() {
-            Some(sink) => sink.display(bundle, None, false),
-            None => sink::write(sink::Stream::Stdout, &self.summary()),
-        }
+        super::display::show_chart(self.svg(), self.summary());
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 fn colour(label: &str, kind: &str) -> &'static str {
