@@ -4,6 +4,8 @@
 #               clients (JupyterLab in chromium, jupyter console, nbconvert)
 #   make bench  benchmarks side by side with ipykernel and CPython, written to BENCHMARKS.md
 #               (and the scaling chart to BENCHMARKS-scaling.svg)
+#   RUST=1      (make lab RUST=1, make release RUST=1) builds the kernel with Rust cells
+#               (`%%rust`, through evcxr); make rust-cells-test tests them
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +14,11 @@ RELEASE_BIN := target/release/rhai-kernel
 # Make the venv's kernelspec win over any user-level "rhai" kernelspec.
 JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter VIRTUAL_ENV=$(CURDIR)/$(VENV)
 
-.PHONY: all build release lab test lint rust-test python-test curve-test kernelspec bench clean
+.PHONY: all build release lab test lint rust-test rust-cells-test python-test curve-test \
+	kernelspec bench clean
+
+# Rust cells (cargo feature `rust`, evcxr) are off by default: evcxr adds minutes to a build.
+FEATURES := $(if $(filter 1 yes true,$(RUST)),--features rust)
 
 all: build
 
@@ -20,7 +26,7 @@ build:
 	cargo build
 
 release:
-	cargo build --release
+	cargo build --release $(FEATURES)
 
 $(VENV)/.test-stamp: tests/requirements.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +49,11 @@ lint:
 
 rust-test:
 	cargo test
+
+# The Rust cell tests need the `rust` feature (a release build with evcxr: about 7 minutes on
+# 2 cores the first time, then incremental) and `cargo` at run time.
+rust-cells-test:
+	cargo test --release --features rust --test rust_cells
 
 # Kernels started by the Python tests keep their history under target/, not in the user's
 # Jupyter data directory.

@@ -512,3 +512,16 @@ fn timeline_draws_one_row_per_worker() {
         "main row and two pool tasks: {svg}"
     );
 }
+
+#[cfg(not(feature = "rust"))]
+#[test]
+fn rust_cells_in_a_build_without_them_say_how_to_get_them() {
+    let mut k = Kernel::start();
+    let ex = k.execute("%%rust\nlet x = 1;");
+    assert_eq!(ex.status(), "error");
+    assert_eq!(ex.reply.content["ename"], "UsageError");
+    let evalue = ex.reply.content["evalue"].as_str().unwrap();
+    assert!(evalue.contains("--features rust"), "{evalue}");
+    assert!(evalue.contains("make lab RUST=1"), "{evalue}");
+    assert_eq!(k.eval("40 + 2"), "42");
+}

@@ -7,7 +7,11 @@ use rhai::{Engine, LexError, ParseErrorType};
 /// Parse errors at the very end of the input mean "keep typing" (an open block, a missing
 /// closing bracket, an unfinished string); errors elsewhere mean the code is invalid.
 pub fn check(engine: &Engine, code: &str) -> Completeness {
-    if let Some((_, body)) = super::magics::split(code) {
+    if let Some((magic, body)) = super::magics::split(code) {
+        if magic == "%%rust" {
+            // Rust is not parsed here: a Rust cell is run as typed.
+            return Completeness::Complete;
+        }
         return check(engine, &body);
     }
     if code.trim().is_empty() || help_query(code).is_some() {

@@ -1,11 +1,16 @@
 //! Cell magics, IPython style: a first line `%%time` measures the cell, `%%timeline` draws
-//! the threads, processes and pool tasks it ran.
+//! the threads, processes and pool tasks it ran, `%%rust` runs the cell as Rust (evcxr, in
+//! builds with the `rust` feature).
 
 use crate::runtime::sink::{self, Stream};
 use std::time::Instant;
 
 /// The cell magics this kernel knows.
-pub const MAGICS: &[&str] = &["%%time", "%%timeline"];
+pub const MAGICS: &[&str] = &["%%time", "%%timeline", "%%rust"];
+
+/// What `%%rust` says in a build without the `rust` feature.
+pub const NO_RUST_CELLS: &str = "this kernel was built without Rust cells; rebuild with \
+     `--features rust` (make lab RUST=1)";
 
 /// Splits a cell into its magic (if the first line is one) and the code after it. The code
 /// keeps an empty first line so that line numbers in errors stay those of the cell.

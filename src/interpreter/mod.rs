@@ -8,6 +8,8 @@ pub mod errors;
 pub mod inspection;
 pub mod limits;
 pub mod magics;
+#[cfg(feature = "rust")]
+pub mod rust_cells;
 pub mod session;
 
 pub use errors::{Frame, ScriptError};

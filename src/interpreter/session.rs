@@ -22,6 +22,13 @@ pub struct RhaiSession {
     /// Source text of cells that define functions, plus the latest cell, in the order
     /// they ran (worker processes recompile them to get the same functions).
     sources: Vec<(String, Arc<str>)>,
+    /// The evaluator of `%%rust` cells, started by the first one.
+    #[cfg(feature = "rust")]
+    rust: super::rust_cells::RustCells,
+    /// The value of the `%%rust` cell that just ran, for `execute`.
+    rust_result: Option<MimeBundle>,
+    /// Name and code of the last `%%rust` cell, for its tracebacks.
+    rust_source: Option<(String, String)>,
 }
 
 impl Default for RhaiSession {
@@ -39,6 +46,10 @@ impl RhaiSession {
             functions: AST::empty(),
             function_origins: HashMap::new(),
             sources: Vec::new(),
+            #[cfg(feature = "rust")]
+            rust: super::rust_cells::RustCells::new(),
+            rust_result: None,
+            rust_source: None,
         }
     }
 
@@ -70,6 +81,12 @@ impl RhaiSession {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, code)| code.to_string())
+            .or_else(|| {
+                self.rust_source
+                    .as_ref()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, code)| code.clone())
+            })
     }
 
     /// Runs code and returns the raw value of its last expression.
@@ -83,6 +100,7 @@ impl RhaiSession {
                     recording.show();
                     result
                 }
+                "%%rust" => self.run_rust(&body, source_name).map(|_| Dynamic::UNIT),
                 other => Err(ScriptError::other(
                     "UsageError",
                     format!(
@@ -146,6 +164,22 @@ impl RhaiSession {
                 ))
             }
         }
+    }
+
+    /// Runs a `%%rust` cell; its value is kept for `execute`.
+    fn run_rust(&mut self, body: &str, source_name: &str) -> Result<(), ScriptError> {
+        self.rust_source = Some((source_name.to_string(), body.to_string()));
+        #[cfg(feature = "rust")]
+        {
+            self.rust_result = self.rust.execute(body, source_name, sink::current())?;
+            Ok(())
+        }
+        #[cfg(not(feature = "rust"))]
+        Err(ScriptError::other(
+            "UsageError",
+            magics::NO_RUST_CELLS,
+            source_name,
+        ))
     }
 
     fn page_help(&self, name: &str, source_name: &str) -> Result<(), ScriptError> {
@@ -216,7 +250,11 @@ impl Interpreter for RhaiSession {
         code: &str,
         source_name: &str,
     ) -> Result<Option<MimeBundle>, ScriptError> {
+        self.rust_result = None;
         let value = self.run(code, source_name)?;
+        if let Some(bundle) = self.rust_result.take() {
+            return Ok(Some(bundle));
+        }
         Ok((!value.is_unit()).then(|| mime_bundle(&value)))
     }
 
@@ -237,6 +275,12 @@ impl Interpreter for RhaiSession {
     }
 
     fn complete(&self, code: &str, cursor: usize) -> Completion {
+        #[cfg(feature = "rust")]
+        if matches!(magics::split(code), Some(("%%rust", _))) {
+            if let Some(completion) = self.rust.complete(code, cursor) {
+                return completion;
+            }
+        }
         completion::complete(self, code, cursor)
     }
 

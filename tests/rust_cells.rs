@@ -1,0 +1,174 @@
+//! Rust cells (`%%rust`, evcxr) in the real binary over ZeroMQ: output and values, state
+//! across Rust cells, compile errors, Rhai state kept apart, interrupts, completion, and a
+//! missing `cargo`. Built only with `--features rust` (`make rust-cells-test`); slow: each
+//! kernel compiles its Rust cells with cargo.
+#![cfg(feature = "rust")]
+
+mod kernel_support;
+
+use kernel_support::{Execution, Kernel};
+use serde_json::json;
+use std::time::Duration;
+
+/// Compiling a Rust cell takes seconds, more for the first one of a kernel or on a busy
+/// machine.
+const RUST_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn execute_slow(k: &mut Kernel, code: &str) -> Execution {
+    let request = k.send_execute(code);
+    let iopub = k.iopub_until(&request, RUST_TIMEOUT, |m| {
+        kernel_support::is_status(m, "idle")
+    });
+    let reply = k
+        .try_shell_reply(&request, RUST_TIMEOUT)
+        .unwrap_or_else(|| panic!("no reply to {code:?}; stderr:\n{}", k.stderr_text()));
+    Execution {
+        request,
+        reply,
+        iopub,
+    }
+}
+
+fn assert_ok(ex: &Execution) {
+    assert_eq!(
+        ex.status(),
+        "ok",
+        "cell failed: {:?}\nIOPub: {:?}",
+        ex.reply.content,
+        ex.msg_types()
+    );
+}
+
+#[test]
+fn rust_cells_print_return_values_keep_state_and_leave_rhai_alone() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let shared_name = 5;").status(), "ok");
+
+    let ex = execute_slow(
+        &mut k,
+        "%%rust\nprintln!(\"hello from Rust\");\neprintln!(\"to stderr\");\n40 + 2",
+    );
+    assert_ok(&ex);
+    assert_eq!(ex.stdout(), "hello from Rust\n");
+    assert_eq!(ex.result().as_deref(), Some("42"));
+    assert!(
+        ex.msg_types().contains(&"execute_result".to_string()),
+        "{:?}",
+        ex.msg_types()
+    );
+
+    // State persists from Rust cell to Rust cell, and a name shared with Rhai stays apart.
+    let ex = execute_slow(
+        &mut k,
+        "%%rust\nlet shared_name = 100;\nlet mut words: Vec<String> = vec![\"a\".into()];",
+    );
+    assert_ok(&ex);
+    assert_eq!(ex.result(), None, "a statement has no value");
+    let ex = execute_slow(
+        &mut k,
+        "%%rust\nwords.push(\"b\".into());\nformat!(\"{} {}\", words.join(\",\"), shared_name)",
+    );
+    assert_ok(&ex);
+    assert_eq!(ex.result().as_deref(), Some("\"a,b 100\""));
+
+    // Rhai's variables are untouched by the Rust cells.
+    assert_eq!(k.eval("shared_name"), "5");
+    assert_eq!(k.eval("shared_name + 1"), "6");
+
+    // %%time works around a Rust cell too.
+    let ex = execute_slow(&mut k, "%%time\n%%rust\nshared_name * 2");
+    assert_ok(&ex);
+    assert_eq!(ex.result().as_deref(), Some("200"));
+    assert!(ex.stdout().contains("Wall time:"), "{}", ex.stdout());
+
+    // Completion inside a Rust cell comes from evcxr (rust-analyzer).
+    let code = "%%rust\nwords.pu";
+    let request = k.send_shell(
+        "complete_request",
+        json!({ "code": code, "cursor_pos": code.chars().count() }),
+    );
+    let reply = k
+        .try_shell_reply(&request, RUST_TIMEOUT)
+        .expect("complete_reply");
+    let matches: Vec<&str> = reply.content["matches"]
+        .as_array()
+        .expect("matches")
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    assert!(matches.iter().any(|m| m.starts_with("push")), "{matches:?}");
+    assert_eq!(reply.content["cursor_end"], code.chars().count());
+
+    // A Rust cell is always complete for a console.
+    let request = k.send_shell("is_complete_request", json!({ "code": "%%rust\nfn f() {" }));
+    assert_eq!(k.shell_reply(&request).content["status"], "complete");
+}
+
+#[test]
+fn compile_errors_are_reported_with_evcxrs_messages() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let kept = 1;").status(), "ok");
+    let ex = execute_slow(&mut k, "%%rust\nlet x: i32 = \"text\";\nx");
+    assert_eq!(ex.status(), "error");
+    assert_eq!(ex.reply.content["ename"], "CompilationError");
+    let error = ex.error().expect("error on IOPub");
+    let evalue = error["evalue"].as_str().unwrap();
+    assert!(evalue.contains("mismatched types"), "{evalue}");
+    assert!(evalue.contains("E0308"), "{evalue}");
+    // The traceback points at the line of the cell.
+    let traceback = error["traceback"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(traceback.contains("line 2"), "{traceback}");
+    assert!(traceback.contains("let x: i32 = \"text\";"), "{traceback}");
+    // The session goes on: Rhai and Rust both still work.
+    assert_eq!(k.eval("kept"), "1");
+    let ex = execute_slow(&mut k, "%%rust\n2 * 21");
+    assert_ok(&ex);
+    assert_eq!(ex.result().as_deref(), Some("42"));
+}
+
+#[test]
+fn interrupt_stops_a_rust_cell_and_says_rust_state_was_lost() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let rhai_kept = 7;").status(), "ok");
+    assert_ok(&execute_slow(&mut k, "%%rust\nlet before = 1;"));
+
+    let request = k.send_execute(
+        "%%rust\nprintln!(\"spinning\");\nloop { std::thread::sleep(std::time::Duration::from_millis(5)); }",
+    );
+    k.iopub_until(&request, RUST_TIMEOUT, |m| {
+        m.msg_type() == "stream" && m.content["text"].as_str() == Some("spinning\n")
+    });
+    let interrupt = k.send_control("interrupt_request", json!({}));
+    assert_eq!(k.control_reply(&interrupt).content["status"], "ok");
+    let ex = k.finish_execute(request);
+    assert_eq!(ex.status(), "error", "{:?}", ex.reply.content);
+    assert_eq!(ex.reply.content["ename"], "Interrupted");
+    let evalue = ex.reply.content["evalue"].as_str().unwrap();
+    assert!(evalue.contains("Rust-cell variables were lost"), "{evalue}");
+    assert!(evalue.contains("Rhai state is kept"), "{evalue}");
+
+    assert_eq!(k.eval("rhai_kept"), "7");
+    // Rust variables are gone, but Rust cells work again.
+    let ex = execute_slow(&mut k, "%%rust\nbefore");
+    assert_eq!(ex.status(), "error");
+    let ex = execute_slow(&mut k, "%%rust\nlet after = 3; after + 1");
+    assert_ok(&ex);
+    assert_eq!(ex.result().as_deref(), Some("4"));
+}
+
+#[test]
+fn without_cargo_a_rust_cell_is_a_clear_error() {
+    let mut k = Kernel::start_with_env(&[("PATH", "/nonexistent")]);
+    let ex = k.execute("%%rust\n1 + 1");
+    assert_eq!(ex.status(), "error");
+    assert_eq!(ex.reply.content["ename"], "RustCellsUnavailable");
+    let evalue = ex.reply.content["evalue"].as_str().unwrap();
+    assert!(evalue.contains("cargo"), "{evalue}");
+    assert_eq!(k.eval("40 + 2"), "42");
+}
