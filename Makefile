@@ -1,7 +1,7 @@
 # rhai-kernel: build, test and try the kernel.
 #   make lab    build, create .venv with JupyterLab, install the kernelspec, open notebooks/
-#   make test   everything: lint, cargo test, the Jupyter conformance suite, notebooks, and real
-#               clients (JupyterLab in chromium, jupyter console, nbconvert)
+#   make test   everything: lint, cargo test, the Jupyter conformance suite, notebooks, real
+#               clients (JupyterLab in chromium, jupyter console, nbconvert), and Rust cells
 #   make bench  benchmarks side by side with ipykernel and CPython, written to BENCHMARKS.md
 #               (and the scaling chart to BENCHMARKS-scaling.svg)
 #   RUST=1      (make lab RUST=1, make release RUST=1) builds the kernel with Rust cells
@@ -50,9 +50,11 @@ lint:
 rust-test:
 	cargo test
 
-# The Rust cell tests need the `rust` feature (a release build with evcxr: about 7 minutes on
-# 2 cores the first time, then incremental) and `cargo` at run time.
+# Rust cells: lint and test the build with the `rust` feature (evcxr adds about 7 minutes to
+# the first release build on 2 cores, then builds are incremental; the tests take about 20 s
+# and need `cargo`, and the registry for the `:dep rayon` cell, at run time).
 rust-cells-test:
+	cargo clippy --all-targets --features rust -- -D warnings
 	cargo test --release --features rust --test rust_cells
 
 # Kernels started by the Python tests keep their history under target/, not in the user's
@@ -75,7 +77,7 @@ curve-test:
 		echo "NOT RUN: curve-test needs libzmq with CURVE (Debian: libzmq3-dev, installed by .ci/run)"; \
 	fi
 
-test: lint rust-test python-test curve-test
+test: lint rust-test python-test curve-test rust-cells-test
 
 bench: kernelspec
 	mkdir -p target/bench

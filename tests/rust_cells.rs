@@ -172,3 +172,23 @@ fn without_cargo_a_rust_cell_is_a_clear_error() {
     assert!(evalue.contains("cargo"), "{evalue}");
     assert_eq!(k.eval("40 + 2"), "42");
 }
+
+#[test]
+fn dep_lines_add_crates_and_parallel_rust_runs() {
+    let mut k = Kernel::start();
+    let started = std::time::Instant::now();
+    assert_ok(&execute_slow(&mut k, "%%rust\n1"));
+    eprintln!("first Rust cell: {:.1?}", started.elapsed());
+    let started = std::time::Instant::now();
+    assert_ok(&execute_slow(&mut k, "%%rust\n2"));
+    eprintln!("second Rust cell: {:.1?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let ex = execute_slow(
+        &mut k,
+        "%%rust\n:dep rayon = \"1\"\nuse rayon::prelude::*;\n\
+         (0..1000u64).into_par_iter().map(|x| x * x).sum::<u64>()",
+    );
+    eprintln!(":dep rayon cell: {:.1?}", started.elapsed());
+    assert_ok(&ex);
+    assert_eq!(ex.result().as_deref(), Some("332833500"));
+}
