@@ -21,9 +21,10 @@ pub fn kernel_info(language: &LanguageInfo) -> Value {
         },
         "banner": format!(
             "rhai-kernel {} — Rhai {} with native threads, processes and locks.\n\
-             Type `name?` for help on a function, Tab to complete.",
+             Type `name?` for help on a function, Tab to complete.{}",
             env!("CARGO_PKG_VERSION"),
-            language.version
+            language.version,
+            RUST_CELLS_BANNER
         ),
         "debugger": false,
         "help_links": [
@@ -33,3 +34,10 @@ pub fn kernel_info(language: &LanguageInfo) -> Value {
         ],
     })
 }
+
+/// The banner's last line tells whether this build runs `%%rust` cells (clients and the
+/// notebook tests read it).
+#[cfg(feature = "rust")]
+const RUST_CELLS_BANNER: &str = "\nCells whose first line is `%%rust` run Rust (evcxr).";
+#[cfg(not(feature = "rust"))]
+const RUST_CELLS_BANNER: &str = "";

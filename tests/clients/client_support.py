@@ -14,7 +14,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 OUTPUT_DIR = ROOT / "target" / "test-output"
 
 sys.path.insert(0, str(ROOT / "tests" / "notebooks"))
-from notebook_expectations import EXPECTED  # noqa: E402,F401  (re-exported to the tests)
+from notebook_expectations import EXPECTED, skip_reason  # noqa: E402,F401  (re-exported to the tests)
 
 
 def kernel_binary():

@@ -13,7 +13,15 @@ import urllib.request
 
 import nbformat
 import pytest
-from client_support import EXPECTED, NOTEBOOKS, OUTPUT_DIR, kill_kernels_in, private_env, strip_outputs
+from client_support import (
+    EXPECTED,
+    NOTEBOOKS,
+    OUTPUT_DIR,
+    kill_kernels_in,
+    private_env,
+    skip_reason,
+    strip_outputs,
+)
 from lab_page import (
     ERROR_OUTPUTS,
     NOTEBOOK_READY,
@@ -155,6 +163,8 @@ def open_notebook(browser, lab, request):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_run_all_cells(open_notebook, path):
+    if reason := skip_reason(path):
+        pytest.skip(reason)
     page = open_notebook(path.name)
     menu(page, "Run", "Run All Cells")
     page.wait_for_function(RUN_ALL_OVER, timeout=RUN_TIMEOUT_MS, polling=250)

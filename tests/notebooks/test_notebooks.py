@@ -6,7 +6,7 @@ import pathlib
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from notebook_expectations import EXPECTED
+from notebook_expectations import EXPECTED, skip_reason
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 
@@ -31,6 +31,8 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_clean(path):
+    if reason := skip_reason(path):
+        pytest.skip(reason)
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, kernel_name="rhai", timeout=120, allow_errors=False).execute()
     errors = [
