@@ -14,6 +14,15 @@ use std::time::Duration;
 /// machine.
 const RUST_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// A kernel whose temporary files (evcxr's cargo project) go to a directory of its own, removed
+/// after the kernel (declare the directory first: `let (_tmp, mut k) = start();`).
+fn start() -> (tempfile::TempDir, Kernel) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let path = tmp.path().to_str().expect("utf-8 path").to_string();
+    let kernel = Kernel::start_with_env(&[("TMPDIR", &path)]);
+    (tmp, kernel)
+}
+
 fn execute_slow(k: &mut Kernel, code: &str) -> Execution {
     let request = k.send_execute(code);
     let iopub = k.iopub_until(&request, RUST_TIMEOUT, |m| {
@@ -41,7 +50,7 @@ fn assert_ok(ex: &Execution) {
 
 #[test]
 fn rust_cells_print_return_values_keep_state_and_leave_rhai_alone() {
-    let mut k = Kernel::start();
+    let (_tmp, mut k) = start();
     assert_eq!(k.execute("let shared_name = 5;").status(), "ok");
 
     let ex = execute_slow(
@@ -106,7 +115,7 @@ fn rust_cells_print_return_values_keep_state_and_leave_rhai_alone() {
 
 #[test]
 fn compile_errors_are_reported_with_evcxrs_messages() {
-    let mut k = Kernel::start();
+    let (_tmp, mut k) = start();
     assert_eq!(k.execute("let kept = 1;").status(), "ok");
     let ex = execute_slow(&mut k, "%%rust\nlet x: i32 = \"text\";\nx");
     assert_eq!(ex.status(), "error");
@@ -134,7 +143,7 @@ fn compile_errors_are_reported_with_evcxrs_messages() {
 
 #[test]
 fn interrupt_stops_a_rust_cell_and_says_rust_state_was_lost() {
-    let mut k = Kernel::start();
+    let (_tmp, mut k) = start();
     assert_eq!(k.execute("let rhai_kept = 7;").status(), "ok");
     assert_ok(&execute_slow(&mut k, "%%rust\nlet before = 1;"));
 
@@ -175,7 +184,7 @@ fn without_cargo_a_rust_cell_is_a_clear_error() {
 
 #[test]
 fn dep_lines_add_crates_and_parallel_rust_runs() {
-    let mut k = Kernel::start();
+    let (_tmp, mut k) = start();
     let started = std::time::Instant::now();
     assert_ok(&execute_slow(&mut k, "%%rust\n1"));
     eprintln!("first Rust cell: {:.1?}", started.elapsed());
@@ -191,4 +200,35 @@ fn dep_lines_add_crates_and_parallel_rust_runs() {
     eprintln!(":dep rayon cell: {:.1?}", started.elapsed());
     assert_ok(&ex);
     assert_eq!(ex.result().as_deref(), Some("332833500"));
+}
+
+#[test]
+fn shutdown_ends_evcxrs_child_and_removes_its_project() {
+    let (tmp, mut k) = start();
+    assert_ok(&execute_slow(&mut k, "%%rust\nlet kept = 1;"));
+    // evcxr's cargo project lives in a directory under TMPDIR, its child is a child of the kernel.
+    let projects = || {
+        std::fs::read_dir(tmp.path())
+            .expect("read TMPDIR")
+            .flatten()
+            .filter(|e| e.path().join("Cargo.toml").exists())
+            .count()
+    };
+    assert_eq!(projects(), 1);
+    let children = kernel_support::children_of(k.pid());
+    assert!(!children.is_empty(), "evcxr's child process");
+
+    let request = k.send_control("shutdown_request", json!({ "restart": false }));
+    k.control_reply(&request);
+    assert!(
+        k.wait_exit(Duration::from_secs(30)).is_some(),
+        "kernel exits"
+    );
+    assert_eq!(projects(), 0, "evcxr's project is removed");
+    for pid in children {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "child {pid} outlived the kernel"
+        );
+    }
 }

@@ -29,6 +29,8 @@ static OUTPUT: Mutex<Option<Arc<dyn OutputSink>>> = Mutex::new(None);
 static RUNNING: Mutex<Option<Arc<Mutex<Child>>>> = Mutex::new(None);
 /// Set when an interrupt killed the child of the running cell.
 static KILLED: AtomicBool = AtomicBool::new(false);
+/// The evaluator thread's requests, for [`shutdown`].
+static EVALUATOR: Mutex<Option<Sender<Request>>> = Mutex::new(None);
 
 /// Patience for a completion from rust-analyzer.
 const COMPLETION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +49,8 @@ enum Request {
         position: usize,
         reply: Sender<Option<evcxr::Completions>>,
     },
+    /// Drop the context (its child exits, its temporary directory goes), then acknowledge.
+    Shutdown(Sender<()>),
 }
 
 /// The evcxr context of a kernel, started by its first Rust cell.
@@ -211,21 +215,30 @@ fn start() -> Result<Sender<Request>, String> {
             let flush_stderr = drain(outputs.stderr, Stream::Stderr);
             interrupt::on_request(kill_running_cell);
             let _ = ready_tx.send(Ok(()));
-            serve(&mut context, &incoming, &[flush_stdout, flush_stderr]);
+            let done = serve(&mut context, &incoming, &[flush_stdout, flush_stderr]);
+            drop(context);
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
         })
         .map_err(|e| format!("cannot start the Rust cell evaluator: {e}"))?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(requests),
+        Ok(Ok(())) => {
+            *EVALUATOR.lock().unwrap_or_else(PoisonError::into_inner) = Some(requests.clone());
+            Ok(requests)
+        }
         Ok(Err(message)) => Err(message),
         Err(_) => Err("the Rust cell evaluator failed while starting".into()),
     }
 }
 
+/// Answers requests until a shutdown (returned, to be acknowledged once the context is gone)
+/// or until every sender is gone.
 fn serve(
     context: &mut CommandContext,
     incoming: &Receiver<Request>,
     flushers: &[Sender<Sender<()>>],
-) {
+) -> Option<Sender<()>> {
     for request in incoming {
         match request {
             Request::Eval {
@@ -244,7 +257,27 @@ fn serve(
             } => {
                 let _ = reply.send(context.completions(&code, position).ok());
             }
+            Request::Shutdown(done) => return Some(done),
         }
+    }
+    None
+}
+
+/// Ends evcxr before the kernel exits: a running Rust cell is stopped, evcxr's child process
+/// exits and its temporary directory (the cells' cargo project) is removed. Waits a few
+/// seconds at most.
+pub fn shutdown() {
+    let Some(requests) = EVALUATOR
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    else {
+        return;
+    };
+    kill_running_cell();
+    let (done, finished) = bounded(1);
+    if requests.send(Request::Shutdown(done)).is_ok() {
+        let _ = finished.recv_timeout(Duration::from_secs(5));
     }
 }
 

@@ -162,6 +162,8 @@ fn exit_with_parent() {
             if unsafe { libc::getppid() } != parent {
                 eprintln!("[rhai-kernel] parent process {parent} is gone; exiting");
                 crate::runtime::interrupt::request();
+                #[cfg(feature = "rust")]
+                crate::interpreter::rust_cells::shutdown();
                 crate::runtime::processes::kill_all();
                 std::process::exit(0);
             }
@@ -171,6 +173,8 @@ fn exit_with_parent() {
 
 /// Ends the kernel process after the final messages have left.
 pub fn exit_process(iopub: &iopub::Iopub, code: i32) -> ! {
+    #[cfg(feature = "rust")]
+    crate::interpreter::rust_cells::shutdown();
     crate::runtime::processes::kill_all();
     iopub.flush(std::time::Duration::from_secs(2));
     // ZeroMQ sends asynchronously; give its I/O thread a moment to put the last
