@@ -355,6 +355,9 @@ fn time_magic_measures_the_cell() {
         Completeness::Incomplete("    ".into())
     );
     assert_eq!(s.is_complete("%%time\n1 + 1"), Completeness::Complete);
+    // `%%rust` is known to completion and always complete (Rust is not parsed here).
+    assert_eq!(s.complete("%%ru", 4).matches, vec!["%%rust"]);
+    assert_eq!(s.is_complete("%%rust\nfn f() {"), Completeness::Complete);
 }
 
 #[test]
