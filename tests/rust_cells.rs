@@ -142,6 +142,33 @@ fn compile_errors_are_reported_with_evcxrs_messages() {
 }
 
 #[test]
+fn a_panic_fails_the_cell_but_a_panicking_thread_does_not() {
+    let (_tmp, mut k) = start();
+    assert_ok(&execute_slow(&mut k, "%%rust\nlet kept = 5;"));
+    let ex = execute_slow(&mut k, "%%rust\nlet v: Vec<i32> = Vec::new();\nv[3]");
+    assert_eq!(
+        ex.status(),
+        "error",
+        "{:?} stderr={:?} stdout={:?}",
+        ex.reply.content,
+        ex.stream("stderr"),
+        ex.stdout()
+    );
+    assert_eq!(ex.reply.content["ename"], "RustPanic");
+    let evalue = ex.reply.content["evalue"].as_str().unwrap_or_default();
+    assert!(evalue.contains("index out of bounds"), "{evalue}");
+    // A thread of the cell that panics only makes its join() fail; the cell is fine.
+    let ex = execute_slow(
+        &mut k,
+        "%%rust\nlet failed = std::thread::spawn(|| panic!(\"in a thread\")).join().is_err();\nfailed",
+    );
+    assert_ok(&ex);
+    assert_eq!(ex.result().as_deref(), Some("true"));
+    let ex = execute_slow(&mut k, "%%rust\nkept");
+    assert_eq!(ex.result().as_deref(), Some("5"));
+}
+
+#[test]
 fn interrupt_stops_a_rust_cell_and_says_rust_state_was_lost() {
     let (_tmp, mut k) = start();
     assert_eq!(k.execute("let rhai_kept = 7;").status(), "ok");
@@ -156,7 +183,14 @@ fn interrupt_stops_a_rust_cell_and_says_rust_state_was_lost() {
     let interrupt = k.send_control("interrupt_request", json!({}));
     assert_eq!(k.control_reply(&interrupt).content["status"], "ok");
     let ex = k.finish_execute(request);
-    assert_eq!(ex.status(), "error", "{:?}", ex.reply.content);
+    assert_eq!(
+        ex.status(),
+        "error",
+        "{:?} stderr={:?} stdout={:?}",
+        ex.reply.content,
+        ex.stream("stderr"),
+        ex.stdout()
+    );
     assert_eq!(ex.reply.content["ename"], "Interrupted");
     let evalue = ex.reply.content["evalue"].as_str().unwrap();
     assert!(evalue.contains("Rust-cell variables were lost"), "{evalue}");

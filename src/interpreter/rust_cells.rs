@@ -18,7 +18,7 @@ use evcxr::{CommandContext, EvalCallbacks, EvalOutputs};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -31,6 +31,52 @@ static RUNNING: Mutex<Option<Arc<Mutex<Child>>>> = Mutex::new(None);
 static KILLED: AtomicBool = AtomicBool::new(false);
 /// The evaluator thread's requests, for [`shutdown`].
 static EVALUATOR: Mutex<Option<Sender<Request>>> = Mutex::new(None);
+
+/// A panic of the cell's own code (on the child's main thread), seen on its stderr: `None`
+/// while no panic was seen, the message lines once one was.
+static PANIC: Mutex<Option<String>> = Mutex::new(None);
+/// Whether the next stderr line is the message of a panic just announced.
+static PANIC_MESSAGE_NEXT: AtomicBool = AtomicBool::new(false);
+/// The pid of evcxr's child while a cell runs: its main thread, where evcxr runs the cell's
+/// code, has this thread id.
+static CHILD_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Whether a stderr line announces a panic of the cell's own code. Rust writes
+/// `thread 'NAME' (TID) panicked at FILE:LINE:COL:`; the code of a cell runs in a library
+/// with its own copy of std, which knows no thread names, so the thread id tells the cell's
+/// main thread from threads the cell spawned (whose panics only fail their `join()`).
+fn is_cell_panic(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("thread '") else {
+        return false;
+    };
+    let Some((name, rest)) = rest.split_once("' ") else {
+        return false;
+    };
+    if let Some(rest) = rest.strip_prefix('(') {
+        let Some((tid, rest)) = rest.split_once(") ") else {
+            return false;
+        };
+        let child = CHILD_PID.load(Ordering::SeqCst);
+        return rest.starts_with("panicked at ") && child != 0 && tid.parse() == Ok(child);
+    }
+    name == "main" && rest.starts_with("panicked at ")
+}
+
+/// Notes a panic of the cell's code from one line of the child's stderr.
+fn watch_for_panic(line: &str) {
+    if is_cell_panic(line) {
+        *PANIC.lock().unwrap_or_else(PoisonError::into_inner) = Some(String::new());
+        PANIC_MESSAGE_NEXT.store(true, Ordering::SeqCst);
+    } else if PANIC_MESSAGE_NEXT.swap(false, Ordering::SeqCst) {
+        if let Some(message) = PANIC
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            message.push_str(line);
+        }
+    }
+}
 
 /// Patience for a completion from rust-analyzer.
 const COMPLETION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -246,8 +292,24 @@ fn serve(
                 source,
                 reply,
             } => {
+                *PANIC.lock().unwrap_or_else(PoisonError::into_inner) = None;
                 let result = eval(context, &code, &source);
                 flush(flushers);
+                // evcxr reports a panic only on stderr and keeps the earlier variables; the
+                // cell itself failed, as a Rhai `throw` does.
+                let panic = PANIC.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let result = match (result, panic) {
+                    (Ok(_), Some(message)) => Err(ScriptError::other(
+                        "RustPanic",
+                        if message.is_empty() {
+                            "the cell panicked".to_string()
+                        } else {
+                            format!("the cell panicked: {message}")
+                        },
+                        &source,
+                    )),
+                    (result, _) => result,
+                };
                 let _ = reply.send(result);
             }
             Request::Complete {
@@ -283,7 +345,12 @@ pub fn shutdown() {
 
 fn eval(context: &mut CommandContext, code: &str, source: &str) -> CellResult {
     KILLED.store(false, Ordering::SeqCst);
-    *RUNNING.lock().unwrap_or_else(PoisonError::into_inner) = Some(context.process_handle());
+    let child = context.process_handle();
+    CHILD_PID.store(
+        child.lock().unwrap_or_else(PoisonError::into_inner).id(),
+        Ordering::SeqCst,
+    );
+    *RUNNING.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
     // An interrupt that came before the child was registered still stops the cell.
     if interrupt::is_requested() {
         kill_running_cell();
@@ -411,6 +478,9 @@ fn compilation_error(errors: &[evcxr::CompilationError], source: &str) -> Script
 fn drain(lines: Receiver<String>, stream: Stream) -> Sender<Sender<()>> {
     let (flush_tx, flush_rx) = unbounded::<Sender<()>>();
     let emit = move |line: String| {
+        if stream == Stream::Stderr {
+            watch_for_panic(&line);
+        }
         let sink = OUTPUT
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
