@@ -53,9 +53,17 @@ rust-test:
 # Rust cells: lint and test the build with the `rust` feature (evcxr adds about 7 minutes to
 # the first release build on 2 cores, then builds are incremental; the tests take about 20 s
 # and need `cargo`, and the registry for the `:dep rayon` cell, at run time).
-rust-cells-test:
+RUST_KERNELSPEC := $(CURDIR)/target/rust-cells-kernelspec
+
+rust-cells-test: $(VENV)/.test-stamp
 	cargo clippy --all-targets --features rust -- -D warnings
 	cargo test --release --features rust --test rust_cells
+	# The notebook with Rust cells, under nbclient, on a kernelspec of the feature build.
+	cargo build --release --features rust
+	rm -rf $(RUST_KERNELSPEC)
+	$(RELEASE_BIN) install --prefix $(RUST_KERNELSPEC)
+	JUPYTER_PATH=$(RUST_KERNELSPEC)/share/jupyter RHAI_KERNEL_HISTORY=off \
+		$(VPY) -m pytest -q -rs --timeout=600 tests/notebooks -k rust
 
 # Kernels started by the Python tests keep their history under target/, not in the user's
 # Jupyter data directory.
