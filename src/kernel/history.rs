@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -71,6 +72,33 @@ fn read_entries(path: &Path) -> std::io::Result<Vec<Entry>> {
         .collect())
 }
 
+/// How many entries the file holds and the newest session number in it, found without
+/// parsing the entries: every line starts `{"s":N,` as `record` writes it (a line that does
+/// not is skipped, as `read_entries` skips it). Runs at every kernel start, so it stays
+/// a plain scan.
+fn count_sessions(path: &Path) -> std::io::Result<(usize, u64)> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    let (mut entries, mut newest) = (0, 0);
+    for line in bytes.split(|b| *b == b'\n') {
+        let Some(rest) = line.strip_prefix(b"{\"s\":") else {
+            continue;
+        };
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let session = std::str::from_utf8(&rest[..digits])
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok());
+        if let Some(session) = session.filter(|_| rest.get(digits) == Some(&b',')) {
+            entries += 1;
+            newest = newest.max(session);
+        }
+    }
+    Ok((entries, newest))
+}
+
 /// Rewrites the file with only the newest entries (through a temporary file and a rename,
 /// so a reader never sees half a file).
 fn trim(path: &Path, entries: &[Entry]) -> std::io::Result<()> {
@@ -121,11 +149,11 @@ impl History {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let entries = read_entries(path)?;
-        if entries.len() > MAX_ENTRIES {
-            trim(path, &entries)?;
+        let (entries, newest) = count_sessions(path)?;
+        if entries > MAX_ENTRIES {
+            trim(path, &read_entries(path)?)?;
         }
-        let session = entries.iter().map(|e| e.session).max().unwrap_or(0) + 1;
+        let session = newest + 1;
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(History {
             session,
@@ -156,10 +184,10 @@ impl History {
         }
     }
 
-    fn entries(&self) -> Vec<Entry> {
+    fn entries(&self) -> Cow<'_, [Entry]> {
         match &self.store {
-            Store::Memory(entries) => entries.clone(),
-            Store::File { path, .. } => read_entries(path).unwrap_or_default(),
+            Store::Memory(entries) => Cow::Borrowed(entries),
+            Store::File { path, .. } => Cow::Owned(read_entries(path).unwrap_or_default()),
         }
     }
 
