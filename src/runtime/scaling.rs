@@ -320,7 +320,7 @@ const PALETTE: [&str; 6] = [
 ];
 
 fn machine_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    super::processes::process_api::cpu_count().max(1) as usize
 }
 
 fn ints(values: &[usize]) -> Array {

@@ -128,8 +128,13 @@ impl TaskDurations {
         if self.0.len() >= REMEMBERED_FUNCTIONS {
             self.0.clear();
         }
-        let typical = self.0.entry(Self::key(task).to_string()).or_insert(took);
-        *typical = (*typical * 3 + took) / 4;
+        // Looked up first: the name is copied only for a function not seen before.
+        match self.0.get_mut(Self::key(task)) {
+            Some(typical) => *typical = (*typical * 3 + took) / 4,
+            None => {
+                self.0.insert(Self::key(task).to_string(), took);
+            }
+        }
     }
 }
 
