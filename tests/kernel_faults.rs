@@ -5,7 +5,7 @@
 
 mod kernel_support;
 
-use kernel_support::{children_of, Kernel};
+use kernel_support::{children_of, fd_count, Kernel};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -32,10 +32,6 @@ fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 /// Caps the kernel's address space, so that if the memory check ever failed the kernel

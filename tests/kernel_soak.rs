@@ -6,7 +6,7 @@
 
 mod kernel_support;
 
-use kernel_support::Kernel;
+use kernel_support::{fd_count, Kernel};
 use std::time::{Duration, Instant};
 
 fn scale() -> usize {
@@ -25,10 +25,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 /// The code of cell number `i`: a rotating mix of what notebooks do.

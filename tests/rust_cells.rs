@@ -38,6 +38,19 @@ fn execute_slow(k: &mut Kernel, code: &str) -> Execution {
     }
 }
 
+/// The cell failed with error `ename` (showing what it printed if not).
+fn assert_failed_with(ex: &Execution, ename: &str) {
+    assert_eq!(
+        ex.status(),
+        "error",
+        "{:?} stderr={:?} stdout={:?}",
+        ex.reply.content,
+        ex.stream("stderr"),
+        ex.stdout()
+    );
+    assert_eq!(ex.reply.content["ename"], ename);
+}
+
 fn assert_ok(ex: &Execution) {
     assert_eq!(
         ex.status(),
@@ -146,15 +159,7 @@ fn a_panic_fails_the_cell_but_a_panicking_thread_does_not() {
     let (_tmp, mut k) = start();
     assert_ok(&execute_slow(&mut k, "%%rust\nlet kept = 5;"));
     let ex = execute_slow(&mut k, "%%rust\nlet v: Vec<i32> = Vec::new();\nv[3]");
-    assert_eq!(
-        ex.status(),
-        "error",
-        "{:?} stderr={:?} stdout={:?}",
-        ex.reply.content,
-        ex.stream("stderr"),
-        ex.stdout()
-    );
-    assert_eq!(ex.reply.content["ename"], "RustPanic");
+    assert_failed_with(&ex, "RustPanic");
     let evalue = ex.reply.content["evalue"].as_str().unwrap_or_default();
     assert!(evalue.contains("index out of bounds"), "{evalue}");
     // A thread of the cell that panics only makes its join() fail; the cell is fine.
@@ -183,15 +188,7 @@ fn interrupt_stops_a_rust_cell_and_says_rust_state_was_lost() {
     let interrupt = k.send_control("interrupt_request", json!({}));
     assert_eq!(k.control_reply(&interrupt).content["status"], "ok");
     let ex = k.finish_execute(request);
-    assert_eq!(
-        ex.status(),
-        "error",
-        "{:?} stderr={:?} stdout={:?}",
-        ex.reply.content,
-        ex.stream("stderr"),
-        ex.stdout()
-    );
-    assert_eq!(ex.reply.content["ename"], "Interrupted");
+    assert_failed_with(&ex, "Interrupted");
     let evalue = ex.reply.content["evalue"].as_str().unwrap();
     assert!(evalue.contains("Rust-cell variables were lost"), "{evalue}");
     assert!(evalue.contains("Rhai state is kept"), "{evalue}");

@@ -744,3 +744,8 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     }
     children
 }
+
+/// How many file descriptors process `pid` has open (from /proc).
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
