@@ -100,6 +100,12 @@ impl LockRef {
         }
     }
 
+    /// `<Lock-1 locked>` or `<RLock-2 unlocked>`, as scripts print it.
+    pub fn describe(&self) -> String {
+        let state = if self.locked() { "locked" } else { "unlocked" };
+        format!("<{} {state}>", self.name())
+    }
+
     pub fn name(&self) -> String {
         let state = self.state();
         let kind = if state.reentrant != 0 {
@@ -416,15 +422,7 @@ pub mod lock_api {
     /// Shows a lock as `<Lock-1 locked>` or `<Lock-1 unlocked>`.
     #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
     pub fn lock_to_string(lock: &mut Lock) -> String {
-        format!(
-            "<{} {}>",
-            lock.0.name(),
-            if lock.0.locked() {
-                "locked"
-            } else {
-                "unlocked"
-            }
-        )
+        lock.0.describe()
     }
 
     /// Takes the re-entrant lock (again, if this thread already holds it). Interruptible.
@@ -464,14 +462,6 @@ pub mod lock_api {
     /// Shows a re-entrant lock as `<RLock-2 locked>`.
     #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
     pub fn rlock_to_string(lock: &mut RLock) -> String {
-        format!(
-            "<{} {}>",
-            lock.0.name(),
-            if lock.0.locked() {
-                "locked"
-            } else {
-                "unlocked"
-            }
-        )
+        lock.0.describe()
     }
 }
