@@ -39,7 +39,11 @@ enum Command {
     },
     /// Runs one job for `spawn_process` (started by the kernel or a script, not by hand).
     #[command(hide = true)]
-    Worker,
+    Worker {
+        /// Serve requests to fork workers instead (started once by the parent).
+        #[arg(long)]
+        fork_server: bool,
+    },
 }
 
 /// Closure names are hashes of their code: kernel and workers must hash alike so a
@@ -54,7 +58,8 @@ fn main() {
     let _ = rhai::config::hashing::set_hashing_seed(Some(HASHING_SEED));
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Worker => rhai_kernel::cli::worker::run_worker(),
+        Command::Worker { fork_server: false } => rhai_kernel::cli::worker::run_worker(),
+        Command::Worker { fork_server: true } => rhai_kernel::cli::fork_server::run_fork_server(),
         Command::Kernel { connection_file } => match rhai_kernel::kernel::run(&connection_file) {
             Ok(()) => 0,
             Err(e) => {

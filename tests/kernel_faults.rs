@@ -5,7 +5,7 @@
 
 mod kernel_support;
 
-use kernel_support::{children_of, fd_count, Kernel};
+use kernel_support::{children_of, descendants_of, fd_count, is_fork_server, workers_of, Kernel};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,7 @@ fn a_loop_of_spawns_hits_the_process_limit_and_nothing_leaks() {
         k.eval("let total = 0; for p in ps { total += p.join(); } total"),
         "12"
     );
-    let left = wait_gone(&children_of(k.pid()), Duration::from_secs(5));
+    let left = wait_gone(&workers_of(k.pid()), Duration::from_secs(5));
     assert!(left.is_empty(), "workers left: {left:?}");
     assert_eq!(k.eval("spawn_process(|| 5).join()"), "5");
 }
@@ -122,7 +122,32 @@ fn a_child_that_never_returns_is_terminated() {
     let result = ex.result().unwrap_or_default();
     assert!(result.starts_with("[-15, false,"), "{result}");
     assert!(result.contains("killed by signal 15"), "{result}");
-    assert!(children_of(k.pid()).is_empty());
+    assert!(workers_of(k.pid()).is_empty());
+}
+
+#[test]
+fn a_killed_fork_server_takes_its_workers_along_and_is_replaced() {
+    let mut k = Kernel::start();
+    assert_eq!(
+        k.execute("let p = spawn_process(|| sleep(100));").status(),
+        "ok"
+    );
+    let kernel = k.pid();
+    let fork_server = || children_of(kernel).into_iter().find(|p| is_fork_server(*p));
+    let server = fork_server().expect("the fork server is a child of the kernel");
+    let workers = workers_of(k.pid());
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    unsafe { libc::kill(server as i32, libc::SIGKILL) };
+    let result = k.eval(
+        "let failed = \"\"; try { p.join(); } catch (e) { failed = `${e}`; } [p.exit_code, failed]",
+    );
+    assert!(result.starts_with("[-9,"), "{result}");
+    assert!(result.contains("killed by signal 9"), "{result}");
+    assert!(wait_gone(&workers, Duration::from_secs(5)).is_empty());
+    // The next process starts through a new fork server.
+    assert_eq!(k.eval("spawn_process(|| 6 * 7).join()"), "42");
+    let replacement = fork_server().expect("a new fork server");
+    assert_ne!(replacement, server);
 }
 
 #[test]
@@ -135,8 +160,8 @@ fn workers_do_not_outlive_a_killed_kernel() {
          1",
     );
     assert_eq!(ex.status(), "ok");
-    let workers = children_of(k.pid());
-    assert_eq!(workers.len(), 3, "{workers:?}");
+    assert_eq!(workers_of(k.pid()).len(), 3);
+    let workers = descendants_of(k.pid());
     k.signal(libc::SIGKILL);
     assert!(k.wait_exit(Duration::from_secs(5)).is_some());
     let left = wait_gone(&workers, Duration::from_secs(5));
@@ -179,7 +204,7 @@ fn file_descriptors_return_to_their_baseline() {
     let after = settle(&mut k, Some(baseline));
     assert!(after <= baseline, "fds: {baseline} -> {after}");
     // Every finished child was reaped: no zombies left behind.
-    let zombies: Vec<u32> = children_of(k.pid())
+    let zombies: Vec<u32> = descendants_of(k.pid())
         .into_iter()
         .filter(|pid| !alive(*pid))
         .collect();

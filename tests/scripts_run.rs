@@ -32,29 +32,47 @@ fn dev_shm() -> Vec<String> {
     names
 }
 
+/// Runs a script under `rhai-kernel run` and checks that it ends with "ok".
+fn assert_script_passes(script: &std::path::Path, env: &[(&str, &str)]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rhai-kernel"))
+        .arg("run")
+        .arg(script)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "{} {env:?}: {:?}\n{stdout}\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn scripts_pass_under_run() {
     let shm_before = dev_shm();
     for script in scripts() {
-        let out = Command::new(env!("CARGO_BIN_EXE_rhai-kernel"))
-            .arg("run")
-            .arg(&script)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.trim_end().ends_with("ok"),
-            "{}: {:?}\n{stdout}\n{}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_script_passes(&script, &[]);
     }
     let created: Vec<String> = dev_shm()
         .into_iter()
         .filter(|n| !shm_before.contains(n))
         .collect();
     assert!(created.is_empty(), "files left in /dev/shm: {created:?}");
+}
+
+/// Workers are normally forked by the fork server; with it off, each one executes the
+/// program afresh, and everything must behave the same.
+#[test]
+fn process_scripts_pass_without_the_fork_server() {
+    for script in scripts() {
+        let name = script.file_name().unwrap_or_default().to_string_lossy();
+        if ["processes.rhai", "pools.rhai", "locks.rhai"].contains(&name.as_ref()) {
+            assert_script_passes(&script, &[("RHAI_KERNEL_FORK_SERVER", "off")]);
+        }
+    }
 }
 
 #[test]

@@ -101,13 +101,17 @@ pub fn run_file(path: &Path, args: Vec<String>) -> i32 {
         .name("script".into())
         .stack_size(SCRIPT_STACK_SIZE)
         .spawn(move || run_source(&code, &source_name, args));
-    match worker.map(|w| w.join()) {
+    let code = match worker.map(|w| w.join()) {
         Ok(Ok(code)) => code,
         _ => {
             eprintln!("rhai-kernel: the script thread crashed");
             1
         }
-    }
+    };
+    // Reaped here rather than left to die with this process (its workers die with it,
+    // as they would with this process).
+    crate::runtime::fork_server::stop();
+    code
 }
 
 /// Runs source code as a script named `source_name`; returns the exit code.

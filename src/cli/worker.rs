@@ -17,37 +17,50 @@ use std::sync::{Arc, Mutex};
 /// Runs jobs from stdin until it closes; returns the exit code (1 if the last job failed).
 pub fn run_worker() -> i32 {
     processes::set_role(Role::Worker);
-    forward_sigint();
+    serve_jobs(WorkerRuntime::new())
+}
+
+/// Runs jobs from stdin with an engine already built (here, or by the fork server before
+/// it forked this process).
+pub(crate) fn serve_jobs(runtime: WorkerRuntime) -> i32 {
+    let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]);
     let sink = Arc::new(WorkerSink::default());
     let worker_sink = sink.clone();
     let worker = std::thread::Builder::new()
         .name("worker".into())
         .stack_size(SCRIPT_STACK_SIZE)
-        .spawn(move || sink::with_sink(worker_sink.clone(), || serve(&worker_sink)));
-    match worker.map(|w| w.join()) {
-        Ok(Ok(code)) => code,
-        _ => {
-            sink.send(&json!({ "t": "err", "message": "the worker crashed" }));
+        .spawn(move || {
+            let mut runtime = runtime;
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sink::with_sink(worker_sink.clone(), || serve(&mut runtime, &worker_sink))
+            }));
+            let code = served.unwrap_or_else(|_| {
+                worker_sink.send(&json!({ "t": "err", "message": "the worker crashed" }));
+                1
+            });
+            // Every event is already written and flushed. Ending here skips freeing the
+            // engine piece by piece (pages shared with the fork server would be copied
+            // first) and stops the thread that waits for signals.
+            // SAFETY: nothing else needs to run before this process ends.
+            unsafe { libc::_exit(code) }
+        });
+    let worker = match worker {
+        Ok(worker) => worker,
+        Err(_) => return 1,
+    };
+    // This thread turns Ctrl-C and the parent's SIGINT into an interrupt of the job.
+    match signals {
+        Ok(mut signals) => {
+            for _ in signals.forever() {
+                interrupt::request();
+            }
             1
         }
+        Err(_) => worker.join().unwrap_or(1),
     }
 }
 
-fn forward_sigint() {
-    if let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]) {
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                for _ in signals.forever() {
-                    interrupt::request();
-                }
-            })
-            .ok();
-    }
-}
-
-fn serve(sink: &WorkerSink) -> i32 {
-    let mut runtime = WorkerRuntime::new();
+fn serve(runtime: &mut WorkerRuntime, sink: &WorkerSink) -> i32 {
     let mut code = 0;
     // Our own reader on the pipe (not `Stdin`'s hidden buffer), so we can see what is queued.
     let Ok(pipe) = std::io::stdin().as_fd().try_clone_to_owned() else {
@@ -102,7 +115,7 @@ struct Batch {
 }
 
 /// A worker's engine and the compiled functions of the last sources it received.
-struct WorkerRuntime {
+pub(crate) struct WorkerRuntime {
     engine: Engine,
     batch: Arc<Mutex<Option<Batch>>>,
     /// The sources' version and the program that runs a batch with their functions.
@@ -128,7 +141,7 @@ fn worker_engine() -> Engine {
 }
 
 impl WorkerRuntime {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut engine = worker_engine();
         threads::install_engine(worker_engine);
         let batch: Arc<Mutex<Option<Batch>>> = Arc::new(Mutex::new(None));
@@ -153,6 +166,24 @@ impl WorkerRuntime {
             batch,
             program: None,
         }
+    }
+
+    /// Runs a small job, so that what the engine builds lazily on first use exists
+    /// before the fork server forks (each worker would build its own copy otherwise).
+    pub(crate) fn warm_up(&mut self) {
+        let function = FnPtr::new("warm_up")
+            .map_err(|e| e.to_string())
+            .and_then(|f| transfer::to_json(&Dynamic::from(f), "warm_up"));
+        let Ok(function) = function else { return };
+        let job = json!({
+            "version": 0,
+            "sources": ["fn warm_up(x) { let parts = [x, #{ text: `${x}` }]; parts.len() }"],
+            "function": function,
+            "items": [[1]],
+        });
+        let _ = self.run(&job);
+        self.program = None;
+        processes::set_function_sources(Vec::new());
     }
 
     /// Runs one job and returns the event reporting its outcome.

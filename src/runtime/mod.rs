@@ -7,6 +7,7 @@
 
 pub mod display;
 pub mod docs;
+pub mod fork_server;
 pub mod gil;
 pub mod interrupt;
 pub mod io;
@@ -23,6 +24,7 @@ pub mod time;
 pub mod timeline;
 pub mod transfer;
 pub mod values;
+pub mod worker_process;
 
 use rhai::def_package;
 

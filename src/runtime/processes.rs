@@ -1,18 +1,21 @@
 //! Script processes: `spawn_process(f, args…)` runs a function in a new OS process. The
-//! kernel is never forked: the same binary is started in a hidden worker mode and given
-//! the source of every cell that defined functions (it keeps only their definitions), the
-//! function and its arguments as JSON. Shared objects cross by reference, and the child's
-//! output comes back over its stdout to the cell that started it.
+//! kernel is never forked: workers are forked by the fork server (a single-threaded
+//! process of this same binary in a hidden worker mode), or started by executing the
+//! binary, and given the source of every cell that defined functions (they keep only
+//! their definitions), the function and its arguments as JSON. Shared objects cross by
+//! reference, and the child's output comes back over its stdout to the cell that started
+//! it.
 
 use super::sink::{self, MimeBundle, OutputSink, Stream};
 use super::threads::describe_error;
-use super::{interrupt, interrupted_error, shm, transfer};
+use super::worker_process::WorkerProcess;
+use super::{fork_server, interrupt, interrupted_error, shm, transfer};
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
@@ -125,9 +128,18 @@ pub fn worker_command() -> Result<Command, String> {
     Ok(command)
 }
 
-/// Starts a worker and registers it for interrupt forwarding and cleanup. The returned
-/// flag says whether it is running a job (a pool worker between jobs is not).
-pub fn start_worker(command: Command, busy: bool) -> Result<(Child, Arc<AtomicBool>), String> {
+/// Runs `command` from the long-lived spawner thread (see [`spawner`]).
+pub fn spawn_command(command: Command) -> std::io::Result<Child> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let stopped = || std::io::Error::other("the process spawner has stopped");
+    spawner().send((command, tx)).map_err(|_| stopped())?;
+    rx.recv().map_err(|_| stopped())?
+}
+
+/// Starts a worker (forked by the fork server, or else by executing this program) and
+/// registers it for interrupt forwarding and cleanup. The returned flag says whether it
+/// is running a job (a pool worker between jobs is not).
+pub fn start_worker(busy: bool) -> Result<(WorkerProcess, Arc<AtomicBool>), String> {
     install_interrupt_forwarding();
     let limit = max_processes();
     if live_children().len() >= limit {
@@ -135,19 +147,19 @@ pub fn start_worker(command: Command, busy: bool) -> Result<(Child, Arc<AtomicBo
             "{limit} worker processes are already running, the most allowed ({MAX_PROCESSES_ENV} changes it): join or close some first"
         ));
     }
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    spawner()
-        .send((command, tx))
-        .map_err(|_| "the process spawner has stopped".to_string())?;
-    let child = rx
-        .recv()
-        .map_err(|_| "the process spawner has stopped".to_string())?
-        .map_err(|e| format!("cannot start a worker process: {e}"))?;
+    let worker = match fork_server::start_worker() {
+        Ok(worker) => worker,
+        Err(_) => {
+            let child = spawn_command(worker_command()?)
+                .map_err(|e| format!("cannot start a worker process: {e}"))?;
+            WorkerProcess::executed(child)?
+        }
+    };
     let flag = Arc::new(AtomicBool::new(busy));
     LIVE.lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(child.id() as i32, flag.clone());
-    Ok((child, flag))
+        .insert(worker.id() as i32, flag.clone());
+    Ok((worker, flag))
 }
 
 /// The environment variable that caps how many worker processes may run at once.
@@ -211,12 +223,13 @@ fn install_interrupt_forwarding() {
     });
 }
 
-/// Kills every child still running (kernel shutdown and restart).
+/// Kills every worker still running, and the fork server (kernel shutdown).
 pub fn kill_all() {
     for pid in live_children() {
         // SAFETY: as above.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
+    fork_server::stop();
 }
 
 // ---- the parent's view of a child ---------------------------------------------------
@@ -367,7 +380,7 @@ pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltR
     let job = encode_args(&args)
         .and_then(|args| job_json(&f, &[args], true))
         .map_err(|e| format!("spawn_process: {e}"))?;
-    let (mut child, _busy) = start_worker(worker_command()?, true)?;
+    let (mut child, _busy) = start_worker(true)?;
     let pid = child.id() as i32;
     let mut stdin = child
         .stdin
@@ -410,8 +423,8 @@ pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltR
 
 /// Relays a child's events until it closes its stdout, then reaps it.
 fn follow_child(
-    mut child: Child,
-    stdout: BufReader<std::process::ChildStdout>,
+    mut child: WorkerProcess,
+    stdout: BufReader<std::fs::File>,
     sink: Option<Arc<dyn OutputSink>>,
     state: &ProcessState,
     on_exit: impl FnOnce(),
@@ -429,14 +442,7 @@ fn follow_child(
             }
         }
     }
-    let code = match child.wait() {
-        Ok(status) => status
-            .code()
-            .map(i64::from)
-            .or_else(|| status.signal().map(|s| -i64::from(s)))
-            .unwrap_or(1),
-        Err(_) => 1,
-    };
+    let code = child.wait();
     state.reaped.store(true, Ordering::SeqCst);
     forget_child(state.pid);
     // Before anyone waiting in `join` can go on (a timeline must see this process).

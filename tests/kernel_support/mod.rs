@@ -745,6 +745,43 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     children
 }
 
+/// Whether `pid` is a fork server (a worker process forks its workers).
+pub fn is_fork_server(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| {
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == b"--fork-server")
+        })
+        .unwrap_or(false)
+}
+
+/// The worker processes of a kernel: its children, except that a fork server counts by
+/// the workers it forked rather than as one itself.
+pub fn workers_of(kernel: u32) -> Vec<u32> {
+    let mut workers = Vec::new();
+    for child in children_of(kernel) {
+        if is_fork_server(child) {
+            workers.extend(children_of(child));
+        } else {
+            workers.push(child);
+        }
+    }
+    workers
+}
+
+/// Every process below `pid`: children, grandchildren and so on.
+pub fn descendants_of(pid: u32) -> Vec<u32> {
+    let mut found = children_of(pid);
+    let mut next = 0;
+    while next < found.len() {
+        let more = children_of(found[next]);
+        found.extend(more);
+        next += 1;
+    }
+    found
+}
+
 /// How many file descriptors process `pid` has open (from /proc).
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())

@@ -1,16 +1,16 @@
 //! Process pools: long-lived worker processes, each fed by a driver thread.
 
-use super::super::processes::{self, relay_output, start_worker, worker_command};
+use super::super::processes::{self, relay_output, start_worker};
 use super::super::sink::OutputSink;
+use super::super::worker_process::{describe_end, WorkerProcess};
 use super::super::{interrupt, transfer, INTERRUPTED};
 use super::executor::{CallContext, Chunk, ChunkResult, Executor, Lifecycle, Pending};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rhai::Dynamic;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,16 +27,16 @@ struct ProcessTask {
 
 /// One worker process as its driver thread sees it.
 struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    child: WorkerProcess,
+    stdin: File,
+    stdout: BufReader<File>,
     busy: Arc<AtomicBool>,
     /// The function sources version this worker has compiled.
     version: Option<u64>,
 }
 
 fn start_pool_worker() -> Result<Worker, String> {
-    let (mut child, busy) = start_worker(worker_command()?, false)?;
+    let (mut child, busy) = start_worker(false)?;
     let stdin = child.stdin.take().ok_or("no pipe to the worker")?;
     let stdout = BufReader::new(child.stdout.take().ok_or("no pipe from the worker")?);
     Ok(Worker {
@@ -52,15 +52,8 @@ fn start_pool_worker() -> Result<Worker, String> {
 fn reap(worker: &mut Worker) -> String {
     let pid = worker.child.id();
     processes::forget_child(pid as i32);
-    let _ = worker.child.kill();
-    match worker.child.wait() {
-        Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => format!("worker process {pid} exited with code {code}"),
-            (_, Some(signal)) => format!("worker process {pid} was killed by signal {signal}"),
-            _ => format!("worker process {pid} ended"),
-        },
-        Err(_) => format!("worker process {pid} ended"),
-    }
+    worker.child.kill();
+    describe_end(pid, worker.child.wait())
 }
 
 pub(super) struct ProcessExecutor {
@@ -245,13 +238,13 @@ fn drive(
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             match w.child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() > deadline => {
-                    let _ = w.child.kill();
-                    let _ = w.child.wait();
+                Some(_) => break,
+                None if Instant::now() > deadline => {
+                    w.child.kill();
+                    w.child.wait();
                     break;
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                None => std::thread::sleep(Duration::from_millis(20)),
             }
         }
         processes::forget_child(w.child.id() as i32);
