@@ -83,8 +83,8 @@ fn serve(runtime: &mut WorkerRuntime, sink: &WorkerSink) -> i32 {
         if !queued {
             interrupt::clear();
         }
-        let event = match serde_json::from_str::<Value>(&line) {
-            Ok(job) => runtime.run(&job),
+        let event = match serde_json::from_str::<Job>(&line) {
+            Ok(job) => runtime.run(job),
             Err(e) => json!({ "t": "err", "message": format!("invalid job: {e}") }),
         };
         code = if event["t"] == "ok" { 0 } else { 1 };
@@ -104,6 +104,20 @@ fn stdin_readable() -> bool {
     unsafe { libc::poll(&mut fd, 1, 0) > 0 && fd.revents & libc::POLLIN != 0 }
 }
 
+/// One job line from the parent (see `processes::job_json`).
+#[derive(serde::Deserialize)]
+struct Job {
+    #[serde(default)]
+    version: u64,
+    /// The notebook's function sources, sent when they changed since the last job.
+    sources: Option<Vec<String>>,
+    function: Value,
+    #[serde(default)]
+    items: Vec<Vec<Value>>,
+    #[serde(default)]
+    fold: bool,
+}
+
 /// The function and argument lists of the job being run.
 struct Batch {
     function: FnPtr,
@@ -120,6 +134,8 @@ pub(crate) struct WorkerRuntime {
     batch: Arc<Mutex<Option<Batch>>>,
     /// The sources' version and the program that runs a batch with their functions.
     program: Option<(u64, AST)>,
+    /// The last job's function, as sent and as decoded (a pool sends the same one often).
+    function: Option<(Value, FnPtr)>,
 }
 
 /// Name of the native that runs the current batch from inside the notebook's functions.
@@ -165,6 +181,7 @@ impl WorkerRuntime {
             engine,
             batch,
             program: None,
+            function: None,
         }
     }
 
@@ -175,38 +192,31 @@ impl WorkerRuntime {
             .map_err(|e| e.to_string())
             .and_then(|f| transfer::to_json(&Dynamic::from(f), "warm_up"));
         let Ok(function) = function else { return };
-        let job = json!({
-            "version": 0,
-            "sources": ["fn warm_up(x) { let parts = [x, #{ text: `${x}` }]; parts.len() }"],
-            "function": function,
-            "items": [[1]],
+        let source = "fn warm_up(x) { let parts = [x, #{ text: `${x}` }]; parts.len() }";
+        let _ = self.run(Job {
+            version: 0,
+            sources: Some(vec![source.to_string()]),
+            function,
+            items: vec![vec![json!(1)]],
+            fold: false,
         });
-        let _ = self.run(&job);
         self.program = None;
+        self.function = None;
         processes::set_function_sources(Vec::new());
     }
 
     /// Runs one job and returns the event reporting its outcome.
-    fn run(&mut self, job: &Value) -> Value {
+    fn run(&mut self, job: Job) -> Value {
         match self.try_run(job) {
             Ok(event) | Err(event) => event,
         }
     }
 
-    fn try_run(&mut self, job: &Value) -> Result<Value, Value> {
+    fn try_run(&mut self, job: Job) -> Result<Value, Value> {
         let fail = |message: String| json!({ "t": "err", "message": message });
-        let version = job["version"].as_u64().unwrap_or(0);
-        if self.program.as_ref().is_none_or(|(v, _)| *v != version) || job.get("sources").is_some()
-        {
-            let sources: Vec<String> = job["sources"]
-                .as_array()
-                .map(|s| {
-                    s.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
+        let version = job.version;
+        if self.program.as_ref().is_none_or(|(v, _)| *v != version) || job.sources.is_some() {
+            let sources = job.sources.unwrap_or_default();
             processes::set_function_sources(
                 sources.iter().map(|s| Arc::from(s.as_str())).collect(),
             );
@@ -217,26 +227,26 @@ impl WorkerRuntime {
                 .map_err(|e| fail(e.to_string()))?;
             self.program = Some((version, library.merge(&entry)));
         }
-        let function = transfer::from_json(&job["function"])
-            .map_err(fail)?
-            .try_cast::<FnPtr>()
-            .ok_or_else(|| fail("the job's function is not a function pointer".into()))?;
-        let mut items = Vec::new();
-        for item in job["items"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let args: Result<Vec<Dynamic>, String> = item
-                .as_array()
-                .map(|a| a.iter().map(transfer::from_json).collect())
-                .unwrap_or_else(|| Ok(Vec::new()));
+        let function = match &self.function {
+            Some((sent, decoded)) if *sent == job.function => decoded.clone(),
+            _ => {
+                let decoded = transfer::from_json(&job.function)
+                    .map_err(fail)?
+                    .try_cast::<FnPtr>()
+                    .ok_or_else(|| fail("the job's function is not a function pointer".into()))?;
+                self.function = Some((job.function, decoded.clone()));
+                decoded
+            }
+        };
+        let mut items = Vec::with_capacity(job.items.len());
+        for item in &job.items {
+            let args: Result<Vec<Dynamic>, String> = item.iter().map(transfer::from_json).collect();
             items.push(args.map_err(fail)?);
         }
         *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Batch {
             function,
             items,
-            fold: job["fold"] == true,
+            fold: job.fold,
             failed_at: None,
         });
         let program = &self

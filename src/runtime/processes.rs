@@ -613,8 +613,11 @@ impl Default for WorkerSink {
 
 impl WorkerSink {
     pub fn send(&self, event: &Value) {
+        // One write of the whole line: the parent wakes once per event.
+        let mut line = serde_json::to_vec(event).unwrap_or_default();
+        line.push(b'\n');
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "{event}");
+        let _ = out.write_all(&line);
         let _ = out.flush();
     }
 }

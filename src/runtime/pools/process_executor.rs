@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 /// A chunk ready for a worker process: its job line and how to report the result.
 struct ProcessTask {
-    function: Value,
+    /// The function as JSON text, ready for the job line.
+    function: String,
+    /// Its name on the wire (closures have internal names).
+    name: String,
     items: Vec<Vec<Value>>,
     fold: bool,
     sink: Option<Arc<dyn OutputSink>>,
@@ -104,7 +107,7 @@ struct TaskDurations(HashMap<String, Duration>);
 
 impl TaskDurations {
     fn key(task: &ProcessTask) -> &str {
-        task.function["name"].as_str().unwrap_or_default()
+        &task.name
     }
 
     /// Whether `task` may join others already in a worker's pipe. While tasks are short,
@@ -203,9 +206,11 @@ fn drive(
         last_done = Instant::now();
         durations.record(&front.task, last_done - started);
         if super::super::timeline::recording() {
-            let label = match front.task.function["name"].as_str() {
-                Some(name) if !name.starts_with(transfer::CLOSURE_PREFIX) => name.to_string(),
-                _ => "closure".to_string(),
+            let name = &front.task.name;
+            let label = if name.is_empty() || name.starts_with(transfer::CLOSURE_PREFIX) {
+                "closure".to_string()
+            } else {
+                name.clone()
             };
             super::super::timeline::record(
                 format!("pool worker {}", w.child.id()),
@@ -322,18 +327,23 @@ fn dispatch(
 /// has not compiled this version yet.
 fn send_job(worker: &mut Worker, task: &ProcessTask) -> Result<(), String> {
     let (version, sources) = processes::function_sources_versioned();
-    let mut job = json!({ "version": version, "function": task.function, "items": task.items, "fold": task.fold });
+    // Written out directly: the function is already JSON text, and a job per task is
+    // built thousands of times a second.
+    let items = serde_json::to_string(&task.items).map_err(|e| e.to_string())?;
+    let mut job = format!(
+        "{{\"version\":{version},\"fold\":{},\"function\":{},\"items\":{items}",
+        task.fold, task.function
+    );
     if worker.version != Some(version) {
-        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
-        job["sources"] = json!(sources);
+        let sources: Vec<&str> = sources.iter().map(|s| &**s).collect();
+        let sources = serde_json::to_string(&sources).map_err(|e| e.to_string())?;
+        job.push_str(",\"sources\":");
+        job.push_str(&sources);
     }
+    job.push_str("}\n");
     worker.busy.store(true, Ordering::SeqCst);
     // One write per job: the pipe is unbuffered, and a worker woken per JSON token is slow.
-    if worker
-        .stdin
-        .write_all(format!("{job}\n").as_bytes())
-        .is_err()
-    {
+    if worker.stdin.write_all(job.as_bytes()).is_err() {
         return Err(format!("broken pool: {}", reap(worker)));
     }
     worker.version = Some(version);
@@ -355,22 +365,18 @@ fn await_result(worker: &mut Worker, task: &ProcessTask) -> ChunkResult {
             }
             Ok(_) => {}
         }
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+        // Results are parsed straight into their parts; other events (output) as a whole.
+        let Ok(reply) = serde_json::from_str::<WorkerReply>(&line) else {
             relay_output(
                 &json!({ "t": "out", "s": "stdout", "text": line }),
                 task.sink.as_ref(),
             );
             continue;
         };
-        if relay_output(&event, task.sink.as_ref()) {
-            continue;
-        }
-        match event["t"].as_str() {
-            Some("ok") => {
-                let values: Result<Vec<Dynamic>, String> = event["value"]
-                    .as_array()
-                    .map(|v| v.iter().map(transfer::from_json).collect())
-                    .unwrap_or_else(|| Ok(Vec::new()));
+        match reply.t.as_str() {
+            "ok" => {
+                let values: Result<Vec<Dynamic>, String> =
+                    reply.value.iter().map(transfer::from_json).collect();
                 return match values {
                     Ok(values) => ChunkResult::Values(values),
                     Err(e) => ChunkResult::Failed {
@@ -379,18 +385,30 @@ fn await_result(worker: &mut Worker, task: &ProcessTask) -> ChunkResult {
                     },
                 };
             }
-            Some("err") => {
+            "err" => {
                 return ChunkResult::Failed {
-                    index: event["index"].as_u64().unwrap_or(0) as usize,
-                    message: event["message"]
-                        .as_str()
-                        .unwrap_or("unknown error")
-                        .to_string(),
+                    index: reply.index as usize,
+                    message: reply.message.unwrap_or_else(|| "unknown error".into()),
                 }
             }
-            _ => continue,
+            _ => {
+                if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                    relay_output(&event, task.sink.as_ref());
+                }
+            }
         }
     }
+}
+
+/// The parts of a worker's event line that a result or an error has.
+#[derive(serde::Deserialize)]
+struct WorkerReply {
+    t: String,
+    #[serde(default)]
+    value: Vec<Value>,
+    #[serde(default)]
+    index: u64,
+    message: Option<String>,
 }
 
 impl Executor for ProcessExecutor {
@@ -400,6 +418,8 @@ impl Executor for ProcessExecutor {
 
     fn submit(&self, chunk: Chunk, _context: &CallContext) -> Result<(), String> {
         let function = transfer::to_json(&Dynamic::from(chunk.function.clone()), "the function")?;
+        let name = function["name"].as_str().unwrap_or_default().to_string();
+        let function = function.to_string();
         let items: Result<Vec<Vec<Value>>, String> = chunk
             .items
             .iter()
@@ -407,6 +427,7 @@ impl Executor for ProcessExecutor {
             .collect();
         let task = ProcessTask {
             function,
+            name,
             items: items?,
             fold: chunk.fold,
             sink: chunk.sink,
