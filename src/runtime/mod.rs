@@ -52,6 +52,13 @@ def_package! {
     }
 }
 
+/// The number of CPUs this process may use (affinity and cgroup quota), found once: the
+/// lookup reads cgroup files, tens of microseconds, too slow for a call in a loop.
+pub fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Stack size for threads that run script code (virtual memory; pages are touched lazily).
 pub const SCRIPT_STACK_SIZE: usize = 1 << 30;
 

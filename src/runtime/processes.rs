@@ -574,7 +574,7 @@ pub mod process_api {
 
     /// The number of CPUs this process may run on.
     pub fn cpu_count() -> i64 {
-        std::thread::available_parallelism().map_or(1, |n| n.get() as i64)
+        crate::runtime::cpus() as i64
     }
 
     /// Ends the current worker process at once with exit code `code`, like Python's

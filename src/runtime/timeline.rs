@@ -122,7 +122,7 @@ impl Recording {
     }
 
     fn utilisation(&self) -> f64 {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cores = super::cpus() as f64;
         if self.wall > 0.0 {
             self.cpu / (self.wall * cores)
         } else {
@@ -152,7 +152,7 @@ impl Recording {
             "timeline: {:.3} s wall, CPU utilisation {:.0}% of {} cores, {} workers\n",
             self.wall,
             self.utilisation() * 100.0,
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            super::cpus(),
             rows.len()
         );
         for row in &rows {

@@ -456,10 +456,6 @@ fn size_arg(n: i64) -> Result<usize, Box<EvalAltResult>> {
     }
 }
 
-fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 const SUBMIT_DOC: &str = "\
 /// Runs `f(args…)` on the pool in the background and returns a `Future` at once;
 /// `future.result()` waits for the value (0 to 8 arguments).";
@@ -531,7 +527,7 @@ pub mod pool_api {
     /// Creates a pool with one worker process per CPU.
     #[rhai_fn(name = "pool", return_raw)]
     pub fn pool_default() -> Result<super::Pool, Box<EvalAltResult>> {
-        process_pool_new(cpus())
+        process_pool_new(crate::runtime::cpus())
     }
 
     /// Creates a pool of `n` threads (rayon) with the same methods as `pool`.
@@ -543,7 +539,7 @@ pub mod pool_api {
     /// Creates a pool with one thread per CPU.
     #[rhai_fn(name = "thread_pool", return_raw)]
     pub fn thread_pool_default() -> Result<super::Pool, Box<EvalAltResult>> {
-        thread_pool_new(cpus())
+        thread_pool_new(crate::runtime::cpus())
     }
 
     /// Applies `f` to every item of `xs` (an array or a range) in parallel; returns the
