@@ -158,13 +158,13 @@ def languages(binary):
 # --- running scripts --------------------------------------------------------
 
 
-def run_captured(language, script, args):
-    """Run one script in its own process group and return its stdout; it must exit with
-    0. Nothing it started is left running."""
+def run_captured(language, script, args, env=None):
+    """Run one script in its own process group (with `env` added to the environment)
+    and return its stdout; it must exit with 0. Nothing it started is left running."""
     what = f"{language.name} {script}"
     process = subprocess.Popen(
         language.argv(script, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        text=True, start_new_session=True, env={**os.environ, **(env or {})},
     )
     try:
         stdout, stderr = process.communicate(timeout=SCRIPT_TIMEOUT_S)
@@ -181,10 +181,10 @@ def run_captured(language, script, args):
     return stdout
 
 
-def run_script(language, script, args, keys):
+def run_script(language, script, args, keys, env=None):
     """Run one benchmark script; its "key value" lines as a dict of floats, which must
     hold `keys`."""
-    stdout = run_captured(language, script, args)
+    stdout = run_captured(language, script, args, env)
     return parse_output(stdout, keys, f"{language.name} {script}")
 
 
@@ -273,6 +273,11 @@ def one_round(lang, plan, rate):
     values = {}
     values.update(run_script(lang, "startup", [plan.threads, plan.processes],
                              STARTUP_KEYS[lang.name]))
+    if lang.name == "rhai":
+        # The same, with every worker started by executing the binary.
+        executed = run_script(lang, "startup", [plan.threads, plan.processes],
+                              STARTUP_KEYS[lang.name], {"RHAI_KERNEL_FORK_SERVER": "off"})
+        values["process_exec"] = executed["process"]
     values.update(run_script(lang, "locks", [plan.lock_pairs], LOCK_KEYS[lang.name]))
     cpu = run_script(lang, "cpu", ["run", work_size(rate, plan.task_s)], CPU_KEYS)
     values.update(with_speedups(cpu))
@@ -326,6 +331,8 @@ def metrics(plan):
         Metric(f"process {start} vs fork", "process", "process_fork", "ms", target=1.0),
         Metric(f"process {start} vs spawn", "process", "process_spawn", "ms"),
         Metric(f"process {start} vs forkserver", "process", "process_forkserver", "ms"),
+        Metric(f"process {start}, rhai fork server off, vs fork", "process_exec",
+               "process_fork", "ms"),
         Metric(f"{pair}, uncontended (one thread) vs threading.Lock", "lock_uncontended",
                "lock_uncontended", "ns"),
         Metric(f"{pair}, uncontended (one thread) vs multiprocessing.Lock", "lock_uncontended",
@@ -554,7 +561,10 @@ def markdown_report(outcome, info, plan, mode, chart_path):
         "time, mean per start; one untimed warm-up start first (which also starts "
         "CPython's forkserver). CPython uses `threading.Thread` and "
         "`multiprocessing` `Process` with each start method; rhai uses "
-        "`spawn_thread` and `spawn_process` (which re-executes the binary).",
+        "`spawn_thread` and `spawn_process`, whose workers are forked by rhai's fork server "
+        "(a single-threaded process that built an engine once); the \"fork server off\" "
+        "row starts each worker by executing the binary instead "
+        "(`RHAI_KERNEL_FORK_SERVER=off`).",
         f"- lock acquire+release: mean per `acquire()` + `release()` pair, {plan.lock_pairs:,} "
         "pairs in all. Uncontended: one thread on a `lock()`, against CPython's "
         "`threading.Lock` and `multiprocessing.Lock`. Contended: 2 threads (CPython: "

@@ -35,6 +35,7 @@ def test_quick_runtime_benchmark_writes_a_report_and_a_chart(tmp_path):
     for metric in (
         "thread start",
         "process start",
+        "fork server off",
         "uncontended",
         "contended by 2 threads",
         "contended by 2 processes",
