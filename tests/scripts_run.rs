@@ -5,7 +5,8 @@ mod kernel_support;
 
 use kernel_support::Kernel;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn scripts() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
@@ -32,21 +33,54 @@ fn dev_shm() -> Vec<String> {
     names
 }
 
-/// Runs a script under `rhai-kernel run` and checks that it ends with "ok".
+/// How long one script may take (they start many processes; debug builds are slow).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs a script under `rhai-kernel run` and checks that it ends with "ok" in time.
 fn assert_script_passes(script: &std::path::Path, env: &[(&str, &str)]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rhai-kernel"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rhai-kernel"))
         .arg("run")
         .arg(script)
         .envs(env.iter().copied())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Read both pipes on threads, so a chatty script cannot block on a full pipe.
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let Some(status) = status else {
+        panic!(
+            "{} {env:?} did not finish in {SCRIPT_TIMEOUT:?}:\n{stdout}\n{stderr}",
+            script.display()
+        );
+    };
     assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "{} {env:?}: {:?}\n{stdout}\n{}",
-        script.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        status.success() && stdout.trim_end().ends_with("ok"),
+        "{} {env:?}: {status:?}\n{stdout}\n{stderr}",
+        script.display()
     );
 }
 

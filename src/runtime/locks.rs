@@ -161,11 +161,13 @@ impl LockRef {
                 break Ok(false);
             }
             if timeout.is_none() {
+                // The detector takes its own mutex and then lock monitors: never call it
+                // with a monitor held, or two threads can block each other.
+                drop(guard);
                 if !waiting {
                     deadlock::start_waiting(tid, *self);
                     waiting = true;
                 }
-                drop(guard);
                 let verdict = deadlock::check(tid);
                 guard = state.monitor.lock();
                 if let Some(message) = verdict {
@@ -175,9 +177,6 @@ impl LockRef {
             let pause = deadline.map_or(POLL, |d| (d - now).min(POLL));
             guard.wait(pause);
         };
-        if waiting {
-            deadlock::stop_waiting(tid);
-        }
         if let Ok(true) = result {
             if state.owner_tid.load(Relaxed) == 0
                 || state.owner_pid.load(Relaxed) != pid
@@ -189,6 +188,11 @@ impl LockRef {
             }
         }
         drop(guard);
+        // Until this line the detector may still see this thread waiting for a lock it
+        // now holds; a path through it then ends at itself, which is not a cycle.
+        if waiting {
+            deadlock::stop_waiting(tid);
+        }
         result
     }
 
@@ -304,7 +308,9 @@ mod deadlock {
 
     /// Follows "waits for lock → held by thread → waits for lock…" from `start`.
     fn find_cycle(start: i32) -> Option<Vec<(i32, LockRef)>> {
-        let waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
+        // A copy: lock monitors are taken below, and a thread that holds a monitor may
+        // be waiting for `WAITING`.
+        let waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (pid, _) = my_ids();
         let mut path: Vec<(i32, LockRef)> = Vec::new();
         let mut current = start;
