@@ -10,7 +10,6 @@
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-RELEASE_BIN := target/release/rhai-kernel
 # Make the venv's kernelspec win over any user-level "rhai" kernelspec.
 JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter VIRTUAL_ENV=$(CURDIR)/$(VENV)
 
@@ -18,7 +17,10 @@ JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter VIRTUAL_ENV=$(CURDIR
 	kernelspec bench clean
 
 # Rust cells (cargo feature `rust`, evcxr) are off by default: evcxr adds minutes to a build.
-FEATURES := $(if $(filter 1 yes true,$(RUST)),--features rust)
+# That build uses its own profile (see Cargo.toml) and directory.
+WITH_RUST := $(filter 1 yes true,$(RUST))
+BUILD_FLAGS := $(if $(WITH_RUST),--features rust --profile rust-cells,--release)
+RELEASE_BIN := $(if $(WITH_RUST),target/rust-cells/rhai-kernel,target/release/rhai-kernel)
 
 all: build
 
@@ -26,7 +28,7 @@ build:
 	cargo build
 
 release:
-	cargo build --release $(FEATURES)
+	cargo build $(BUILD_FLAGS)
 
 $(VENV)/.test-stamp: tests/requirements.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -51,17 +53,17 @@ rust-test:
 	cargo test
 
 # Rust cells: lint and test the build with the `rust` feature (evcxr adds about 7 minutes to
-# the first release build on 2 cores, then builds are incremental; the tests take about 20 s
+# the first build on 2 cores, then builds are incremental; the tests take about 20 s
 # and need `cargo`, and the registry for the `:dep rayon` cell, at run time).
 RUST_KERNELSPEC := $(CURDIR)/target/rust-cells-kernelspec
 
 rust-cells-test: $(VENV)/.test-stamp
 	cargo clippy --all-targets --features rust -- -D warnings
-	cargo test --release --features rust --test rust_cells
+	cargo test --profile rust-cells --features rust --test rust_cells
 	# The notebook with Rust cells, under nbclient, on a kernelspec of the feature build.
-	cargo build --release --features rust
+	cargo build --profile rust-cells --features rust
 	rm -rf $(RUST_KERNELSPEC)
-	$(RELEASE_BIN) install --prefix $(RUST_KERNELSPEC)
+	target/rust-cells/rhai-kernel install --prefix $(RUST_KERNELSPEC)
 	JUPYTER_PATH=$(RUST_KERNELSPEC)/share/jupyter RHAI_KERNEL_HISTORY=off \
 		$(VPY) -m pytest -q -rs --timeout=600 tests/notebooks -k rust
 
