@@ -110,7 +110,34 @@ fn input_reads_a_line_from_stdin() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Name: hi Ada\n");
 }
 
-fn interrupt_exits_130(code: &str) {
+/// Processes (not zombies) in process group `group`.
+fn group_members(group: libc::pid_t) -> Vec<libc::pid_t> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After "pid (comm)": state, ppid, pgrp, …
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if fields.first() != Some(&"Z") && fields.get(2) == Some(&group.to_string().as_str()) {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+/// Sends SIGINT to a running script (or, like a terminal's Ctrl-C, to its whole process
+/// group) and checks that it stops with exit code 130, leaving no process behind.
+fn interrupt_exits_130(code: &str, whole_group: bool) {
+    use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let path = script(&dir, "forever.rhai", code);
     let mut child = Command::new(BIN)
@@ -118,11 +145,13 @@ fn interrupt_exits_130(code: &str) {
         .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let pid = child.id() as libc::pid_t;
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let target = if whole_group { -pid } else { pid };
+    assert_eq!(unsafe { libc::kill(target, libc::SIGINT) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -132,6 +161,15 @@ fn interrupt_exits_130(code: &str) {
             assert!(stdout.starts_with("started\n"), "{stdout}");
             // The script itself stopped (not the fallback exit for a stuck script).
             assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+            let gone = Instant::now() + Duration::from_secs(5);
+            while !group_members(pid).is_empty() && Instant::now() < gone {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert_eq!(
+                group_members(pid),
+                Vec::<libc::pid_t>::new(),
+                "left running"
+            );
             return;
         }
         if Instant::now() > deadline {
@@ -145,12 +183,21 @@ fn interrupt_exits_130(code: &str) {
 
 #[test]
 fn ctrl_c_stops_a_busy_loop_with_exit_code_130() {
-    interrupt_exits_130("print(\"started\");\nloop {}\n");
+    interrupt_exits_130("print(\"started\");\nloop {}\n", false);
 }
 
 #[test]
 fn ctrl_c_stops_a_sleep_with_exit_code_130() {
-    interrupt_exits_130("print(\"started\");\nsleep(1000);\n");
+    interrupt_exits_130("print(\"started\");\nsleep(1000);\n", false);
+}
+
+/// A terminal's Ctrl-C reaches the script, its workers and their fork server at once.
+#[test]
+fn ctrl_c_to_the_process_group_stops_a_script_waiting_for_its_processes() {
+    interrupt_exits_130(
+        "let p = spawn_process(|| sleep(1000));\nlet q = pool(2);\nq.map(|x| x, [1, 2]);\nprint(\"started\");\np.join();\n",
+        true,
+    );
 }
 
 #[test]
