@@ -1,6 +1,9 @@
 //! The command line through the real binary: `run` (output, ARGS, error format, exit codes,
 //! Ctrl-C), `install` (kernelspec contents) and `--version`.
 
+mod kernel_support;
+
+use kernel_support::group_members;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -110,30 +113,6 @@ fn input_reads_a_line_from_stdin() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Name: hi Ada\n");
 }
 
-/// Processes (not zombies) in process group `group`.
-fn group_members(group: libc::pid_t) -> Vec<libc::pid_t> {
-    let mut members = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // After "pid (comm)": state, ppid, pgrp, …
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if fields.first() != Some(&"Z") && fields.get(2) == Some(&group.to_string().as_str()) {
-            members.push(pid);
-        }
-    }
-    members
-}
-
 /// Sends SIGINT to a running script (or, like a terminal's Ctrl-C, to its whole process
 /// group) and checks that it stops with exit code 130, leaving no process behind.
 fn interrupt_exits_130(code: &str, whole_group: bool) {
@@ -162,14 +141,11 @@ fn interrupt_exits_130(code: &str, whole_group: bool) {
             // The script itself stopped (not the fallback exit for a stuck script).
             assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
             let gone = Instant::now() + Duration::from_secs(5);
-            while !group_members(pid).is_empty() && Instant::now() < gone {
+            let group = pid as u32;
+            while !group_members(group).is_empty() && Instant::now() < gone {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            assert_eq!(
-                group_members(pid),
-                Vec::<libc::pid_t>::new(),
-                "left running"
-            );
+            assert_eq!(group_members(group), Vec::<u32>::new(), "left running");
             return;
         }
         if Instant::now() > deadline {

@@ -7,7 +7,9 @@
 use super::worker::{serve_jobs, WorkerRuntime};
 use crate::runtime::fork_server::{encode, ENDED, FAILED, MESSAGE_LEN, STARTED};
 use crate::runtime::processes::{self, Role};
+use crate::runtime::worker_process::exit_code;
 use std::os::fd::RawFd;
+use std::os::unix::process::ExitStatusExt;
 
 const SOCKET: RawFd = libc::STDIN_FILENO;
 
@@ -111,11 +113,7 @@ fn reap_children() {
         if pid <= 0 {
             return;
         }
-        let code = if libc::WIFSIGNALED(status) {
-            -i64::from(libc::WTERMSIG(status))
-        } else {
-            i64::from(libc::WEXITSTATUS(status))
-        };
+        let code = exit_code(std::process::ExitStatus::from_raw(status));
         report(ENDED, pid, code);
     }
 }

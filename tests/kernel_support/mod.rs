@@ -723,26 +723,48 @@ impl Drop for Kernel {
     }
 }
 
-/// Process ids of the children of `pid` (from /proc).
-pub fn children_of(pid: u32) -> Vec<u32> {
-    let mut children = Vec::new();
+/// Every process, with the fields of its `/proc/<pid>/stat` after "pid (comm)": state,
+/// ppid, pgrp, …
+fn process_table() -> Vec<(u32, Vec<String>)> {
+    let mut table = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
-            let fields: Vec<&str> = stat
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            let fields = stat
                 .rsplit(')')
                 .next()
                 .unwrap_or("")
                 .split_whitespace()
+                .map(str::to_string)
                 .collect();
-            if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-                children.push(child);
-            }
+            table.push((pid, fields));
         }
     }
-    children
+    table
+}
+
+/// Process ids of the children of `pid` (from /proc), zombies included.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let parent = pid.to_string();
+    process_table()
+        .into_iter()
+        .filter(|(_, fields)| fields.get(1) == Some(&parent))
+        .map(|(child, _)| child)
+        .collect()
+}
+
+/// Live processes (not zombies) of process group `group`.
+pub fn group_members(group: u32) -> Vec<u32> {
+    let group = group.to_string();
+    process_table()
+        .into_iter()
+        .filter(|(_, fields)| {
+            fields.first().map(String::as_str) != Some("Z") && fields.get(2) == Some(&group)
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// Whether `pid` is a fork server (a worker process forks its workers).
