@@ -15,6 +15,7 @@ pub mod locks;
 pub mod pools;
 pub mod processes;
 pub mod queues;
+pub mod ring;
 pub mod scaling;
 pub mod shm;
 pub mod sink;

@@ -3,7 +3,8 @@
 //! function pointers by name with their curried (captured) values.
 
 use super::locks::{Lock, LockRef, RLock};
-use super::queues::{Conn, Queue, Ring};
+use super::queues::{Conn, Queue};
+use super::ring::Ring;
 use super::sync::{Barrier, Condition, Event, Semaphore};
 use super::values::{SharedArray, SharedValue};
 use rhai::{Dynamic, FnPtr, Map};
