@@ -118,11 +118,15 @@ fn stdout_and_stderr_streams() {
     assert_eq!(ex.stream("stderr"), "err\n");
 }
 
-/// Sends a failing cell and two more right behind it; both must be aborted.
+/// Sends a failing cell and two more right behind it, all three made before any is sent
+/// (as "Run All" does); both followers must be aborted.
 fn check_stop_on_error_aborts(k: &mut Kernel, failing: &str) {
-    let first = k.send_execute(failing);
-    let second = k.send_execute(r#"print("second")"#);
-    let third = k.send_execute(r#"print("third")"#);
+    let first = k.request("execute_request", execute_content(failing));
+    let second = k.request("execute_request", execute_content(r#"print("second")"#));
+    let third = k.request("execute_request", execute_content(r#"print("third")"#));
+    for request in [&first, &second, &third] {
+        k.send(&k.shell, request);
+    }
 
     let r1 = k.shell_reply(&first);
     let r2 = k.shell_reply(&second);
@@ -161,6 +165,48 @@ fn stop_on_error_aborts_queued_cells() {
     // error, and must still be aborted (as "Run All" expects).
     for _ in 0..5 {
         check_stop_on_error_aborts(&mut k, r#"throw "first""#);
+    }
+}
+
+/// A cell sent as soon as the client has read an error reply was sent after the failure:
+/// it runs, however quickly it follows.
+#[test]
+fn a_cell_sent_right_after_an_error_runs() {
+    let mut k = Kernel::start();
+    for round in 0..20 {
+        let failing = k.send_execute(r#"throw "first""#);
+        assert_eq!(k.shell_reply(&failing).content["status"], "error");
+        let next = k.send_execute("1 + 1");
+        let reply = k.shell_reply(&next);
+        assert_eq!(
+            reply.content["status"], "ok",
+            "round {round}: {:?}",
+            reply.content
+        );
+        k.iopub_until_idle(&failing);
+        k.iopub_until_idle(&next);
+    }
+}
+
+/// "Run, interrupt, run" in a loop: the cell after each interrupted one runs.
+#[test]
+fn run_interrupt_run_never_aborts_the_next_cell() {
+    let mut k = Kernel::start();
+    for round in 0..20 {
+        let looping = k.send_execute("loop {}");
+        // The cell is running once its execute_input is out; an interrupt sent after
+        // that is not cleared by the cell's start.
+        k.iopub_until(&looping, TIMEOUT, |m| m.msg_type() == "execute_input");
+        let interrupt = k.send_control("interrupt_request", json!({}));
+        k.control_reply(&interrupt);
+        let reply = k.shell_reply(&looping);
+        assert_eq!(reply.content["status"], "error", "round {round}");
+        assert_eq!(reply.content["ename"], "Interrupted", "round {round}");
+        let next = k.send_execute("1 + 1");
+        k.iopub_until_idle(&looping);
+        let ex = k.finish_execute(next);
+        assert_eq!(ex.status(), "ok", "round {round}: {:?}", ex.reply.content);
+        assert_eq!(ex.result().as_deref(), Some("2"), "round {round}");
     }
 }
 

@@ -9,8 +9,8 @@ use super::KernelContext;
 use crate::interpreter::{Completeness, Interpreter, ScriptError};
 use crate::protocol::{decode_once, encode, Message};
 use crate::runtime::{interrupt, sink};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Map, Value};
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub struct Shell<I: Interpreter> {
@@ -20,8 +20,10 @@ pub struct Shell<I: Interpreter> {
     interpreter: I,
     execution_count: u64,
     history: History,
-    /// Requests received while aborting after an error, to be handled next.
-    deferred: VecDeque<Message>,
+    /// After a failed cell: execute requests sent before this moment are answered
+    /// `aborted` (a notebook's "Run All" stops at the first error), those sent after it
+    /// run. Compared with each request's header `date`, as ipykernel does.
+    abort_sent_before: Option<DateTime<Utc>>,
 }
 
 type Handler<I> = fn(&mut Shell<I>, &Message);
@@ -40,7 +42,7 @@ impl<I: Interpreter> Shell<I> {
             interpreter,
             execution_count: 0,
             history: History::from_environment(),
-            deferred: VecDeque::new(),
+            abort_sent_before: None,
         }
     }
 
@@ -64,14 +66,9 @@ impl<I: Interpreter> Shell<I> {
 
     pub fn serve(mut self) {
         loop {
-            let request = match self.deferred.pop_front() {
-                Some(msg) => msg,
-                None => match self.receive(-1) {
-                    Some(msg) => msg,
-                    None => continue,
-                },
-            };
-            self.dispatch(&request);
+            if let Some(request) = self.receive(-1) {
+                self.dispatch(&request);
+            }
         }
     }
 
@@ -98,6 +95,11 @@ impl<I: Interpreter> Shell<I> {
             interrupt::clear();
         }
         self.ctx.iopub.status("busy", Some(request));
+        if request.msg_type() == "execute_request" && self.sent_before_failure(request) {
+            self.abort(request);
+            self.ctx.iopub.status("idle", Some(request));
+            return;
+        }
         match Self::handler(request.msg_type()) {
             Some(handler) => match validate::check(request.msg_type(), &request.content) {
                 Ok(()) => self.run_handler(handler, request),
@@ -224,6 +226,11 @@ impl<I: Interpreter> Shell<I> {
                 json!({ "status": "ok", "execution_count": count, "payload": sink.take_payloads() })
             }
             Err(error) => {
+                // Taken before the client can learn of the error: whatever it sends
+                // once it has seen the error reply is dated later and runs.
+                if stop_on_error {
+                    self.abort_sent_before = Some(Utc::now());
+                }
                 let mut error_content = self.error_content(error);
                 self.ctx
                     .iopub
@@ -239,9 +246,6 @@ impl<I: Interpreter> Shell<I> {
             self.history.record(count, &code, output_text);
         }
         self.reply(request, "execute_reply", reply);
-        if outcome.is_err() && stop_on_error {
-            self.abort_queued_executions();
-        }
     }
 
     fn user_expressions(&mut self, expressions: &Value) -> Value {
@@ -263,35 +267,27 @@ impl<I: Interpreter> Shell<I> {
         Value::Object(results)
     }
 
-    /// After a failed cell, queued execute requests are answered `aborted` without running
-    /// (a notebook's "Run All" stops at the first error); other requests are kept. Requests
-    /// still arriving shortly after the error (sent back to back with the failed one) are
-    /// aborted too: aborting ends once the channel has been quiet for a moment.
-    fn abort_queued_executions(&mut self) {
-        const QUIET: std::time::Duration = std::time::Duration::from_millis(50);
-        let mut last_activity = std::time::Instant::now();
-        while last_activity.elapsed() < QUIET {
-            let Some(msg) = self.receive(10) else {
-                continue;
-            };
-            last_activity = std::time::Instant::now();
-            if msg.msg_type() == "execute_request" {
-                self.ctx.iopub.status("busy", Some(&msg));
-                self.reply(
-                    &msg,
-                    "execute_reply",
-                    json!({
-                        "status": "aborted",
-                        "execution_count": self.execution_count,
-                        "user_expressions": {},
-                        "payload": [],
-                    }),
-                );
-                self.ctx.iopub.status("idle", Some(&msg));
-            } else {
-                self.deferred.push_back(msg);
-            }
-        }
+    /// Whether an execute request was sent before the last failed cell ended (a request
+    /// without a readable `date` was not).
+    fn sent_before_failure(&self, request: &Message) -> bool {
+        let Some(failed_at) = self.abort_sent_before else {
+            return false;
+        };
+        parse_date(&request.header.date).is_some_and(|sent| sent < failed_at)
+    }
+
+    /// Answers an execute request `aborted` without running it.
+    fn abort(&mut self, request: &Message) {
+        self.reply(
+            request,
+            "execute_reply",
+            json!({
+                "status": "aborted",
+                "execution_count": self.execution_count,
+                "user_expressions": {},
+                "payload": [],
+            }),
+        );
     }
 
     fn complete(&mut self, request: &Message) {
@@ -388,4 +384,15 @@ fn cursor_pos(request: &Message, code: &str) -> usize {
     request.content["cursor_pos"]
         .as_u64()
         .map_or(end, |c| usize::try_from(c).unwrap_or(end).min(end))
+}
+
+/// A header date: ISO 8601 with an offset, or without one (then UTC, as jupyter_client
+/// writes naive dates).
+fn parse_date(date: &str) -> Option<DateTime<Utc>> {
+    if let Ok(date) = DateTime::parse_from_rfc3339(date) {
+        return Some(date.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(date, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|naive| naive.and_utc())
 }
