@@ -22,9 +22,10 @@ fn constants_of_earlier_cells_reach_workers(env: &[(&str, &str)]) {
         k.eval(
             "let p = pool(2);
              [times_n(1), spawn_thread(times_n, 2).join(), spawn_process(times_n, 3).join(),
-              spawn_process(|x| x + global::N, 1).join()] + p.map(times_n, [4, 5, 6])"
+              spawn_process(|x| x + global::N, 1).join()] + p.map(times_n, [4, 5, 6])
+              + thread_pool(2).map(times_n, [7])"
         ),
-        "[5, 10, 15, 6, 20, 25, 30]"
+        "[5, 10, 15, 6, 20, 25, 30, 35]"
     );
     // A process started by a process passes the constants on.
     assert_eq!(
