@@ -469,7 +469,9 @@ const SPAWN_DOC: &str = "\
 /// `f` can be a function or closure defined in any earlier cell. Arguments and the
 /// result cross as data (numbers, strings, bools, `()`, arrays, maps); locks, values,
 /// shared arrays and other shared objects cross by reference, so the child uses the same
-/// object. Output of the child appears in the cell that started it.
+/// object. Output of the child appears in the cell that started it. `global::` constants
+/// read as they do in the caller (a constant that cannot be sent, like a `Thread`, gives
+/// an error naming it when the child reads it).
 ///
 /// ```rhai
 /// fn work(n) { n * n }
