@@ -132,7 +132,8 @@ impl RhaiSession {
         }
         // Earlier cells' functions first, so this cell's definitions replace them; then
         // the constants of earlier cells, so they are `global::` constants here too.
-        let mut program = self.functions.merge(&self.constants_prelude()).merge(&ast);
+        let prelude = self.constants_prelude(&ast);
+        let mut program = self.functions.merge(&prelude).merge(&ast);
         program.set_source(source_name);
         // Functions are hoisted in Rhai, so they exist even if the cell later fails.
         self.functions = program.clone_functions_only();
@@ -205,7 +206,14 @@ impl RhaiSession {
     /// only while the script that declares it runs; re-declaring them with their values
     /// at the top of each cell makes a notebook behave as one script. A later cell's
     /// `const N` replaces the value, as a later declaration in a script does.
-    fn constants_prelude(&self) -> AST {
+    fn constants_prelude(&self, cell: &AST) -> AST {
+        // Without functions nothing can read `global::` (Rhai does not collect constants
+        // then either), and re-declaring would only copy the values.
+        if cell.iter_functions().next().is_none()
+            && self.functions.iter_functions().next().is_none()
+        {
+            return AST::empty();
+        }
         let mut seen = std::collections::HashSet::new();
         let mut names = Vec::new();
         // Newest entry first: a name whose newest entry is a `let` is not a constant.
