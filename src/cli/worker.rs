@@ -250,7 +250,7 @@ impl WorkerRuntime {
             }
         };
         if let Some(sent) = &job.globals {
-            self.globals = Some(globals::Received::decode(sent).map_err(fail)?);
+            self.globals = Some(globals::Received::decode(sent));
         }
         let mut items = Vec::with_capacity(job.items.len());
         for item in &job.items {

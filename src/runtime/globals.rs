@@ -6,6 +6,9 @@
 //! reference, so `const GUARD = lock();` is the same lock in every process). A constant
 //! that cannot cross (a `Thread`, a `Pool`, a timestamp…) is not an error until a process
 //! reads it: then the error names it and says why, instead of "Variable not found".
+//!
+//! Cost: the constants are encoded once per `spawn_process` and once per pool call (not
+//! per task), and a pool worker is sent them only when they differ from what it has.
 
 use super::transfer;
 use rhai::{Dynamic, GlobalRuntimeState, ImmutableString, NativeCallContext};
@@ -77,17 +80,10 @@ pub struct Received {
 }
 
 impl Received {
-    /// Decodes the `globals` of a job (see [`Globals::json`]).
-    pub fn decode(globals: &Value) -> Result<Received, String> {
-        let mut constants = BTreeMap::new();
-        if let Some(values) = globals["values"].as_object() {
-            for (name, value) in values {
-                let value = transfer::from_json(value)
-                    .map_err(|e| format!("global::{name} could not be received: {e}"))?;
-                constants.insert(ImmutableString::from(name.as_str()), value);
-            }
-        }
-        let unsendable = globals["unsendable"]
+    /// Decodes the `globals` of a job (see [`Globals::json`]). A value that cannot be
+    /// decoded is treated like one that could not be sent: an error only if it is read.
+    pub fn decode(globals: &Value) -> Received {
+        let mut unsendable: BTreeMap<String, String> = globals["unsendable"]
             .as_object()
             .map(|names| {
                 names
@@ -96,10 +92,24 @@ impl Received {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Received {
+        let mut constants = BTreeMap::new();
+        if let Some(values) = globals["values"].as_object() {
+            for (name, value) in values {
+                match transfer::from_json(value) {
+                    Ok(value) => {
+                        constants.insert(ImmutableString::from(name.as_str()), value);
+                    }
+                    Err(e) => {
+                        let why = format!("global::{name} could not be received: {e}");
+                        unsendable.insert(name.clone(), why);
+                    }
+                }
+            }
+        }
+        Received {
             constants: Arc::new(RwLock::new(constants)),
             unsendable,
-        })
+        }
     }
 
     /// Replaces Rhai's "Variable not found: global::X" in an error message by the reason
@@ -159,8 +169,7 @@ mod tests {
         let received = Received::decode(&json!({
             "values": { "N": 5 },
             "unsendable": { "T": "global::T is a Thread and cannot be sent" },
-        }))
-        .unwrap();
+        }));
         let n = received.constants.read().unwrap()["N"].as_int().unwrap();
         assert_eq!(n, 5);
         assert_eq!(
