@@ -7,7 +7,7 @@ use crate::interpreter::engine::new_engine;
 use crate::runtime::pools::run_batch;
 use crate::runtime::processes::{self, error_event, Role, WorkerSink};
 use crate::runtime::transfer::{CLOSURE_PREFIX, FORWARDER_PREFIX};
-use crate::runtime::{interrupt, sink, threads, transfer, SCRIPT_STACK_SIZE};
+use crate::runtime::{globals, interrupt, sink, threads, transfer, SCRIPT_STACK_SIZE};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, AST};
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -116,6 +116,8 @@ struct Job {
     items: Vec<Vec<Value>>,
     #[serde(default)]
     fold: bool,
+    /// The caller's `global::` constants, sent when they changed since the last job.
+    globals: Option<Value>,
 }
 
 /// The function and argument lists of the job being run.
@@ -126,6 +128,8 @@ struct Batch {
     fold: bool,
     /// Index of the item that failed, if one did.
     failed_at: Option<usize>,
+    /// What `global::` names in the calls.
+    constants: Option<globals::Constants>,
 }
 
 /// A worker's engine and the compiled functions of the last sources it received.
@@ -136,6 +140,8 @@ pub(crate) struct WorkerRuntime {
     program: Option<(u64, AST)>,
     /// The last job's function, as sent and as decoded (a pool sends the same one often).
     function: Option<(Value, FnPtr)>,
+    /// The last `global::` constants received (a pool worker keeps them between jobs).
+    globals: Option<globals::Received>,
 }
 
 /// Name of the native that runs the current batch from inside the notebook's functions.
@@ -169,6 +175,9 @@ impl WorkerRuntime {
             move |ctx: NativeCallContext| -> Result<rhai::Array, Box<EvalAltResult>> {
                 let mut slot = current.lock().unwrap_or_else(|e| e.into_inner());
                 let batch = slot.as_mut().ok_or("no batch to run")?;
+                let store = with_constants(&ctx, batch.constants.clone());
+                #[allow(deprecated)]
+                let ctx = store.create_context(ctx.engine());
                 let call =
                     |args: Vec<Dynamic>| batch.function.call_within_context::<Dynamic>(&ctx, args);
                 run_batch(&batch.items, batch.fold, call).map_err(|(index, err)| {
@@ -182,6 +191,7 @@ impl WorkerRuntime {
             batch,
             program: None,
             function: None,
+            globals: None,
         }
     }
 
@@ -199,6 +209,7 @@ impl WorkerRuntime {
             function,
             items: vec![vec![json!(1)]],
             fold: false,
+            globals: None,
         });
         self.program = None;
         self.function = None;
@@ -238,6 +249,9 @@ impl WorkerRuntime {
                 decoded
             }
         };
+        if let Some(sent) = &job.globals {
+            self.globals = Some(globals::Received::decode(sent));
+        }
         let mut items = Vec::with_capacity(job.items.len());
         for item in &job.items {
             let args: Result<Vec<Dynamic>, String> = item.iter().map(transfer::from_json).collect();
@@ -248,6 +262,7 @@ impl WorkerRuntime {
             items,
             fold: job.fold,
             failed_at: None,
+            constants: self.globals.as_ref().map(|g| g.constants.clone()),
         });
         let program = &self
             .program
@@ -269,10 +284,26 @@ impl WorkerRuntime {
             Err(err) => {
                 let mut event = error_event(&err);
                 event["index"] = json!(batch.and_then(|b| b.failed_at).unwrap_or(0));
+                if let (Some(globals), Some(message)) = (&self.globals, event["message"].as_str()) {
+                    event["message"] = json!(globals.explain(message));
+                }
                 Err(event)
             }
         }
     }
+}
+
+/// A copy of a call's context whose functions see `constants` as `global::` constants:
+/// those the caller saw (the program a worker runs has none of its own). Threads and
+/// processes started from the calls inherit them.
+#[allow(deprecated)]
+fn with_constants(
+    ctx: &NativeCallContext,
+    constants: Option<globals::Constants>,
+) -> rhai::NativeCallContextStore {
+    let mut store = ctx.store_data();
+    store.global.constants = constants;
+    store
 }
 
 /// Compiles the function definitions of the given sources (later ones replace earlier

@@ -130,8 +130,10 @@ impl RhaiSession {
             self.function_origins
                 .insert(f.name.to_string(), source_name.to_string());
         }
-        // Earlier cells' functions first, so this cell's definitions replace them.
-        let mut program = self.functions.merge(&ast);
+        // Earlier cells' functions first, so this cell's definitions replace them; then
+        // the constants of earlier cells, so they are `global::` constants here too.
+        let prelude = self.constants_prelude(&ast);
+        let mut program = self.functions.merge(&prelude).merge(&ast);
         program.set_source(source_name);
         // Functions are hoisted in Rhai, so they exist even if the cell later fails.
         self.functions = program.clone_functions_only();
@@ -197,6 +199,41 @@ impl RhaiSession {
                 source_name,
             )),
         }
+    }
+
+    /// Statements `const N = N;` for each constant of earlier cells. Rhai makes a
+    /// top-level constant a `global::` constant (for functions, threads and processes)
+    /// only while the script that declares it runs; re-declaring them with their values
+    /// at the top of each cell makes a notebook behave as one script. A later cell's
+    /// `const N` replaces the value, as a later declaration in a script does.
+    fn constants_prelude(&self, cell: &AST) -> AST {
+        // Without functions nothing can read `global::` (Rhai does not collect constants
+        // then either), and re-declaring would only copy the values.
+        if cell.iter_functions().next().is_none()
+            && self.functions.iter_functions().next().is_none()
+        {
+            return AST::empty();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut names = Vec::new();
+        // Newest entry first: a name whose newest entry is a `let` is not a constant.
+        for (name, constant, _) in self.scope.iter_raw() {
+            if seen.insert(name) && constant && rhai::is_valid_identifier(name) {
+                names.push(name);
+            }
+        }
+        if names.is_empty() {
+            return AST::empty();
+        }
+        let code: String = names
+            .iter()
+            .rev()
+            .map(|name| format!("const {name} = {name};\n"))
+            .collect();
+        // Cannot fail for identifiers in scope; without it only `global::` is affected.
+        self.engine
+            .compile_with_scope(&self.scope, code)
+            .unwrap_or_default()
     }
 
     /// Keeps only sources that define functions still in use (for tracebacks and for

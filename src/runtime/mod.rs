@@ -9,6 +9,7 @@ pub mod display;
 pub mod docs;
 pub mod fork_server;
 pub mod gil;
+pub mod globals;
 pub mod interrupt;
 pub mod io;
 pub mod locks;

@@ -6,6 +6,7 @@
 //! reference, and the child's output comes back over its stdout to the cell that started
 //! it.
 
+use super::globals::{self, Globals};
 use super::sink::{self, MimeBundle, OutputSink, Stream};
 use super::threads::describe_error;
 use super::worker_process::WorkerProcess;
@@ -62,8 +63,14 @@ pub fn function_sources_versioned() -> (u64, Vec<Arc<str>>) {
         .clone()
 }
 
-/// The job a worker receives on its stdin (one JSON line): call `f` once per item.
-pub fn job_json(f: &FnPtr, items: &[Vec<Value>], with_sources: bool) -> Result<Value, String> {
+/// The job a worker receives on its stdin (one JSON line): call `f` once per item, with
+/// the caller's `global::` constants.
+pub fn job_json(
+    f: &FnPtr,
+    items: &[Vec<Value>],
+    with_sources: bool,
+    globals: &Globals,
+) -> Result<Value, String> {
     let function = transfer::to_json(&Dynamic::from(f.clone()), "the function")?;
     let (version, sources) = function_sources_versioned();
     let mut job = json!({ "version": version, "function": function, "items": items });
@@ -71,6 +78,7 @@ pub fn job_json(f: &FnPtr, items: &[Vec<Value>], with_sources: bool) -> Result<V
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         job["sources"] = json!(sources);
     }
+    job["globals"] = serde_json::from_str(&globals.json).map_err(|e| e.to_string())?;
     Ok(job)
 }
 
@@ -369,8 +377,12 @@ fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &Proces
 
 static PROCESS_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Starts `f(args…)` in a new worker process.
-pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltResult>> {
+/// Starts `f(args…)` in a new worker process that sees `globals` as `global::` constants.
+pub fn spawn(
+    f: FnPtr,
+    args: Vec<Dynamic>,
+    globals: &Globals,
+) -> Result<ProcessHandle, Box<EvalAltResult>> {
     let number = PROCESS_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
     let name = if f.is_anonymous() {
         format!("Process-{number}")
@@ -378,7 +390,7 @@ pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltR
         format!("Process-{number} ({})", f.fn_name())
     };
     let job = encode_args(&args)
-        .and_then(|args| job_json(&f, &[args], true))
+        .and_then(|args| job_json(&f, &[args], true, globals))
         .map_err(|e| format!("spawn_process: {e}"))?;
     let (mut child, _busy) = start_worker(true)?;
     let pid = child.id() as i32;
@@ -457,7 +469,9 @@ const SPAWN_DOC: &str = "\
 /// `f` can be a function or closure defined in any earlier cell. Arguments and the
 /// result cross as data (numbers, strings, bools, `()`, arrays, maps); locks, values,
 /// shared arrays and other shared objects cross by reference, so the child uses the same
-/// object. Output of the child appears in the cell that started it.
+/// object. Output of the child appears in the cell that started it. `global::` constants
+/// read as they do in the caller (a constant that cannot be sent, like a `Thread`, gives
+/// an error naming it when the child reads it).
 ///
 /// ```rhai
 /// fn work(n) { n * n }
@@ -471,7 +485,9 @@ pub fn register_spawn_process(module: &mut rhai::Module) {
         "spawn_process",
         SPAWN_DOC,
         "Process",
-        |_ctx: &NativeCallContext, f, args| spawn(f, args).map(Dynamic::from),
+        |ctx: &NativeCallContext, f, args| {
+            spawn(f, args, &globals::of_context(ctx)).map(Dynamic::from)
+        },
     );
 }
 

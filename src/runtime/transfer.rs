@@ -115,9 +115,12 @@ pub fn to_json(value: &Dynamic, what: &str) -> Result<Value, String> {
             json!({ TAG: "Conn", "offset": c.outgoing.offset, "incoming": c.incoming.offset }),
         );
     }
+    // The name a script knows the type by (`Thread`, not the Rust type's path).
+    let type_name = super::threads::script_engine()
+        .map(|engine| engine.map_type_name(value.type_name()).to_string())
+        .unwrap_or_else(|_| value.type_name().to_string());
     Err(format!(
-        "{what} is a {} and cannot be sent to another process (numbers, strings, bools, (), arrays, maps, functions and shared objects such as locks and values can)",
-        value.type_name()
+        "{what} is a {type_name} and cannot be sent to another process (numbers, strings, bools, (), arrays, maps, functions and shared objects such as locks and values can)"
     ))
 }
 

@@ -1,11 +1,12 @@
 //! What every pool executor shares: chunks of work, how they end, the `Executor` trait,
 //! the pool lifecycle (closed, terminated, pending work) and `run_batch`.
 
+use super::super::globals::{self, Globals};
 use super::super::sink::OutputSink;
 use super::super::{interrupt, interrupted_error};
 use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 // ---- work items -----------------------------------------------------------------------
@@ -83,13 +84,26 @@ pub(super) struct Lifecycle {
 pub(super) struct CallContext {
     #[allow(deprecated)]
     pub(super) store: Arc<rhai::NativeCallContextStore>,
+    /// The caller's `global::` constants for process workers, encoded at most once per
+    /// call however many chunks it has.
+    globals: Arc<OnceLock<Arc<Globals>>>,
 }
 
 impl CallContext {
     pub(super) fn of(ctx: &NativeCallContext) -> Self {
         #[allow(deprecated)]
         let store = Arc::new(ctx.store_data());
-        CallContext { store }
+        CallContext {
+            store,
+            globals: Arc::default(),
+        }
+    }
+
+    #[allow(deprecated)]
+    pub(super) fn globals(&self) -> Arc<Globals> {
+        self.globals
+            .get_or_init(|| globals::of_state(&self.store.global))
+            .clone()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Process pools: long-lived worker processes, each fed by a driver thread.
 
+use super::super::globals::Globals;
 use super::super::processes::{self, relay_output, start_worker};
 use super::super::sink::OutputSink;
 use super::super::worker_process::{describe_end, WorkerProcess};
@@ -23,6 +24,8 @@ struct ProcessTask {
     name: String,
     items: Vec<Vec<Value>>,
     fold: bool,
+    /// The caller's `global::` constants.
+    globals: Arc<Globals>,
     sink: Option<Arc<dyn OutputSink>>,
     cancelled: Arc<AtomicBool>,
     reply: Box<dyn FnOnce(ChunkResult) + Send>,
@@ -36,6 +39,8 @@ struct Worker {
     busy: Arc<AtomicBool>,
     /// The function sources version this worker has compiled.
     version: Option<u64>,
+    /// The version of the `global::` constants this worker has.
+    globals: Option<u64>,
 }
 
 fn start_pool_worker() -> Result<Worker, String> {
@@ -48,6 +53,7 @@ fn start_pool_worker() -> Result<Worker, String> {
         stdout,
         busy,
         version: None,
+        globals: None,
     })
 }
 
@@ -323,8 +329,8 @@ fn dispatch(
     })
 }
 
-/// Writes a task's job line; the notebook's function sources go along when the worker
-/// has not compiled this version yet.
+/// Writes a task's job line; the notebook's function sources and the `global::` constants
+/// go along when the worker does not have this version of them yet.
 fn send_job(worker: &mut Worker, task: &ProcessTask) -> Result<(), String> {
     let (version, sources) = processes::function_sources_versioned();
     // Written out directly: the function is already JSON text, and a job per task is
@@ -340,6 +346,10 @@ fn send_job(worker: &mut Worker, task: &ProcessTask) -> Result<(), String> {
         job.push_str(",\"sources\":");
         job.push_str(&sources);
     }
+    if worker.globals != Some(task.globals.version) {
+        job.push_str(",\"globals\":");
+        job.push_str(&task.globals.json);
+    }
     job.push_str("}\n");
     worker.busy.store(true, Ordering::SeqCst);
     // One write per job: the pipe is unbuffered, and a worker woken per JSON token is slow.
@@ -347,6 +357,7 @@ fn send_job(worker: &mut Worker, task: &ProcessTask) -> Result<(), String> {
         return Err(format!("broken pool: {}", reap(worker)));
     }
     worker.version = Some(version);
+    worker.globals = Some(task.globals.version);
     Ok(())
 }
 
@@ -416,7 +427,7 @@ impl Executor for ProcessExecutor {
         self.size
     }
 
-    fn submit(&self, chunk: Chunk, _context: &CallContext) -> Result<(), String> {
+    fn submit(&self, chunk: Chunk, context: &CallContext) -> Result<(), String> {
         let function = transfer::to_json(&Dynamic::from(chunk.function.clone()), "the function")?;
         let name = function["name"].as_str().unwrap_or_default().to_string();
         let function = function.to_string();
@@ -430,6 +441,7 @@ impl Executor for ProcessExecutor {
             name,
             items: items?,
             fold: chunk.fold,
+            globals: context.globals(),
             sink: chunk.sink,
             cancelled: chunk.cancelled,
             reply: chunk.reply,
