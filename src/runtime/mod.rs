@@ -17,6 +17,7 @@ pub mod processes;
 pub mod queues;
 pub mod scaling;
 pub mod shm;
+pub mod shutdown;
 pub mod sink;
 pub mod sync;
 pub mod threads;

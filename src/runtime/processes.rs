@@ -243,6 +243,8 @@ enum Outcome {
 
 struct ProcessState {
     name: String,
+    /// A daemon process is not waited for at the end of a script.
+    daemon: bool,
     pid: i32,
     outcome: Mutex<Option<Outcome>>,
     /// 0 or 1 for a normal exit, minus the signal number when killed.
@@ -255,7 +257,31 @@ struct ProcessState {
 #[derive(Clone)]
 pub struct ProcessHandle(Arc<ProcessState>);
 
+/// The processes started by `spawn_process` that have not exited yet, oldest first: what
+/// the end of a script waits for, and what an interrupt stops.
+static UNFINISHED: Mutex<Vec<ProcessHandle>> = Mutex::new(Vec::new());
+
+/// Processes started with `spawn_process` (not pool workers) still running, oldest first.
+pub fn unfinished() -> Vec<ProcessHandle> {
+    UNFINISHED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 impl ProcessHandle {
+    /// The process's name, like `Process-1 (work)`.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub fn is_daemon(&self) -> bool {
+        self.0.daemon
+    }
+
+    /// Waits until the process has exited and its output has been passed on; `false`
+    /// when interrupted first.
+    pub fn wait_exited(&self) -> bool {
+        self.wait().is_some()
+    }
+
     fn exit_code(&self) -> Option<i64> {
         *self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -370,7 +396,11 @@ fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &Proces
 static PROCESS_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Starts `f(args…)` in a new worker process.
-pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltResult>> {
+pub fn spawn(
+    f: FnPtr,
+    args: Vec<Dynamic>,
+    daemon: bool,
+) -> Result<ProcessHandle, Box<EvalAltResult>> {
     let number = PROCESS_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
     let name = if f.is_anonymous() {
         format!("Process-{number}")
@@ -392,6 +422,7 @@ pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltR
         .ok_or("spawn_process: no pipe from the worker")?;
     let state = Arc::new(ProcessState {
         name,
+        daemon,
         pid,
         outcome: Mutex::new(None),
         exit_code: Mutex::new(None),
@@ -399,6 +430,11 @@ pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltR
         finished: Condvar::new(),
     });
     let sink = sink::current();
+    // Registered before the reader thread can see the process end and unregister it.
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(ProcessHandle(state.clone()));
     let reader_state = state.clone();
     let started = std::time::Instant::now();
     let label = if f.is_anonymous() {
@@ -406,14 +442,17 @@ pub fn spawn(f: FnPtr, args: Vec<Dynamic>) -> Result<ProcessHandle, Box<EvalAltR
     } else {
         f.fn_name().to_string()
     };
-    std::thread::Builder::new()
+    let reader = std::thread::Builder::new()
         .name(format!("process-{pid}"))
         .spawn(move || {
             follow_child(child, BufReader::new(stdout), sink, &reader_state, || {
                 super::timeline::record(reader_state.name.clone(), label, "process", started)
             })
-        })
-        .map_err(|e| format!("spawn_process: {e}"))?;
+        });
+    if let Err(e) = reader {
+        forget_process(&state);
+        return Err(format!("spawn_process: {e}").into());
+    }
     // A worker that dies before reading its job makes this write fail; the reader
     // thread then reports how it ended.
     let _ = stdin.write_all(format!("{job}\n").as_bytes());
@@ -449,6 +488,14 @@ fn follow_child(
     on_exit();
     *state.exit_code.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
     state.finished.notify_all();
+    forget_process(state);
+}
+
+fn forget_process(state: &ProcessState) {
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| !std::ptr::eq(Arc::as_ptr(&p.0), state));
 }
 
 const SPAWN_DOC: &str = "\
@@ -457,12 +504,25 @@ const SPAWN_DOC: &str = "\
 /// `f` can be a function or closure defined in any earlier cell. Arguments and the
 /// result cross as data (numbers, strings, bools, `()`, arrays, maps); locks, values,
 /// shared arrays and other shared objects cross by reference, so the child uses the same
-/// object. Output of the child appears in the cell that started it.
+/// object. Output of the child appears in the cell that started it. At the end of a
+/// script run with `rhai-kernel run`, processes not joined yet are waited for (see
+/// `spawn_daemon_process`).
 ///
 /// ```rhai
 /// fn work(n) { n * n }
 /// let p = spawn_process(work, 7);
 /// p.join()   // 49
+/// ```";
+
+const SPAWN_DAEMON_DOC: &str = "\
+/// Starts `f(args…)` in a new OS process, like `spawn_process`, as a *daemon*: the end of
+/// a script does not wait for it (Python's `Process(daemon=True)`); it is killed when the
+/// script's main code and its other threads and processes are done. `join()`,
+/// `terminate()` and the rest work as for any process.
+///
+/// ```rhai
+/// let server = spawn_daemon_process(|| { loop { sleep(1.0); } });
+/// server.daemon   // true
 /// ```";
 
 pub fn register_spawn_process(module: &mut rhai::Module) {
@@ -471,7 +531,14 @@ pub fn register_spawn_process(module: &mut rhai::Module) {
         "spawn_process",
         SPAWN_DOC,
         "Process",
-        |_ctx: &NativeCallContext, f, args| spawn(f, args).map(Dynamic::from),
+        |_ctx: &NativeCallContext, f, args| spawn(f, args, false).map(Dynamic::from),
+    );
+    super::threads::register_spawner(
+        module,
+        "spawn_daemon_process",
+        SPAWN_DAEMON_DOC,
+        "Process",
+        |_ctx: &NativeCallContext, f, args| spawn(f, args, true).map(Dynamic::from),
     );
 }
 
@@ -512,6 +579,13 @@ pub mod process_api {
     #[rhai_fn(get = "name", pure)]
     pub fn name(process: &mut ProcessHandle) -> String {
         process.0.name.clone()
+    }
+
+    /// `true` for a process started with `spawn_daemon_process`: the end of a script does
+    /// not wait for it.
+    #[rhai_fn(get = "daemon", pure)]
+    pub fn daemon(process: &mut ProcessHandle) -> bool {
+        process.0.daemon
     }
 
     /// `()` while running; then 0 (returned normally), 1 (threw an error), the code given
