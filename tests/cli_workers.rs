@@ -1,7 +1,7 @@
-//! Threads and processes under `rhai-kernel run`, through the real binary: the end of a
-//! script waits for work that is not a daemon, daemons are not waited for, and Ctrl-C
-//! says what it stopped. Every script runs in a process group of its own, which must be
-//! empty after it exits.
+//! Threads, processes and pool tasks under `rhai-kernel run`, through the real binary: an
+//! error nobody joins is printed when it happens, the end of a script waits for work that
+//! is not a daemon, daemons are not waited for, and Ctrl-C says what it stopped. Every
+//! script runs in a process group of its own, which must be empty after it exits.
 
 mod kernel_support;
 
@@ -15,6 +15,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_rhai-kernel");
 
 /// How long a script may take (debug builds on a loaded machine are slow).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A function that throws on its second line, shared by the scripts below.
+const FAILS: &str = "fn fails(x) {\n    throw `bad ${x}`;\n}\n";
 
 /// A script started in its own process group, with its output piped.
 struct Script {
@@ -110,6 +113,102 @@ fn assert_group_ends(group: u32) {
 /// Runs a script to its end: exit status, stdout, stderr.
 fn run(code: &str) -> (ExitStatus, String, String) {
     Script::start(code).finish(String::new())
+}
+
+#[test]
+fn an_error_of_a_thread_is_printed_when_it_happens_and_join_still_throws_it() {
+    let code = format!(
+        "{FAILS}let t = spawn_thread(fails, 1);
+while t.is_alive {{ sleep(0.01); }}
+eprint(\"the thread has ended\");
+let message = \"\";
+try {{ t.join(); }} catch (e) {{ message = e; }}
+print(`join: ${{message}}`);
+spawn_thread(fails, 2);
+"
+    );
+    let (status, stdout, stderr) = run(&code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr,
+        "Exception in thread Thread-1 (fails): bad 1 (line 2, column 5)\n\
+         the thread has ended\n\
+         Exception in thread Thread-2 (fails): bad 2 (line 2, column 5)\n"
+    );
+    assert_eq!(
+        stdout,
+        "join: thread 'Thread-1 (fails)' failed: bad 1 (line 2, column 5)\n"
+    );
+}
+
+#[test]
+fn an_error_of_a_process_is_printed_when_it_happens_and_join_still_throws_it() {
+    let code = format!(
+        "{FAILS}let p = spawn_process(fails, 1);
+while p.is_alive {{ sleep(0.01); }}
+eprint(\"the process has ended\");
+let message = \"\";
+try {{ p.join(); }} catch (e) {{ message = e; }}
+print(`join: ${{message}}`);
+spawn_process(fails, 2);
+"
+    );
+    let (status, stdout, stderr) = run(&code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr,
+        "Exception in process Process-1 (fails): bad 1 (line 2, column 5)\n\
+         the process has ended\n\
+         Exception in process Process-2 (fails): bad 2 (line 2, column 5)\n"
+    );
+    assert_eq!(
+        stdout,
+        "join: process 'Process-1 (fails)' failed: bad 1 (line 2, column 5)\n"
+    );
+}
+
+/// A submitted task's error that nobody waits for is printed as it happens and still
+/// thrown by `result()`; `map` throws a task's error instead of printing it.
+#[test]
+fn an_error_of_a_pool_task_nobody_waits_for_is_printed_once() {
+    let code = format!(
+        "{FAILS}let p = pool(1);
+print(p.pids[0]);
+let f = p.submit(fails, 3);
+p.join();
+eprint(\"the pool is done\");
+try {{ f.result(); }} catch (e) {{ print(`result: ${{e}}`); }}
+let tp = thread_pool(1);
+let g = tp.submit(fails, 4);
+tp.join();
+eprint(\"the thread pool is done\");
+try {{ g.result(); }} catch (e) {{ print(`result: ${{e}}`); }}
+try {{ pool(1).map(fails, [5]); }} catch (e) {{ print(`map: ${{e}}`); }}
+try {{ thread_pool(1).map(fails, [6]); }} catch (e) {{ print(`map: ${{e}}`); }}
+"
+    );
+    let (status, stdout, stderr) = run(&code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let pid = stdout.lines().next().unwrap();
+    assert_eq!(
+        stderr,
+        format!(
+            "Exception in pool task (fails) on pool worker {pid}: bad 3 (line 2, column 5)\n\
+             the pool is done\n\
+             Exception in pool task (fails) on pool-thread-1: bad 4 (line 2, column 5)\n\
+             the thread pool is done\n"
+        )
+    );
+    let rest: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(
+        rest,
+        [
+            "result: the task failed: bad 3 (line 2, column 5)",
+            "result: the task failed: bad 4 (line 2, column 5)",
+            "map: task 0 failed: bad 5 (line 2, column 5)",
+            "map: task 0 failed: bad 6 (line 2, column 5)",
+        ]
+    );
 }
 
 /// The Python documentation's Lock example: ten processes that nobody joins.

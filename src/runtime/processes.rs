@@ -7,7 +7,7 @@
 //! it.
 
 use super::sink::{self, MimeBundle, OutputSink, Stream};
-use super::threads::describe_error;
+use super::threads::{describe_error, report_uncaught};
 use super::worker_process::WorkerProcess;
 use super::{fork_server, interrupt, interrupted_error, shm, transfer};
 use rhai::plugin::*;
@@ -380,12 +380,10 @@ fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &Proces
             let outcome = if event["interrupted"] == true {
                 Outcome::Interrupted
             } else {
-                Outcome::Error(
-                    event["message"]
-                        .as_str()
-                        .unwrap_or("unknown error")
-                        .to_string(),
-                )
+                let message = event["message"].as_str().unwrap_or("unknown error");
+                // At once, like the traceback a Python child prints: nobody may join it.
+                report_uncaught(sink, &format!("process {}", state.name), message);
+                Outcome::Error(message.to_string())
             };
             *state.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         }
@@ -504,9 +502,10 @@ const SPAWN_DOC: &str = "\
 /// `f` can be a function or closure defined in any earlier cell. Arguments and the
 /// result cross as data (numbers, strings, bools, `()`, arrays, maps); locks, values,
 /// shared arrays and other shared objects cross by reference, so the child uses the same
-/// object. Output of the child appears in the cell that started it. At the end of a
-/// script run with `rhai-kernel run`, processes not joined yet are waited for (see
-/// `spawn_daemon_process`).
+/// object. Output of the child appears in the cell that started it; an error its function
+/// throws is printed on stderr at once (`Exception in process …`) and thrown by `join()`.
+/// At the end of a script run with `rhai-kernel run`, processes not joined yet are waited
+/// for (see `spawn_daemon_process`).
 ///
 /// ```rhai
 /// fn work(n) { n * n }
@@ -551,8 +550,9 @@ pub mod process_api {
 
     /// Waits for the process to finish and returns what its function returned.
     ///
-    /// If the function threw, `join()` throws an error with the process's name, the
-    /// original message and its position; if the process was killed, the error says so.
+    /// If the function threw (printed on stderr when it happened), `join()` throws an
+    /// error with the process's name, the original message and its position; if the
+    /// process was killed, the error says so.
     /// Interruptible (an interrupt also stops the child).
     #[rhai_fn(return_raw, pure)]
     pub fn join(process: &mut ProcessHandle) -> Result<Dynamic, Box<EvalAltResult>> {

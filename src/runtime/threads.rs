@@ -273,14 +273,15 @@ pub fn spawn(
             let ctx = store.create_context(&engine);
             f.call_within_context::<Dynamic>(&ctx, args)
         };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sink {
-            Some(sink) => sink::with_sink(sink, run),
-            None => run(),
-        }));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sink.clone() {
+                Some(sink) => sink::with_sink(sink, run),
+                None => run(),
+            }));
         super::gil::leave();
         super::timeline::record(thread_handle.0.name.clone(), label, "thread", started);
         set_label(tid as i32, None);
-        thread_handle.finish(match outcome {
+        let outcome = match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) if matches!(*err, EvalAltResult::ErrorTerminated(..)) => {
                 Err(Failure::Interrupted)
@@ -289,7 +290,17 @@ pub fn spawn(
             Err(_) => Err(Failure::Error(
                 "the thread panicked in a native function".into(),
             )),
-        });
+        };
+        // Reported now, as Python does, because nobody may ever join this thread; before
+        // `finish`, so that whoever waits for the thread sees the report first.
+        if let Err(Failure::Error(message)) = &outcome {
+            report_uncaught(
+                sink.as_ref(),
+                &format!("thread {}", thread_handle.0.name),
+                message,
+            );
+        }
+        thread_handle.finish(outcome);
     };
     UNFINISHED
         .lock()
@@ -300,6 +311,16 @@ pub fn spawn(
         return Err(format!("spawn_thread: cannot start a thread: {e}").into());
     }
     Ok(handle)
+}
+
+/// Writes the report of an error nobody has caught yet, like Python's "Exception in
+/// thread …", on the stderr of the cell (or script) that started the worker.
+pub fn report_uncaught(sink: Option<&Arc<dyn OutputSink>>, worker: &str, message: &str) {
+    let text = format!("Exception in {worker}: {message}\n");
+    match sink {
+        Some(sink) => sink.write(sink::Stream::Stderr, &text),
+        None => sink::write(sink::Stream::Stderr, &text),
+    }
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -370,7 +391,8 @@ const SPAWN_DOC: &str = "\
 ///
 /// `f` is a function pointer: a function's bare name (also from an earlier cell),
 /// `Fn(\"name\")`, or a closure. `print` output of the thread appears in the cell that
-/// started it. Get the result with `join()`. At the end of a script run with
+/// started it. Get the result with `join()`; an error the function throws is also
+/// printed on stderr at once (`Exception in thread …`). At the end of a script run with
 /// `rhai-kernel run`, threads not joined yet are waited for (see `spawn_daemon_thread`).
 ///
 /// ```rhai
@@ -459,9 +481,10 @@ pub mod thread_api {
 
     /// Waits for the thread to finish and returns what its function returned.
     ///
-    /// If the function threw an error, `join()` throws an error naming the thread and
-    /// carrying the original message; if an interrupt stopped the thread, it throws an
-    /// error saying so. Joining again returns the same result. Interruptible.
+    /// If the function threw an error (already printed on stderr when it happened),
+    /// `join()` throws an error naming the thread and carrying the original message; if
+    /// an interrupt stopped the thread, it throws an error saying so. Joining again
+    /// returns the same result. Interruptible.
     #[rhai_fn(return_raw, pure)]
     pub fn join(thread: &mut ThreadHandle) -> Result<Dynamic, Box<EvalAltResult>> {
         let thread = thread.clone();
