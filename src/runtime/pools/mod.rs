@@ -397,19 +397,20 @@ impl Pool {
                 };
                 let mut slot = done_state.outcome.lock().unwrap_or_else(|e| e.into_inner());
                 *slot = Some(outcome);
-                let waited_for = done_state.waiting.load(Ordering::SeqCst) > 0;
+                // A `result()` already waiting throws the error now; otherwise nobody may
+                // ever ask, so it is reported as it happens, before a later `result()`
+                // (which waits for this lock) throws it too.
+                if done_state.waiting.load(Ordering::SeqCst) == 0 {
+                    if let Some((worker, message)) = uncaught {
+                        super::threads::report_uncaught(
+                            report_sink.as_ref(),
+                            &format!("pool task ({label}) on {worker}"),
+                            &message,
+                        );
+                    }
+                }
                 drop(slot);
                 done_state.done.notify_all();
-                // A `result()` already waiting throws the error now; otherwise nobody may
-                // ever ask, so it is reported as it happens (a later `result()` still
-                // throws it).
-                if let (Some((worker, message)), false) = (uncaught, waited_for) {
-                    super::threads::report_uncaught(
-                        report_sink.as_ref(),
-                        &format!("pool task ({label}) on {worker}"),
-                        &message,
-                    );
-                }
             }),
         };
         self.executor.submit(chunk, &CallContext::of(ctx))?;
