@@ -4,11 +4,11 @@
 use crate::interpreter::engine::SCRIPT_STACK_SIZE;
 use crate::interpreter::errors::render_for_terminal;
 use crate::interpreter::RhaiSession;
-use crate::runtime::interrupt;
 use crate::runtime::sink::{self, InputError, MimeBundle, OutputSink, Stream};
+use crate::runtime::{interrupt, processes, shutdown};
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Exit status of a script stopped by Ctrl-C (128 + SIGINT), as shells report it.
@@ -57,6 +57,19 @@ impl OutputSink for TerminalSink {
     }
 }
 
+/// The names of the threads and processes running when the first Ctrl-C arrived: the
+/// interrupt stops them, and the way out says so, once.
+static STOPPED: Mutex<Option<(Vec<String>, Vec<String>)>> = Mutex::new(None);
+
+fn report_stopped() {
+    let stopped = STOPPED.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some((threads, processes)) = stopped {
+        if let Some(line) = shutdown::describe_stopped(&threads, &processes) {
+            eprintln!("{line}");
+        }
+    }
+}
+
 /// First Ctrl-C interrupts the script (which then exits with 130); if it has not stopped
 /// two seconds later, or on a second Ctrl-C, the process exits at once.
 fn handle_ctrl_c() {
@@ -68,12 +81,16 @@ fn handle_ctrl_c() {
         .spawn(move || {
             for _ in signals.forever() {
                 if interrupt::is_requested() {
+                    report_stopped();
                     std::process::exit(EXIT_INTERRUPTED);
                 }
+                // Before the interrupt, which makes them finish.
+                *STOPPED.lock().unwrap_or_else(|e| e.into_inner()) = Some(shutdown::running());
                 interrupt::request();
                 std::thread::spawn(|| {
                     std::thread::sleep(Duration::from_secs(2));
                     let _ = std::io::stdout().flush();
+                    report_stopped();
                     std::process::exit(EXIT_INTERRUPTED);
                 });
             }
@@ -97,20 +114,30 @@ pub fn run_file(path: &Path, args: Vec<String>) -> i32 {
     };
     handle_ctrl_c();
     let source_name = path.display().to_string();
+    let script_name = source_name.clone();
     let worker = std::thread::Builder::new()
         .name("script".into())
         .stack_size(SCRIPT_STACK_SIZE)
-        .spawn(move || run_source(&code, &source_name, args));
-    let code = match worker.map(|w| w.join()) {
+        .spawn(move || run_source(&code, &script_name, args));
+    let mut code = match worker.map(|w| w.join()) {
         Ok(Ok(code)) => code,
         _ => {
             eprintln!("rhai-kernel: the script thread crashed");
             1
         }
     };
-    // Reaped here rather than left to die with this process (its workers die with it,
-    // as they would with this process).
-    crate::runtime::fork_server::stop();
+    // As Python does, even after an error: the threads and processes nobody joined (but
+    // not daemons) finish their work before the program ends.
+    if code != EXIT_INTERRUPTED && !shutdown::wait_for_non_daemons() {
+        eprintln!("{source_name}: interrupted");
+        code = EXIT_INTERRUPTED;
+    }
+    if code == EXIT_INTERRUPTED {
+        report_stopped();
+    }
+    // Daemon processes (and the fork server) are stopped here rather than left to die
+    // with this process.
+    processes::kill_all();
     code
 }
 

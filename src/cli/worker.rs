@@ -38,6 +38,9 @@ pub(crate) fn serve_jobs(runtime: WorkerRuntime) -> i32 {
                 worker_sink.send(&json!({ "t": "err", "message": "the worker crashed" }));
                 1
             });
+            // Like a Python child process, and like a script: threads and processes its
+            // jobs started and nobody joined finish first (daemons do not).
+            crate::runtime::shutdown::wait_for_non_daemons();
             // Every event is already written and flushed. Ending here skips freeing the
             // engine piece by piece (pages shared with the fork server would be copied
             // first) and stops the thread that waits for signals.

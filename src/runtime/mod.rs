@@ -19,6 +19,7 @@ pub mod queues;
 pub mod ring;
 pub mod scaling;
 pub mod shm;
+pub mod shutdown;
 pub mod sink;
 pub mod sync;
 pub mod threads;

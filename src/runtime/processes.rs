@@ -8,7 +8,7 @@
 
 use super::globals::{self, Globals};
 use super::sink::{self, MimeBundle, OutputSink, Stream};
-use super::threads::describe_error;
+use super::threads::{describe_error, report_uncaught};
 use super::worker_process::WorkerProcess;
 use super::{fork_server, interrupt, interrupted_error, shm, transfer};
 use rhai::plugin::*;
@@ -251,6 +251,8 @@ enum Outcome {
 
 struct ProcessState {
     name: String,
+    /// A daemon process is not waited for at the end of a script.
+    daemon: bool,
     pid: i32,
     outcome: Mutex<Option<Outcome>>,
     /// 0 or 1 for a normal exit, minus the signal number when killed.
@@ -263,7 +265,31 @@ struct ProcessState {
 #[derive(Clone)]
 pub struct ProcessHandle(Arc<ProcessState>);
 
+/// The processes started by `spawn_process` that have not exited yet, oldest first: what
+/// the end of a script waits for, and what an interrupt stops.
+static UNFINISHED: Mutex<Vec<ProcessHandle>> = Mutex::new(Vec::new());
+
+/// Processes started with `spawn_process` (not pool workers) still running, oldest first.
+pub fn unfinished() -> Vec<ProcessHandle> {
+    UNFINISHED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 impl ProcessHandle {
+    /// The process's name, like `Process-1 (work)`.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub fn is_daemon(&self) -> bool {
+        self.0.daemon
+    }
+
+    /// Waits until the process has exited and its output has been passed on; `false`
+    /// when interrupted first.
+    pub fn wait_exited(&self) -> bool {
+        self.wait().is_some()
+    }
+
     fn exit_code(&self) -> Option<i64> {
         *self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -362,12 +388,10 @@ fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &Proces
             let outcome = if event["interrupted"] == true {
                 Outcome::Interrupted
             } else {
-                Outcome::Error(
-                    event["message"]
-                        .as_str()
-                        .unwrap_or("unknown error")
-                        .to_string(),
-                )
+                let message = event["message"].as_str().unwrap_or("unknown error");
+                // At once, like the traceback a Python child prints: nobody may join it.
+                report_uncaught(sink, &format!("process {}", state.name), message);
+                Outcome::Error(message.to_string())
             };
             *state.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         }
@@ -377,11 +401,13 @@ fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &Proces
 
 static PROCESS_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Starts `f(args…)` in a new worker process that sees `globals` as `global::` constants.
+/// Starts `f(args…)` in a new worker process that sees `globals` as `global::` constants;
+/// a daemon is not waited for at the end of a script.
 pub fn spawn(
     f: FnPtr,
     args: Vec<Dynamic>,
     globals: &Globals,
+    daemon: bool,
 ) -> Result<ProcessHandle, Box<EvalAltResult>> {
     let number = PROCESS_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
     let name = if f.is_anonymous() {
@@ -404,6 +430,7 @@ pub fn spawn(
         .ok_or("spawn_process: no pipe from the worker")?;
     let state = Arc::new(ProcessState {
         name,
+        daemon,
         pid,
         outcome: Mutex::new(None),
         exit_code: Mutex::new(None),
@@ -411,6 +438,11 @@ pub fn spawn(
         finished: Condvar::new(),
     });
     let sink = sink::current();
+    // Registered before the reader thread can see the process end and unregister it.
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(ProcessHandle(state.clone()));
     let reader_state = state.clone();
     let started = std::time::Instant::now();
     let label = if f.is_anonymous() {
@@ -418,14 +450,17 @@ pub fn spawn(
     } else {
         f.fn_name().to_string()
     };
-    std::thread::Builder::new()
+    let reader = std::thread::Builder::new()
         .name(format!("process-{pid}"))
         .spawn(move || {
             follow_child(child, BufReader::new(stdout), sink, &reader_state, || {
                 super::timeline::record(reader_state.name.clone(), label, "process", started)
             })
-        })
-        .map_err(|e| format!("spawn_process: {e}"))?;
+        });
+    if let Err(e) = reader {
+        forget_process(&state);
+        return Err(format!("spawn_process: {e}").into());
+    }
     // A worker that dies before reading its job makes this write fail; the reader
     // thread then reports how it ended.
     let _ = stdin.write_all(format!("{job}\n").as_bytes());
@@ -461,6 +496,14 @@ fn follow_child(
     on_exit();
     *state.exit_code.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
     state.finished.notify_all();
+    forget_process(state);
+}
+
+fn forget_process(state: &ProcessState) {
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| !std::ptr::eq(Arc::as_ptr(&p.0), state));
 }
 
 const SPAWN_DOC: &str = "\
@@ -469,14 +512,28 @@ const SPAWN_DOC: &str = "\
 /// `f` can be a function or closure defined in any earlier cell. Arguments and the
 /// result cross as data (numbers, strings, bools, `()`, arrays, maps); locks, values,
 /// shared arrays and other shared objects cross by reference, so the child uses the same
-/// object. Output of the child appears in the cell that started it. `global::` constants
-/// read as they do in the caller (a constant that cannot be sent, like a `Thread`, gives
-/// an error naming it when the child reads it).
+/// object. Output of the child appears in the cell that started it; an error its function
+/// throws is printed on stderr at once (`Exception in process …`) and thrown by `join()`.
+/// `global::` constants read as they do in the caller (a constant that cannot be sent,
+/// like a `Thread`, gives an error naming it when the child reads it). At the end of a
+/// script run with `rhai-kernel run`, processes not joined yet are waited for (see
+/// `spawn_daemon_process`).
 ///
 /// ```rhai
 /// fn work(n) { n * n }
 /// let p = spawn_process(work, 7);
 /// p.join()   // 49
+/// ```";
+
+const SPAWN_DAEMON_DOC: &str = "\
+/// Starts `f(args…)` in a new OS process, like `spawn_process`, as a *daemon*: the end of
+/// a script does not wait for it (Python's `Process(daemon=True)`); it is killed when the
+/// script's main code and its other threads and processes are done. `join()`,
+/// `terminate()` and the rest work as for any process.
+///
+/// ```rhai
+/// let server = spawn_daemon_process(|| { loop { sleep(1.0); } });
+/// server.daemon   // true
 /// ```";
 
 pub fn register_spawn_process(module: &mut rhai::Module) {
@@ -486,7 +543,16 @@ pub fn register_spawn_process(module: &mut rhai::Module) {
         SPAWN_DOC,
         "Process",
         |ctx: &NativeCallContext, f, args| {
-            spawn(f, args, &globals::of_context(ctx)).map(Dynamic::from)
+            spawn(f, args, &globals::of_context(ctx), false).map(Dynamic::from)
+        },
+    );
+    super::threads::register_spawner(
+        module,
+        "spawn_daemon_process",
+        SPAWN_DAEMON_DOC,
+        "Process",
+        |ctx: &NativeCallContext, f, args| {
+            spawn(f, args, &globals::of_context(ctx), true).map(Dynamic::from)
         },
     );
 }
@@ -500,8 +566,9 @@ pub mod process_api {
 
     /// Waits for the process to finish and returns what its function returned.
     ///
-    /// If the function threw, `join()` throws an error with the process's name, the
-    /// original message and its position; if the process was killed, the error says so.
+    /// If the function threw (printed on stderr when it happened), `join()` throws an
+    /// error with the process's name, the original message and its position; if the
+    /// process was killed, the error says so.
     /// Interruptible (an interrupt also stops the child).
     #[rhai_fn(return_raw, pure)]
     pub fn join(process: &mut ProcessHandle) -> Result<Dynamic, Box<EvalAltResult>> {
@@ -528,6 +595,13 @@ pub mod process_api {
     #[rhai_fn(get = "name", pure)]
     pub fn name(process: &mut ProcessHandle) -> String {
         process.0.name.clone()
+    }
+
+    /// `true` for a process started with `spawn_daemon_process`: the end of a script does
+    /// not wait for it.
+    #[rhai_fn(get = "daemon", pure)]
+    pub fn daemon(process: &mut ProcessHandle) -> bool {
+        process.0.daemon
     }
 
     /// `()` while running; then 0 (returned normally), 1 (threw an error), the code given

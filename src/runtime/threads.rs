@@ -35,6 +35,8 @@ pub fn script_engine() -> Result<Arc<Engine>, Box<EvalAltResult>> {
 #[derive(Clone)]
 struct CurrentThread {
     name: String,
+    /// Threads it starts are daemons too, as in Python.
+    daemon: bool,
 }
 
 thread_local! {
@@ -74,6 +76,8 @@ fn os_thread_id() -> i64 {
 
 struct ThreadState {
     name: String,
+    /// A daemon thread is not waited for at the end of a script.
+    daemon: bool,
     os_id: AtomicI64,
     /// `None` while running; then the return value or how the thread failed.
     outcome: Mutex<Option<Result<Dynamic, Failure>>>,
@@ -126,7 +130,34 @@ impl ThreadHandle {
     fn finish(&self, outcome: Result<Dynamic, Failure>) {
         *self.0.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         self.0.finished.notify_all();
+        UNFINISHED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|t| !Arc::ptr_eq(&t.0, &self.0));
     }
+
+    /// The thread's name, like `Thread-1 (work)`.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub fn is_daemon(&self) -> bool {
+        self.0.daemon
+    }
+
+    /// Waits until the thread has finished; `false` when interrupted first.
+    pub fn wait_finished(&self) -> bool {
+        self.wait().is_some()
+    }
+}
+
+/// The script threads of this process that have not finished yet, oldest first: what the
+/// end of a script waits for, and what an interrupt stops.
+static UNFINISHED: Mutex<Vec<ThreadHandle>> = Mutex::new(Vec::new());
+
+/// Script threads started by this process that are still running, oldest first.
+pub fn unfinished() -> Vec<ThreadHandle> {
+    UNFINISHED.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Handles to runtime objects are shared by reference between threads; inside a closure's
@@ -170,12 +201,15 @@ pub fn describe_error(err: &EvalAltResult) -> String {
     }
 }
 
-/// Starts `f(args…)` on a new OS thread carrying the caller's output sink.
+/// Starts `f(args…)` on a new OS thread carrying the caller's output sink. A thread
+/// started by a daemon thread is a daemon too (Python's rule).
 pub fn spawn(
     ctx: &NativeCallContext,
     f: FnPtr,
     args: Vec<Dynamic>,
+    daemon: bool,
 ) -> Result<ThreadHandle, Box<EvalAltResult>> {
+    let daemon = daemon || CURRENT.with(|c| c.borrow().as_ref().is_some_and(|t| t.daemon));
     let engine = script_engine()?;
     let number = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
     let name = if f.is_anonymous() {
@@ -204,6 +238,7 @@ pub fn spawn(
     let sink: Option<Arc<dyn OutputSink>> = sink::current();
     let handle = ThreadHandle(Arc::new(ThreadState {
         name: name.clone(),
+        daemon,
         os_id: AtomicI64::new(0),
         outcome: Mutex::new(None),
         finished: Condvar::new(),
@@ -216,6 +251,7 @@ pub fn spawn(
         CURRENT.with(|c| {
             *c.borrow_mut() = Some(CurrentThread {
                 name: thread_handle.0.name.clone(),
+                daemon: thread_handle.0.daemon,
             })
         });
         // This OS thread may run other script threads later.
@@ -237,14 +273,15 @@ pub fn spawn(
             let ctx = store.create_context(&engine);
             f.call_within_context::<Dynamic>(&ctx, args)
         };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sink {
-            Some(sink) => sink::with_sink(sink, run),
-            None => run(),
-        }));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sink.clone() {
+                Some(sink) => sink::with_sink(sink, run),
+                None => run(),
+            }));
         super::gil::leave();
         super::timeline::record(thread_handle.0.name.clone(), label, "thread", started);
         set_label(tid as i32, None);
-        thread_handle.finish(match outcome {
+        let outcome = match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) if matches!(*err, EvalAltResult::ErrorTerminated(..)) => {
                 Err(Failure::Interrupted)
@@ -253,11 +290,37 @@ pub fn spawn(
             Err(_) => Err(Failure::Error(
                 "the thread panicked in a native function".into(),
             )),
-        });
+        };
+        // Reported now, as Python does, because nobody may ever join this thread; before
+        // `finish`, so that whoever waits for the thread sees the report first.
+        if let Err(Failure::Error(message)) = &outcome {
+            report_uncaught(
+                sink.as_ref(),
+                &format!("thread {}", thread_handle.0.name),
+                message,
+            );
+        }
+        thread_handle.finish(outcome);
     };
-    run_on_script_thread(Box::new(body))
-        .map_err(|e| format!("spawn_thread: cannot start a thread: {e}"))?;
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(handle.clone());
+    if let Err(e) = run_on_script_thread(Box::new(body)) {
+        handle.finish(Err(Failure::Error("it could not be started".into())));
+        return Err(format!("spawn_thread: cannot start a thread: {e}").into());
+    }
     Ok(handle)
+}
+
+/// Writes the report of an error nobody has caught yet, like Python's "Exception in
+/// thread …", on the stderr of the cell (or script) that started the worker.
+pub fn report_uncaught(sink: Option<&Arc<dyn OutputSink>>, worker: &str, message: &str) {
+    let text = format!("Exception in {worker}: {message}\n");
+    match sink {
+        Some(sink) => sink.write(sink::Stream::Stderr, &text),
+        None => sink::write(sink::Stream::Stderr, &text),
+    }
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -328,7 +391,9 @@ const SPAWN_DOC: &str = "\
 ///
 /// `f` is a function pointer: a function's bare name (also from an earlier cell),
 /// `Fn(\"name\")`, or a closure. `print` output of the thread appears in the cell that
-/// started it. Get the result with `join()`.
+/// started it. Get the result with `join()`; an error the function throws is also
+/// printed on stderr at once (`Exception in thread …`). At the end of a script run with
+/// `rhai-kernel run`, threads not joined yet are waited for (see `spawn_daemon_thread`).
 ///
 /// ```rhai
 /// fn work(n) { sleep(0.1); n * n }
@@ -336,14 +401,33 @@ const SPAWN_DOC: &str = "\
 /// t.join()   // 49
 /// ```";
 
-/// Registers `spawn_thread(f)`, `spawn_thread(f, a)`, … up to [`MAX_THREAD_ARGS`] arguments.
+const SPAWN_DAEMON_DOC: &str = "\
+/// Starts `f(args…)` on a new OS thread, like `spawn_thread`, as a *daemon*: the end of
+/// a script does not wait for it (Python's `Thread(daemon=True)`); it is stopped when the
+/// script's main code and its other threads and processes are done. Threads it starts are
+/// daemons too. `join()` works as for any thread.
+///
+/// ```rhai
+/// let ticker = spawn_daemon_thread(|| { loop { sleep(1.0); print(\"tick\"); } });
+/// ticker.daemon   // true
+/// ```";
+
+/// Registers `spawn_thread(f)`, `spawn_thread(f, a)`, … up to [`MAX_THREAD_ARGS`] arguments,
+/// and the same for `spawn_daemon_thread`.
 pub fn register_spawn_thread(module: &mut Module) {
     register_spawner(
         module,
         "spawn_thread",
         SPAWN_DOC,
         "Thread",
-        |ctx, f, args| spawn(ctx, f, args).map(Dynamic::from),
+        |ctx, f, args| spawn(ctx, f, args, false).map(Dynamic::from),
+    );
+    register_spawner(
+        module,
+        "spawn_daemon_thread",
+        SPAWN_DAEMON_DOC,
+        "Thread",
+        |ctx, f, args| spawn(ctx, f, args, true).map(Dynamic::from),
     );
 }
 
@@ -397,9 +481,10 @@ pub mod thread_api {
 
     /// Waits for the thread to finish and returns what its function returned.
     ///
-    /// If the function threw an error, `join()` throws an error naming the thread and
-    /// carrying the original message; if an interrupt stopped the thread, it throws an
-    /// error saying so. Joining again returns the same result. Interruptible.
+    /// If the function threw an error (already printed on stderr when it happened),
+    /// `join()` throws an error naming the thread and carrying the original message; if
+    /// an interrupt stopped the thread, it throws an error saying so. Joining again
+    /// returns the same result. Interruptible.
     #[rhai_fn(return_raw, pure)]
     pub fn join(thread: &mut ThreadHandle) -> Result<Dynamic, Box<EvalAltResult>> {
         let thread = thread.clone();
@@ -426,6 +511,13 @@ pub mod thread_api {
     #[rhai_fn(get = "name", pure)]
     pub fn name(thread: &mut ThreadHandle) -> String {
         thread.0.name.clone()
+    }
+
+    /// `true` for a thread started with `spawn_daemon_thread` (or by a daemon thread): the
+    /// end of a script does not wait for it.
+    #[rhai_fn(get = "daemon", pure)]
+    pub fn daemon(thread: &mut ThreadHandle) -> bool {
+        thread.0.daemon
     }
 
     /// The operating system's id of the thread (as `thread_id()` returns inside it).

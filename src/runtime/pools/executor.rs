@@ -28,6 +28,8 @@ pub(super) enum ChunkResult {
     Failed {
         index: usize,
         message: String,
+        /// Where it ran, for the report of an error nobody waits for.
+        worker: String,
     },
     /// The worker died or the pool was terminated.
     Broken(String),

@@ -9,7 +9,7 @@ use crossbeam_channel::RecvTimeoutError;
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ mod process_executor;
 mod thread_executor;
 
 pub use executor::run_batch;
-use executor::{CallContext, Chunk, ChunkResult, Executor, Lifecycle};
+use executor::{task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle};
 use process_executor::ProcessExecutor;
 use thread_executor::ThreadExecutor;
 
@@ -35,6 +35,9 @@ pub struct Future(Arc<FutureState>);
 
 struct FutureState {
     outcome: Mutex<Option<Result<Dynamic, String>>>,
+    /// How many `result()` calls are waiting; changed and read with `outcome` locked, so
+    /// a failure either finds a waiter (who throws it) or is reported on stderr.
+    waiting: AtomicUsize,
     done: Condvar,
     cancelled: Arc<AtomicBool>,
     started: AtomicBool,
@@ -365,11 +368,14 @@ impl Pool {
         let cancelled = Arc::new(AtomicBool::new(false));
         let state = Arc::new(FutureState {
             outcome: Mutex::new(None),
+            waiting: AtomicUsize::new(0),
             done: Condvar::new(),
             cancelled: cancelled.clone(),
             started: AtomicBool::new(false),
         });
         let done_state = state.clone();
+        let label = task_label(&f);
+        let report_sink = sink::current();
         let chunk = Chunk {
             function: f,
             items: vec![args],
@@ -378,14 +384,32 @@ impl Pool {
             cancelled,
             reply: Box::new(move |result| {
                 done_state.started.store(true, Ordering::SeqCst);
+                let mut uncaught = None;
                 let outcome = match result {
                     ChunkResult::Values(mut v) => Ok(v.pop().unwrap_or_default()),
-                    ChunkResult::Failed { message, .. } => {
+                    ChunkResult::Failed {
+                        message, worker, ..
+                    } => {
+                        uncaught = Some((worker, message.clone()));
                         Err(format!("the task failed: {message}"))
                     }
                     ChunkResult::Broken(message) => Err(message),
                 };
-                *done_state.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+                let mut slot = done_state.outcome.lock().unwrap_or_else(|e| e.into_inner());
+                *slot = Some(outcome);
+                // A `result()` already waiting throws the error now; otherwise nobody may
+                // ever ask, so it is reported as it happens, before a later `result()`
+                // (which waits for this lock) throws it too.
+                if done_state.waiting.load(Ordering::SeqCst) == 0 {
+                    if let Some((worker, message)) = uncaught {
+                        super::threads::report_uncaught(
+                            report_sink.as_ref(),
+                            &format!("pool task ({label}) on {worker}"),
+                            &message,
+                        );
+                    }
+                }
+                drop(slot);
                 done_state.done.notify_all();
             }),
         };
@@ -399,6 +423,15 @@ impl Future {
         super::gil::release_for_wait();
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut outcome = self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        // Counted with `outcome` locked (see `FutureState::waiting`).
+        self.0.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.0.waiting);
         loop {
             // An interrupt wins over a result that the interrupt itself caused.
             if interrupt::is_requested() {

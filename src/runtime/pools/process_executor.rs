@@ -393,6 +393,7 @@ fn await_result(worker: &mut Worker, task: &ProcessTask) -> ChunkResult {
                     Err(e) => ChunkResult::Failed {
                         index: 0,
                         message: e,
+                        worker: format!("pool worker {}", worker.child.id()),
                     },
                 };
             }
@@ -400,6 +401,7 @@ fn await_result(worker: &mut Worker, task: &ProcessTask) -> ChunkResult {
                 return ChunkResult::Failed {
                     index: reply.index as usize,
                     message: reply.message.unwrap_or_else(|| "unknown error".into()),
+                    worker: format!("pool worker {}", worker.child.id()),
                 }
             }
             _ => {

@@ -30,6 +30,10 @@ fn run_chunk_here(chunk: &Chunk, context: &CallContext) -> ChunkResult {
         Err((index, err)) => ChunkResult::Failed {
             index,
             message: describe_error(&err),
+            worker: std::thread::current()
+                .name()
+                .unwrap_or("a pool thread")
+                .to_string(),
         },
     }
 }

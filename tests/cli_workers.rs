@@ -1,0 +1,343 @@
+//! Threads, processes and pool tasks under `rhai-kernel run`, through the real binary: an
+//! error nobody joins is printed when it happens, the end of a script waits for work that
+//! is not a daemon, daemons are not waited for, and Ctrl-C says what it stopped. Every
+//! script runs in a process group of its own, which must be empty after it exits.
+
+mod kernel_support;
+
+use kernel_support::group_members;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rhai-kernel");
+
+/// How long a script may take (debug builds on a loaded machine are slow).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A function that throws on its second line, shared by the scripts below.
+const FAILS: &str = "fn fails(x) {\n    throw `bad ${x}`;\n}\n";
+
+/// A script started in its own process group, with its output piped.
+struct Script {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Script {
+    fn start(code: &str) -> Script {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("script.rhai");
+        std::fs::write(&path, code).unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Script { child, _dir: dir }
+    }
+
+    fn group(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the script to exit (killing its group after [`SCRIPT_TIMEOUT`]), reads the
+    /// rest of its output and checks that nothing of its group is left running.
+    fn finish(mut self, stdout_so_far: String) -> (ExitStatus, String, String) {
+        let mut stdout_pipe = self.child.stdout.take();
+        let mut stderr_pipe = self.child.stderr.take();
+        // Read on threads, so that a chatty script cannot block on a full pipe.
+        let out = std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(pipe) = stdout_pipe.as_mut() {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        });
+        let err = std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(pipe) = stderr_pipe.as_mut() {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        });
+        let deadline = Instant::now() + SCRIPT_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let group = self.group();
+        let Some(status) = status else {
+            kill_group(group);
+            let _ = self.child.wait();
+            panic!(
+                "the script did not end in {SCRIPT_TIMEOUT:?}:\n{}\n{}",
+                out.join().unwrap(),
+                err.join().unwrap()
+            );
+        };
+        let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+        assert_group_ends(group);
+        (status, stdout_so_far + stdout.as_str(), stderr)
+    }
+}
+
+fn kill_group(group: u32) {
+    // SAFETY: signalling the process group of a child this test started.
+    unsafe { libc::kill(-(group as libc::pid_t), libc::SIGKILL) };
+}
+
+/// The group's processes die soon after its leader exits (workers by their parent-death
+/// signal); anything still there after 10 s was left running.
+fn assert_group_ends(group: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !group_members(group).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = group_members(group);
+    if !left.is_empty() {
+        kill_group(group);
+        panic!("left running after the script ended: {left:?}");
+    }
+}
+
+/// Runs a script to its end: exit status, stdout, stderr.
+fn run(code: &str) -> (ExitStatus, String, String) {
+    Script::start(code).finish(String::new())
+}
+
+#[test]
+fn an_error_of_a_thread_is_printed_when_it_happens_and_join_still_throws_it() {
+    let code = format!(
+        "{FAILS}let t = spawn_thread(fails, 1);
+while t.is_alive {{ sleep(0.01); }}
+eprint(\"the thread has ended\");
+let message = \"\";
+try {{ t.join(); }} catch (e) {{ message = e; }}
+print(`join: ${{message}}`);
+spawn_thread(fails, 2);
+"
+    );
+    let (status, stdout, stderr) = run(&code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr,
+        "Exception in thread Thread-1 (fails): bad 1 (line 2, column 5)\n\
+         the thread has ended\n\
+         Exception in thread Thread-2 (fails): bad 2 (line 2, column 5)\n"
+    );
+    assert_eq!(
+        stdout,
+        "join: thread 'Thread-1 (fails)' failed: bad 1 (line 2, column 5)\n"
+    );
+}
+
+#[test]
+fn an_error_of_a_process_is_printed_when_it_happens_and_join_still_throws_it() {
+    let code = format!(
+        "{FAILS}let p = spawn_process(fails, 1);
+while p.is_alive {{ sleep(0.01); }}
+eprint(\"the process has ended\");
+let message = \"\";
+try {{ p.join(); }} catch (e) {{ message = e; }}
+print(`join: ${{message}}`);
+spawn_process(fails, 2);
+"
+    );
+    let (status, stdout, stderr) = run(&code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr,
+        "Exception in process Process-1 (fails): bad 1 (line 2, column 5)\n\
+         the process has ended\n\
+         Exception in process Process-2 (fails): bad 2 (line 2, column 5)\n"
+    );
+    assert_eq!(
+        stdout,
+        "join: process 'Process-1 (fails)' failed: bad 1 (line 2, column 5)\n"
+    );
+}
+
+/// A submitted task's error that nobody waits for is printed as it happens and still
+/// thrown by `result()`; `map` throws a task's error instead of printing it.
+#[test]
+fn an_error_of_a_pool_task_nobody_waits_for_is_printed_once() {
+    let code = format!(
+        "{FAILS}let p = pool(1);
+print(p.pids[0]);
+let f = p.submit(fails, 3);
+p.join();
+eprint(\"the pool is done\");
+try {{ f.result(); }} catch (e) {{ print(`result: ${{e}}`); }}
+let tp = thread_pool(1);
+let g = tp.submit(fails, 4);
+tp.join();
+eprint(\"the thread pool is done\");
+try {{ g.result(); }} catch (e) {{ print(`result: ${{e}}`); }}
+try {{ pool(1).map(fails, [5]); }} catch (e) {{ print(`map: ${{e}}`); }}
+try {{ thread_pool(1).map(fails, [6]); }} catch (e) {{ print(`map: ${{e}}`); }}
+"
+    );
+    let (status, stdout, stderr) = run(&code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let pid = stdout.lines().next().unwrap();
+    assert_eq!(
+        stderr,
+        format!(
+            "Exception in pool task (fails) on pool worker {pid}: bad 3 (line 2, column 5)\n\
+             the pool is done\n\
+             Exception in pool task (fails) on pool-thread-1: bad 4 (line 2, column 5)\n\
+             the thread pool is done\n"
+        )
+    );
+    let rest: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(
+        rest,
+        [
+            "result: the task failed: bad 3 (line 2, column 5)",
+            "result: the task failed: bad 4 (line 2, column 5)",
+            "map: task 0 failed: bad 5 (line 2, column 5)",
+            "map: task 0 failed: bad 6 (line 2, column 5)",
+        ]
+    );
+}
+
+/// The Python documentation's Lock example: ten processes that nobody joins.
+#[test]
+fn the_end_of_a_script_waits_for_processes_nobody_joined() {
+    let code = "fn f(l, i) {
+    l.acquire();
+    print(`hello world ${i}`);
+    l.release();
+}
+let l = lock();
+for num in 0..10 {
+    spawn_process(f, l, num);
+}
+";
+    let (status, stdout, stderr) = run(code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort_by_key(|l| l.split(' ').nth(2).and_then(|n| n.parse::<u32>().ok()));
+    let expected: Vec<String> = (0..10).map(|i| format!("hello world {i}")).collect();
+    assert_eq!(lines, expected);
+    // One that certainly outlives the main code.
+    let code = "spawn_process(|| { sleep(0.5); print(\"the process is done\"); });
+print(\"the main code is done\");
+";
+    let (status, stdout, stderr) = run(code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, "the main code is done\nthe process is done\n");
+}
+
+#[test]
+fn the_end_of_a_script_waits_for_threads_nobody_joined() {
+    // The thread outlives the main code by its sleep; the script must print its line.
+    let code = "spawn_thread(|| { sleep(0.5); print(\"the thread is done\"); });
+print(\"the main code is done\");
+";
+    let (status, stdout, stderr) = run(code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, "the main code is done\nthe thread is done\n");
+}
+
+/// A process's job is over only when the threads it started and nobody joined are done,
+/// as for a Python child process.
+#[test]
+fn a_process_waits_for_its_own_unjoined_threads() {
+    let code = "let p = spawn_process(|| {
+    spawn_thread(|| { sleep(0.5); print(\"the inner thread is done\"); });
+    \"returned\"
+});
+print(p.join());
+print(\"joined\");
+";
+    let (status, stdout, stderr) = run(code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // `join()` returns once the process has ended, so after its thread's line.
+    assert_eq!(stdout, "the inner thread is done\nreturned\njoined\n");
+}
+
+/// Daemons are not waited for: the script ends while they sleep, and they are stopped.
+#[test]
+fn daemon_threads_and_processes_are_not_waited_for() {
+    let code = "let started = event();
+let t = spawn_daemon_thread(|s| { s.set(); sleep(1000); }, started);
+started.wait();
+let started = event();
+let p = spawn_daemon_process(|s| { s.set(); sleep(1000); }, started);
+started.wait();
+let inherited = spawn_daemon_thread(|| spawn_thread(|| 1).daemon).join();
+print(`${t.daemon} ${p.daemon} ${inherited} ${spawn_thread(|| 1).daemon} ${spawn_process(|| 1).daemon}`);
+";
+    let started = Instant::now();
+    let (status, stdout, stderr) = run(code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, "true true true false false\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(100),
+        "the script waited for its daemons"
+    );
+}
+
+/// Starts `code`, waits for its "started" line, sends SIGINT to the script alone (not
+/// its group) and returns how it ended.
+fn interrupt_after_started(code: &str) -> (ExitStatus, String, String) {
+    let mut script = Script::start(code);
+    let mut stdout = BufReader::new(script.child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "started\n");
+    script.child.stdout = Some(stdout.into_inner());
+    // SAFETY: signalling our own child, not reaped yet.
+    assert_eq!(
+        unsafe { libc::kill(script.child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    script.finish(first)
+}
+
+#[test]
+fn ctrl_c_says_which_threads_and_processes_it_stopped() {
+    let code = "fn work() { sleep(1000) }
+let t = spawn_thread(|| sleep(1000));
+let p = spawn_process(work);
+print(\"started\");
+t.join();
+";
+    let (status, _, stderr) = interrupt_after_started(code);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stderr
+            .contains("stopped 1 thread and 1 process still running: Thread-1, Process-1 (work)\n"),
+        "{stderr}"
+    );
+}
+
+/// Ctrl-C while the end of the script waits for its threads and processes.
+#[test]
+fn ctrl_c_stops_the_wait_at_the_end_of_a_script_and_says_what_it_stopped() {
+    let code = "spawn_daemon_thread(|| sleep(1000));
+spawn_process(|| sleep(1000));
+spawn_process(|| sleep(1000));
+print(\"started\");
+";
+    let (status, _, stderr) = interrupt_after_started(code);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(
+            "stopped 1 thread and 2 processes still running: Thread-1, Process-1, Process-2\n"
+        ),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,96 @@
+//! Errors of threads, processes and pool tasks that outlive their cell, in the real kernel
+//! over ZeroMQ: each is reported as a stderr stream of the cell that started the worker,
+//! with the worker's name and the line, when it happens; `join()` and `result()` still
+//! throw it.
+
+mod kernel_support;
+
+use kernel_support::{stream_text, Kernel, TIMEOUT};
+
+/// A function that waits for an event, then throws on its third line.
+const FAIL_WHEN: &str = "fn fail_when(ready, x) {
+    ready.wait();
+    throw `bad ${x}`;
+}
+let ready = event();
+";
+
+/// Runs `start` (which starts a worker running `fail_when(ready, …)`) in cell A; cell A ends
+/// while the worker waits. Cell B lets it fail and runs `collect`. Returns the stderr
+/// cell A received and cell B's result; cell B itself must have printed nothing on
+/// stderr.
+fn error_of_a_worker_that_outlives_its_cell(start: &str, collect: &str) -> (String, String) {
+    let mut k = Kernel::start();
+    let a = k.execute(&format!("{FAIL_WHEN}{start}"));
+    assert_eq!(a.status(), "ok", "{:?}", a.error());
+    assert_eq!(a.stream("stderr"), "", "nothing failed yet");
+    let b = k.execute(&format!("ready.set();\n{collect}"));
+    assert_eq!(b.status(), "ok", "{:?}", b.error());
+    assert_eq!(
+        b.stream("stderr"),
+        "",
+        "the report belongs to the cell that started it"
+    );
+    let result = b.result().unwrap_or_default();
+    let late = k.iopub_until(&a.request, TIMEOUT, |m| {
+        m.msg_type() == "stream" && m.content["name"] == "stderr"
+    });
+    (stream_text(&late, "stderr"), result)
+}
+
+#[test]
+fn a_thread_error_is_reported_in_the_cell_that_started_the_thread() {
+    let (stderr, result) = error_of_a_worker_that_outlives_its_cell(
+        "let t = spawn_thread(fail_when, ready, 1);",
+        "let e = \"\"; try { t.join(); } catch (err) { e = err; } e",
+    );
+    assert_eq!(
+        stderr,
+        "Exception in thread Thread-1 (fail_when): bad 1 (line 3, column 5)\n"
+    );
+    assert_eq!(
+        result,
+        "\"thread 'Thread-1 (fail_when)' failed: bad 1 (line 3, column 5)\""
+    );
+}
+
+#[test]
+fn a_process_error_is_reported_in_the_cell_that_started_the_process() {
+    let (stderr, result) = error_of_a_worker_that_outlives_its_cell(
+        "let p = spawn_process(fail_when, ready, 2);",
+        "let e = \"\"; try { p.join(); } catch (err) { e = err; } e",
+    );
+    assert_eq!(
+        stderr,
+        "Exception in process Process-1 (fail_when): bad 2 (line 3, column 5)\n"
+    );
+    assert_eq!(
+        result,
+        "\"process 'Process-1 (fail_when)' failed: bad 2 (line 3, column 5)\""
+    );
+}
+
+/// `p.join()` in cell B waits for the task without asking for its result, so nobody is
+/// waiting for it when it fails.
+#[test]
+fn a_pool_task_error_is_reported_in_the_cell_that_submitted_the_task() {
+    let (stderr, result) = error_of_a_worker_that_outlives_its_cell(
+        "let p = pool(1); let f = p.submit(fail_when, ready, 3);",
+        "let pid = p.pids[0]; p.join(); let e = \"\"; try { f.result(); } catch (err) { e = err; } `${pid}: ${e}`",
+    );
+    let pid = result
+        .trim_matches('"')
+        .split(':')
+        .next()
+        .unwrap_or_default();
+    assert_eq!(
+        stderr,
+        format!(
+            "Exception in pool task (fail_when) on pool worker {pid}: bad 3 (line 3, column 5)\n"
+        )
+    );
+    assert_eq!(
+        result,
+        format!("\"{pid}: the task failed: bad 3 (line 3, column 5)\"")
+    );
+}
