@@ -1,0 +1,220 @@
+//! Variables captured by closures: reading runtime objects out of them without locking, and
+//! data-race errors that name the variable, its line, and what to use instead.
+//!
+//! Rhai keeps a captured variable in one slot behind a read-write lock, shared by the code
+//! around the closure and by every closure (and so every thread) that captured it. Any
+//! access to the variable (`forks[0].hold(…)`, `acct.guard`, even a plain read) takes the
+//! slot's write lock for the whole expression, method calls included (Rhai's
+//! `Target::try_from` in `eval/target.rs`, reached from `search_scope_only` in
+//! `eval/expr.rs`). So `forks[0].hold(|| forks[1].hold(…))` fails before `hold` runs: the
+//! closure argument captures the locked slot, which `ensure_no_data_race` in
+//! `func/func_call.rs` rejects, and another thread touching `forks` meanwhile gives up
+//! after 50 ms (`locked_read`/`locked_write` in `func/native.rs`). Neither error has a
+//! position.
+//!
+//! A runtime object (lock, value, queue, …) is itself a reference, so its variable never
+//! needs that lock: the engine's variable hook answers a read of such a variable — or of an
+//! array or map holding nothing but runtime objects — with a copy of the value, which Rhai
+//! marks read-only (recursively). Writes through that copy are therefore refused loudly
+//! (`Cannot modify constant`, `cannot be called on constant`) rather than lost, with one
+//! exception Rhai gives no hook for: adding a new property to such a map.
+
+use super::errors::ScriptError;
+use rhai::{ASTNode, Dynamic, EvalAltResult, Expr, Position, Stmt, AST};
+
+/// What a read of the captured variable `name` yields instead of its slot: `Some(copy)` when
+/// the value needs no lock (see the module documentation), `None` to let Rhai use the slot.
+/// A slot that stays locked (another thread, or an unfinished call further up this thread,
+/// is using it) is a data race: the error names the variable, and Rhai adds its position.
+pub fn read_captured(name: &str, slot: &Dynamic) -> Result<Option<Dynamic>, Box<EvalAltResult>> {
+    // Both locks wait as long as Rhai itself would (a few 10 ms sleeps) before giving up.
+    {
+        let Some(value) = slot.read_lock::<Dynamic>() else {
+            return Err(in_use(name));
+        };
+        if holds_only_runtime_objects(&value) {
+            return Ok(Some(value.clone()));
+        }
+    }
+    // Rhai is about to lock the slot for writing, and if that fails its error has neither
+    // the variable's name nor a position. Trying first here gives that error both, unless
+    // the slot is taken in the instant between this try and Rhai's.
+    let mut probe = slot.clone();
+    if probe.write_lock::<Dynamic>().is_none() {
+        return Err(in_use(name));
+    }
+    Ok(None)
+}
+
+fn in_use(name: &str) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorDataRace(variable_in_use(name), Position::NONE).into()
+}
+
+/// A runtime object, or a non-empty array or map whose elements all are (nested arrays and
+/// maps included). An empty container is not: what it will hold is not known yet, and a
+/// `results.push(x)` in a closure must keep working.
+fn holds_only_runtime_objects(value: &Dynamic) -> bool {
+    if crate::runtime::is_handle(value) {
+        return true;
+    }
+    if let Ok(items) = value.as_array_ref() {
+        return !items.is_empty() && items.iter().all(holds_only_runtime_objects);
+    }
+    if let Ok(map) = value.as_map_ref() {
+        return !map.is_empty() && map.values().all(holds_only_runtime_objects);
+    }
+    false
+}
+
+/// Appended to Rhai's errors for writing to a constant: a variable holding runtime objects
+/// that closures capture is read as a read-only copy, so writing to it ends up there too.
+pub const READ_ONLY_HINT: &str = " (unless it is a `const`, the variable holds runtime \
+    objects, such as locks or an array or map of them, and a closure has captured it, which \
+    makes it read-only: fill such an array or map before a closure captures it, or use a \
+    queue() for a collection that changes)";
+
+const USE_INSTEAD: &str = "share data between closures and threads through value(…), \
+    shared_array(…) or queue() instead";
+
+/// The text after Rhai's "Data race detected on " for a variable whose slot stayed locked.
+fn variable_in_use(name: &str) -> String {
+    format!(
+        "variable '{name}': another thread, or a call on it that has not returned (such as \
+         {name}.hold(…)), is using it, and a variable captured by closures is locked while in \
+         use; {USE_INSTEAD}"
+    )
+}
+
+/// Gives a data-race error that Rhai raised without a position (see [`explain_argument_race`])
+/// the position and message of the call in `ast`, the code of `source`, that caused it.
+pub fn place_argument_race(error: &mut ScriptError, ast: &AST, source: &str) {
+    if error.kind != "ErrorDataRace" {
+        return;
+    }
+    let Some(frame) = error.frames.last_mut() else {
+        return;
+    };
+    if frame.line.is_some() || frame.source != source {
+        return;
+    }
+    if let Some((pos, text)) = explain_argument_race(ast, &error.message) {
+        frame.line = pos.line();
+        frame.column = pos.position();
+        error.message = format!("Data race detected on {text}");
+    }
+}
+
+/// Rhai's own data-race error for a call argument has no position and names no variable
+/// ("argument #1 of function 'hold'"): the argument is a closure capturing a variable whose
+/// slot is locked, nearly always by the very call it is passed to (`acct.guard.hold(||
+/// acct.count += 1)`). Finds that call in `ast` and returns its position and a message that
+/// names the variable.
+pub fn explain_argument_race(ast: &AST, message: &str) -> Option<(Position, String)> {
+    let (argument, function) = parse_argument_race(message)?;
+    let mut best: Option<(Position, String, bool)> = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(expr)) = path.last() else {
+            return true;
+        };
+        let (call, pos, is_method) = match expr {
+            Expr::MethodCall(call, pos) => (call, *pos, true),
+            Expr::FnCall(call, pos) => (call, *pos, false),
+            _ => return true,
+        };
+        if call.name.as_str() != function {
+            return true;
+        }
+        // In `f(x, closure)` Rhai may pass `x` by reference and not count it.
+        let candidates: &[usize] = if is_method {
+            &[argument - 1]
+        } else {
+            &[argument - 1, argument]
+        };
+        let root = chain_root(path);
+        for &index in candidates {
+            let Some(captured) = call.args.get(index).and_then(closure_captures) else {
+                continue;
+            };
+            let locked_by_call = root.as_ref().filter(|r| captured.contains(r)).cloned();
+            let found = locked_by_call.is_some();
+            if best
+                .as_ref()
+                .is_some_and(|(_, _, was_found)| *was_found || !found)
+            {
+                continue;
+            }
+            let name = locked_by_call.unwrap_or_else(|| captured.join("', '"));
+            best = Some((pos, name, found));
+        }
+        true
+    });
+    let (pos, name, locked_by_call) = best?;
+    let text = if locked_by_call {
+        format!(
+            "variable '{name}': the closure passed to '{function}' uses it, while the call \
+             on {name} keeps it locked until '{function}' returns; {USE_INSTEAD}"
+        )
+    } else {
+        format!(
+            "variable '{name}': the closure passed to '{function}' captures it while it is \
+             locked, by another thread or by a call that has not returned; {USE_INSTEAD}"
+        )
+    };
+    Some((pos, text))
+}
+
+/// The message of a data-race error that Rhai raised itself, `detail` being its text after
+/// "Data race detected" (empty, or " on argument #1 of function 'hold'"): what it means and
+/// what to use instead.
+pub fn rhai_race_message(detail: &str) -> String {
+    if detail.contains("argument #") {
+        format!(
+            "Data race detected{detail}: the argument captures a variable that is locked, by \
+             the call it is passed to or by another thread; {USE_INSTEAD}"
+        )
+    } else {
+        format!(
+            "Data race detected: a variable captured by closures is locked, by another thread \
+             or by a call on it that has not returned; {USE_INSTEAD}"
+        )
+    }
+}
+
+/// `(2, "hold")` from Rhai's "Data race detected on argument #2 of function 'hold'".
+fn parse_argument_race(message: &str) -> Option<(usize, &str)> {
+    let rest = message.split("argument #").nth(1)?;
+    let (number, rest) = rest.split_once(" of function '")?;
+    let (function, _) = rest.split_once('\'')?;
+    let argument: usize = number.parse().ok()?;
+    (argument > 0).then_some((argument, function))
+}
+
+/// The variables a closure literal captures: Rhai compiles `|| …x…` into a block that first
+/// shares `x` (`Stmt::Share`), then curries it into the function pointer.
+fn closure_captures(expr: &Expr) -> Option<Vec<String>> {
+    let Expr::Stmt(block) = expr else {
+        return None;
+    };
+    match block.statements().first() {
+        Some(Stmt::Share(vars)) => Some(vars.iter().map(|(v, _)| v.name.to_string()).collect()),
+        _ => None,
+    }
+}
+
+/// The variable a call at the end of `path` is made on, as in `acct.guard.hold(…)` or
+/// `forks[0].hold(…)`: the left end of the enclosing chain of dots and indexing.
+fn chain_root(path: &[ASTNode]) -> Option<String> {
+    let mut root = None;
+    for node in path.iter().rev().skip(1) {
+        match node {
+            ASTNode::Expr(Expr::Dot(chain, ..) | Expr::Index(chain, ..)) => {
+                root = match &chain.lhs {
+                    Expr::Variable(var, ..) => Some(var.1.to_string()),
+                    _ => None,
+                };
+            }
+            _ => break,
+        }
+    }
+    root
+}
