@@ -57,9 +57,9 @@ pub fn new_engine() -> Engine {
     // that only for functions of the script being compiled; functions from earlier cells
     // are found here, including inside closures.
     #[allow(deprecated)] // on_var is marked volatile, not deprecated
-    engine.on_var(|name, _index, ctx| match ctx.scope().get(name) {
+    engine.on_var(|name, _index, mut ctx| match ctx.scope().get(name) {
         Some(value) if !value.is_shared() => Ok(None),
-        Some(value) => super::shared_vars::read_captured(name, value),
+        Some(_) => super::shared_vars::read_captured(name, ctx.scope_mut()),
         None => Ok(script_function_pointer(&ctx, name)),
     });
     engine.on_progress(|ops| {

@@ -20,15 +20,16 @@
 //! exception Rhai gives no hook for: adding a new property to such a map.
 
 use super::errors::ScriptError;
-use rhai::{ASTNode, Dynamic, EvalAltResult, Expr, Position, Stmt, AST};
+use rhai::{ASTNode, Dynamic, EvalAltResult, Expr, Position, Scope, Stmt, AST};
 
 /// What a read of the captured variable `name` yields instead of its slot: `Some(copy)` when
 /// the value needs no lock (see the module documentation), `None` to let Rhai use the slot.
 /// A slot that stays locked (another thread, or an unfinished call further up this thread,
 /// is using it) is a data race: the error names the variable, and Rhai adds its position.
-pub fn read_captured(name: &str, slot: &Dynamic) -> Result<Option<Dynamic>, Box<EvalAltResult>> {
-    // Both locks wait as long as Rhai itself would (a few 10 ms sleeps) before giving up.
-    {
+pub fn read_captured(name: &str, scope: &mut Scope) -> Result<Option<Dynamic>, Box<EvalAltResult>> {
+    // Both locks wait as long as Rhai itself would (a few 10 ms sleeps) before giving up. A
+    // read lock first: threads reading one container of locks at once do not wait.
+    if let Some(slot) = scope.get(name) {
         let Some(value) = slot.read_lock::<Dynamic>() else {
             return Err(in_use(name));
         };
@@ -38,10 +39,12 @@ pub fn read_captured(name: &str, slot: &Dynamic) -> Result<Option<Dynamic>, Box<
     }
     // Rhai is about to lock the slot for writing, and if that fails its error has neither
     // the variable's name nor a position. Trying first here gives that error both, unless
-    // the slot is taken in the instant between this try and Rhai's.
-    let mut probe = slot.clone();
-    if probe.write_lock::<Dynamic>().is_none() {
-        return Err(in_use(name));
+    // the slot is taken in the instant between this try and Rhai's. (A constant has no
+    // mutable slot, and Rhai does not write to it.)
+    if let Some(slot) = scope.get_mut(name) {
+        if slot.write_lock::<Dynamic>().is_none() {
+            return Err(in_use(name));
+        }
     }
     Ok(None)
 }
@@ -54,6 +57,11 @@ fn in_use(name: &str) -> Box<EvalAltResult> {
 /// maps included). An empty container is not: what it will hold is not known yet, and a
 /// `results.push(x)` in a closure must keep working.
 fn holds_only_runtime_objects(value: &Dynamic) -> bool {
+    // A shared value inside (another captured variable's slot) is not a runtime object, and
+    // asking its type would wait for its lock, or panic in Rhai if that stays taken.
+    if value.is_shared() {
+        return false;
+    }
     if crate::runtime::is_handle(value) {
         return true;
     }
@@ -217,4 +225,34 @@ fn chain_root(path: &[ASTNode]) -> Option<String> {
         }
     }
     root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rhai_argument_race_messages_are_understood() {
+        let text = "Data race detected on argument #2 of function 'hold'";
+        assert_eq!(parse_argument_race(text), Some((2, "hold")));
+        let explained = rhai_race_message(" on argument #1 of function 'hold'");
+        assert_eq!(parse_argument_race(&explained), Some((1, "hold")));
+        assert_eq!(parse_argument_race("Data race detected"), None);
+    }
+
+    #[test]
+    fn the_call_whose_closure_captures_its_own_variable_is_found() {
+        let engine = rhai::Engine::new();
+        let ast = engine
+            .compile(
+                "let other = #{ guard: 1 };\nother.guard.hold(|| 1);\n\
+                 let acct = #{ guard: 1, n: 0 };\nacct.guard.hold(|| acct.n += 1);\n",
+            )
+            .unwrap();
+        let (pos, text) =
+            explain_argument_race(&ast, "Data race detected on argument #1 of function 'hold'")
+                .unwrap();
+        assert_eq!((pos.line(), pos.position()), (Some(4), Some(12)));
+        assert!(text.starts_with("variable 'acct'"), "{text}");
+    }
 }
