@@ -104,6 +104,21 @@ fn a_contended_captured_variable_is_named_with_its_line() {
         "3:16",
         "acct",
     );
+    // The same in a thread: join() passes the thread's error on, with the line it names.
+    let path = script(
+        &dir,
+        "in_thread.rhai",
+        "let tally = #{ guard: lock(), count: 0 };\n\
+         let t = spawn_thread(|| {\n    tally.guard.hold(|| tally.count += 1);\n});\nt.join();\n",
+    );
+    let out = run(&path, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("Data race detected on variable 'tally'")
+            && first.ends_with("(line 3, column 17)"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -94,21 +94,35 @@ fn variable_in_use(name: &str) -> String {
 }
 
 /// Gives a data-race error that Rhai raised without a position (see [`explain_argument_race`])
-/// the position and message of the call in `ast`, the code of `source`, that caused it.
+/// the position and message of the call in `ast`, the code of `source`, that caused it. A
+/// thread that failed so passes the message on to `join()`, which adds the position there.
 pub fn place_argument_race(error: &mut ScriptError, ast: &AST, source: &str) {
-    if error.kind != "ErrorDataRace" {
-        return;
-    }
+    const RHAI_TEXT: &str = "Data race detected on argument #";
     let Some(frame) = error.frames.last_mut() else {
         return;
     };
-    if frame.line.is_some() || frame.source != source {
+    if frame.source != source {
         return;
     }
-    if let Some((pos, text)) = explain_argument_race(ast, &error.message) {
-        frame.line = pos.line();
-        frame.column = pos.position();
-        error.message = format!("Data race detected on {text}");
+    if error.kind == "ErrorDataRace" && frame.line.is_none() {
+        if let Some((pos, text)) = explain_argument_race(ast, &error.message) {
+            frame.line = pos.line();
+            frame.column = pos.position();
+            error.message = format!("Data race detected on {text}");
+        }
+    } else if let Some(at) = error.message.find(RHAI_TEXT) {
+        // Only a message that ends with Rhai's text, which has no position after it.
+        let rhai_text = &error.message[at..];
+        if rhai_text.ends_with('\'') && !rhai_text.contains(" (line ") {
+            if let Some((pos, text)) = explain_argument_race(ast, rhai_text) {
+                let line = pos.line().unwrap_or(0);
+                let column = pos.position().unwrap_or(0);
+                error.message = format!(
+                    "{}Data race detected on {text} (line {line}, column {column})",
+                    &error.message[..at]
+                );
+            }
+        }
     }
 }
 
