@@ -85,12 +85,12 @@ fn a_contended_captured_variable_is_named_with_its_line() {
             assert!(first.contains(instead), "{stderr}");
         }
     };
-    // Another thread is inside a method call on `data` (which keeps it locked) while the
-    // script reads it.
+    // Another thread is inside a method call on `data` (which keeps it locked) for longer
+    // than a use of the variable waits (a second), while the script reads it.
     expect_race(
         "other_thread.rhai",
         "let data = [1, 2, 3];\nlet started = value(false);\n\
-         let slow = spawn_thread(|| data.map(|x| { started.value = true; sleep(0.2); x }));\n\
+         let slow = spawn_thread(|| data.map(|x| { started.value = true; sleep(1.0); x }));\n\
          while !started.value {}\nlet n = data.len();\n",
         "5:9",
         "data",

@@ -4,49 +4,85 @@
 //! Rhai keeps a captured variable in one slot behind a read-write lock, shared by the code
 //! around the closure and by every closure (and so every thread) that captured it. Any
 //! access to the variable (`forks[0].hold(…)`, `acct.guard`, even a plain read) takes the
-//! slot's write lock for the whole expression, method calls included (Rhai's
-//! `Target::try_from` in `eval/target.rs`, reached from `search_scope_only` in
-//! `eval/expr.rs`). So `forks[0].hold(|| forks[1].hold(…))` fails before `hold` runs: the
-//! closure argument captures the locked slot, which `ensure_no_data_race` in
-//! `func/func_call.rs` rejects, and another thread touching `forks` meanwhile gives up
-//! after 50 ms (`locked_read`/`locked_write` in `func/native.rs`). Neither error has a
-//! position.
+//! slot's write lock, for the whole expression in a chain of dots and indexing, method calls
+//! and the closures they run included (Rhai's `Target::try_from` in `eval/target.rs`,
+//! reached from `search_scope_only` in `eval/expr.rs`; whether a native is `pure` does not
+//! matter). So `forks[0].hold(|| forks[1].hold(…))` fails before `hold` runs: the closure
+//! argument captures the locked slot, which `ensure_no_data_race` in `func/func_call.rs`
+//! rejects; and another thread touching `forks` meanwhile gives up after 50 ms
+//! (`locked_read`/`locked_write` in `func/native.rs`). Neither error has a position.
 //!
 //! A runtime object (lock, value, queue, …) is itself a reference, so its variable never
 //! needs that lock: the engine's variable hook answers a read of such a variable — or of an
-//! array or map holding nothing but runtime objects — with a copy of the value, which Rhai
-//! marks read-only (recursively). Writes through that copy are therefore refused loudly
+//! array or map holding nothing but runtime objects — with a copy of the value. Rhai asks
+//! the hook for every variable it reads or writes, and also when a closure captures one
+//! (`Stmt::Share`, `curry`), so closures capture such copies too. It marks whatever the
+//! hook returns read-only, recursively, so writes through the copy are refused loudly
 //! (`Cannot modify constant`, `cannot be called on constant`) rather than lost, with one
-//! exception Rhai gives no hook for: adding a new property to such a map.
+//! exception Rhai gives no hook for: assigning a new key to such a map (`get_indexed_mut`
+//! in `eval/indexing.rs` inserts it into the copy). Function-call style (`push(a, x)`) on
+//! any captured variable is Rhai's own silent copy, with or without this hook.
+//!
+//! For any other captured variable the hook first waits until the slot is free, so that the
+//! error of a slot that stays locked names the variable and has a position.
 
 use super::errors::ScriptError;
 use rhai::{ASTNode, Dynamic, EvalAltResult, Expr, Position, Scope, Stmt, AST};
+use std::time::{Duration, Instant};
 
 /// What a read of the captured variable `name` yields instead of its slot: `Some(copy)` when
 /// the value needs no lock (see the module documentation), `None` to let Rhai use the slot.
-/// A slot that stays locked (another thread, or an unfinished call further up this thread,
-/// is using it) is a data race: the error names the variable, and Rhai adds its position.
+/// A slot that stays locked for [`PATIENCE`] (another thread is in a long call on it, or an
+/// unfinished call further up this thread holds it) is a data race: the error names the
+/// variable, and Rhai adds its position.
 pub fn read_captured(name: &str, scope: &mut Scope) -> Result<Option<Dynamic>, Box<EvalAltResult>> {
-    // Both locks wait as long as Rhai itself would (a few 10 ms sleeps) before giving up. A
-    // read lock first: threads reading one container of locks at once do not wait.
-    if let Some(slot) = scope.get(name) {
-        let Some(value) = slot.read_lock::<Dynamic>() else {
-            return Err(in_use(name));
+    let mut waiting = Waiting::default();
+    // A read lock first: threads reading one container of locks at once do not wait.
+    loop {
+        let Some(slot) = scope.get(name) else {
+            return Ok(None);
         };
-        if holds_only_runtime_objects(&value) {
-            return Ok(Some(value.clone()));
+        if let Some(value) = slot.read_lock::<Dynamic>() {
+            if holds_only_runtime_objects(&value) {
+                return Ok(Some(value.clone()));
+            }
+            break;
         }
+        waiting.after_a_try(name)?;
     }
-    // Rhai is about to lock the slot for writing, and if that fails its error has neither
-    // the variable's name nor a position. Trying first here gives that error both, unless
-    // the slot is taken in the instant between this try and Rhai's. (A constant has no
-    // mutable slot, and Rhai does not write to it.)
-    if let Some(slot) = scope.get_mut(name) {
-        if slot.write_lock::<Dynamic>().is_none() {
+    // Rhai is about to lock the slot for writing, giving up after 50 ms, and its error then
+    // has neither the variable's name nor a position. Once this try has had the slot (and
+    // let it go at once), Rhai's fails only if another thread takes it in that instant and
+    // keeps it 50 ms. (A constant has no mutable slot, and Rhai does not write to it.)
+    loop {
+        let Some(slot) = scope.get_mut(name) else {
+            return Ok(None);
+        };
+        if slot.write_lock::<Dynamic>().is_some() {
+            return Ok(None);
+        }
+        waiting.after_a_try(name)?;
+    }
+}
+
+/// How long a captured variable may stay locked before using it is a data race. Rhai gives
+/// up after 50 ms, which a thread holding the slot for an instant exceeds when it is
+/// descheduled on a busy machine; a real conflict (a call on the variable that runs long,
+/// or one further up the same thread) shows as well after a second.
+const PATIENCE: Duration = Duration::from_secs(1);
+
+/// Each failed try of Rhai's locks has already slept about 50 ms.
+#[derive(Default)]
+struct Waiting(Option<Instant>);
+
+impl Waiting {
+    fn after_a_try(&mut self, name: &str) -> Result<(), Box<EvalAltResult>> {
+        let since = *self.0.get_or_insert_with(Instant::now);
+        if since.elapsed() >= PATIENCE {
             return Err(in_use(name));
         }
+        Ok(())
     }
-    Ok(None)
 }
 
 fn in_use(name: &str) -> Box<EvalAltResult> {
@@ -60,6 +96,11 @@ fn holds_only_runtime_objects(value: &Dynamic) -> bool {
     // A shared value inside (another captured variable's slot) is not a runtime object, and
     // asking its type would wait for its lock, or panic in Rhai if that stays taken.
     if value.is_shared() {
+        return false;
+    }
+    // Runtime objects are custom types: plain values are told apart without asking each type
+    // (this runs with the variable's slot locked).
+    if !value.is_variant() && !value.is_array() && !value.is_map() {
         return false;
     }
     if crate::runtime::is_handle(value) {
