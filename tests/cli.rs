@@ -65,6 +65,62 @@ fn run_reports_errors_with_file_line_column_and_caret() {
     );
 }
 
+/// A plain variable that closures capture is one slot that every use locks: when it really
+/// is contended, the error names the variable and its line and says what to use instead.
+#[test]
+fn a_contended_captured_variable_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let expect_race = |name: &str, code: &str, at: &str, variable: &str| {
+        let path = script(&dir, name, code);
+        let out = run(&path, &[]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first = stderr.lines().next().unwrap_or_default();
+        let expected = format!(
+            "{}:{at}: ErrorDataRace: Data race detected on variable '{variable}'",
+            path.display()
+        );
+        assert!(first.starts_with(&expected), "{stderr}");
+        for instead in ["value(", "shared_array(", "queue("] {
+            assert!(first.contains(instead), "{stderr}");
+        }
+    };
+    // Another thread is inside a method call on `data` (which keeps it locked) for longer
+    // than a use of the variable waits (a second), while the script reads it.
+    expect_race(
+        "other_thread.rhai",
+        "let data = [1, 2, 3];\nlet started = value(false);\n\
+         let slow = spawn_thread(|| data.map(|x| { started.value = true; sleep(1.0); x }));\n\
+         while !started.value {}\nlet n = data.len();\n",
+        "5:9",
+        "data",
+    );
+    // The closure passed to `hold` uses `acct`, which the call on `acct` keeps locked (Rhai
+    // reports this without a position).
+    expect_race(
+        "same_call.rhai",
+        "let acct = #{ guard: lock(), count: 0 };\n\
+         fn deposit(acct) {\n    acct.guard.hold(|| acct.count += 1);\n}\ndeposit(acct);\n",
+        "3:16",
+        "acct",
+    );
+    // The same in a thread: join() passes the thread's error on, with the line it names.
+    let path = script(
+        &dir,
+        "in_thread.rhai",
+        "let tally = #{ guard: lock(), count: 0 };\n\
+         let t = spawn_thread(|| {\n    tally.guard.hold(|| tally.count += 1);\n});\nt.join();\n",
+    );
+    let out = run(&path, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("Data race detected on variable 'tally'")
+            && first.ends_with("(line 3, column 17)"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn run_reports_syntax_errors() {
     let dir = tempfile::tempdir().unwrap();

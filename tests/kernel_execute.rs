@@ -574,3 +574,27 @@ fn rust_cells_in_a_build_without_them_say_how_to_get_them() {
     assert!(evalue.contains("make lab RUST=1"), "{evalue}");
     assert_eq!(k.eval("40 + 2"), "42");
 }
+
+/// Locks kept in arrays and maps work from closures in a cell; a plain variable that a
+/// closure uses while a call on it keeps it locked is a data race whose error shows the line.
+#[test]
+fn runtime_objects_in_containers_and_data_races_in_cells() {
+    let mut k = Kernel::start();
+    let ex = k.execute(
+        "let forks = [lock(), lock()];\n\
+         let acct = #{ guard: lock(), balance: value(100) };\n\
+         forks[0].hold(|| forks[1].hold(|| acct.guard.hold(|| acct.balance.value)))",
+    );
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    assert_eq!(ex.result().as_deref(), Some("100"));
+
+    let ex = k.execute(
+        "let tally = #{ guard: lock(), count: 0 };\n\ntally.guard.hold(|| tally.count += 1);",
+    );
+    assert_eq!(ex.status(), "error");
+    assert_eq!(ex.reply.content["ename"], "ErrorDataRace");
+    let evalue = ex.reply.content["evalue"].as_str().unwrap_or_default();
+    assert!(evalue.contains("variable 'tally'"), "{evalue}");
+    let traceback = ex.reply.content["traceback"].to_string();
+    assert!(traceback.contains("line 3, column 13"), "{traceback}");
+}

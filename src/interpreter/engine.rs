@@ -45,21 +45,21 @@ pub fn new_engine() -> Engine {
         };
         sink::write(Stream::Stderr, &format!("{location}{text}\n"));
     });
-    // A closure's captured variable is one shared slot, and a method call on it holds
-    // that slot locked for the whole call, so `c.hold(|| c.wait())`, or two threads
-    // using one captured lock, would fail with a data race. A runtime object is itself a
-    // reference, so reading such a variable yields the object, and calls never lock.
+    // A closure's captured variable is one shared slot, and any use of it holds that slot
+    // locked for the whole expression, method calls included, so `c.hold(|| c.wait())`,
+    // `forks[0].hold(|| forks[1].hold(…))`, or two threads using one captured lock, would
+    // fail with a data race. A runtime object is itself a reference, so reading such a
+    // variable — or an array or map of nothing but runtime objects — yields the value, and
+    // calls never lock (see `shared_vars`). Variables that are not captured (not shared)
+    // take the first, cheap arm: this hook runs on every variable access.
     //
     // Also, a bare function name refers to the function (`let f = square;`). Rhai resolves
     // that only for functions of the script being compiled; functions from earlier cells
     // are found here, including inside closures.
     #[allow(deprecated)] // on_var is marked volatile, not deprecated
-    engine.on_var(|name, _index, ctx| match ctx.scope().get(name) {
-        Some(value) if value.is_shared() => {
-            let inner = value.flatten_clone();
-            Ok(crate::runtime::is_handle(&inner).then_some(inner))
-        }
-        Some(_) => Ok(None),
+    engine.on_var(|name, _index, mut ctx| match ctx.scope().get(name) {
+        Some(value) if !value.is_shared() => Ok(None),
+        Some(_) => super::shared_vars::read_captured(name, ctx.scope_mut()),
         None => Ok(script_function_pointer(&ctx, name)),
     });
     engine.on_progress(|ops| {

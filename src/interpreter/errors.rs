@@ -85,17 +85,34 @@ fn message_of(err: &EvalAltResult) -> String {
             value.to_string()
         }
         EvalAltResult::ErrorTerminated(..) => "execution was interrupted".into(),
+        // The variable hook's own errors name the variable; Rhai's say little.
+        EvalAltResult::ErrorDataRace(detail, _) if !detail.starts_with("variable '") => {
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" on {detail}")
+            };
+            super::shared_vars::rhai_race_message(&detail)
+        }
+        // Besides constants, the variable hook hands out read-only copies (see `shared_vars`).
+        EvalAltResult::ErrorNonPureMethodCallOnConstant(..)
+        | EvalAltResult::ErrorAssignmentToConstant(..) => format!(
+            "{}{}",
+            strip_position(err.to_string()),
+            super::shared_vars::READ_ONLY_HINT
+        ),
         EvalAltResult::ErrorStackOverflow(_) => {
             "stack overflow: too many nested function calls (infinite recursion?)".into()
         }
-        other => {
-            // Rhai appends " (line L, position C)"; the frames carry the position instead.
-            let text = other.to_string();
-            match text.rfind(" (line ") {
-                Some(at) if text.ends_with(')') => text[..at].to_string(),
-                _ => text,
-            }
-        }
+        other => strip_position(other.to_string()),
+    }
+}
+
+/// Rhai appends " (line L, position C)" to its messages; the frames carry the position.
+fn strip_position(text: String) -> String {
+    match text.rfind(" (line ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod magics;
 #[cfg(feature = "rust")]
 pub mod rust_cells;
 pub mod session;
+pub mod shared_vars;
 
 pub use errors::{Frame, ScriptError};
 pub use session::RhaiSession;

@@ -149,9 +149,10 @@ impl RhaiSession {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
                 let origins = &self.function_origins;
-                Err(ScriptError::from_eval(&err, source_name, |f| {
-                    origins.get(f).cloned()
-                }))
+                let mut error =
+                    ScriptError::from_eval(&err, source_name, |f| origins.get(f).cloned());
+                super::shared_vars::place_argument_race(&mut error, &ast, source_name);
+                Err(error)
             }
             Err(panic) => {
                 let detail = panic
