@@ -113,10 +113,15 @@ fn a_contended_captured_variable_is_named_with_its_line() {
     );
     let out = run(&path, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let first = stderr.lines().next().unwrap_or_default();
+    // The thread's own report comes first ("Exception in thread …"); the error of join()
+    // follows it.
+    let joined = stderr
+        .lines()
+        .find(|line| line.contains("ErrorRuntime: thread 'Thread-1' failed"))
+        .unwrap_or_default();
     assert!(
-        first.contains("Data race detected on variable 'tally'")
-            && first.ends_with("(line 3, column 17)"),
+        joined.contains("Data race detected on variable 'tally'")
+            && joined.ends_with("(line 3, column 17)"),
         "{stderr}"
     );
 }
