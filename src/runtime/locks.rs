@@ -8,7 +8,9 @@ use super::sink::{self, Stream};
 use super::{interrupt, interrupted_error};
 use rhai::plugin::*;
 use rhai::FnPtr;
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 /// How often a blocked wait looks at the interrupt flag and for deadlocks.
@@ -34,17 +36,39 @@ pub struct LockRef {
     pub offset: u64,
 }
 
-thread_local! {
-    /// (pid, tid) of this thread; workers are started by exec, never by a bare fork, so
-    /// the pid cannot change under a thread.
-    static IDS: (i32, i32) = {
-        // SAFETY: getpid and gettid cannot fail.
-        unsafe { (libc::getpid(), libc::gettid()) }
-    };
+/// Counts the forks this process came out of: the fork server forks workers from its
+/// main thread, which may have looked up its ids before, so a cached pair is only good
+/// for the generation it was taken in.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static COUNT_FORKS: Once = Once::new();
+
+extern "C" fn count_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Relaxed);
 }
 
+thread_local! {
+    /// (fork generation, pid, tid) of this thread, looked up once per generation.
+    static IDS: Cell<(u64, i32, i32)> = const { Cell::new((u64::MAX, 0, 0)) };
+}
+
+/// This thread's process and thread ids, as lock owners and waiters record them.
 pub fn my_ids() -> (i32, i32) {
-    IDS.with(|ids| *ids)
+    COUNT_FORKS.call_once(|| {
+        // SAFETY: registers a handler that only touches an atomic, which is allowed in a
+        // child between fork and exec.
+        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+    });
+    let generation = FORK_GENERATION.load(Relaxed);
+    IDS.with(|ids| {
+        let (taken_in, pid, tid) = ids.get();
+        if taken_in == generation {
+            return (pid, tid);
+        }
+        // SAFETY: getpid and gettid cannot fail.
+        let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+        ids.set((generation, pid, tid));
+        (pid, tid)
+    })
 }
 
 /// True when process `pid` has exited (also when it is a zombie not yet reaped).
