@@ -583,4 +583,125 @@ mod tests {
             "Thread-2 (g)"
         );
     }
+
+    /// Main holds `l1`; a helper thread holds `l2` and is registered as waiting for `l1`
+    /// (without blocking, so the test can go on to change things under the detector).
+    struct Crossed {
+        l1: LockRef,
+        l2: LockRef,
+        steps: std::sync::mpsc::Sender<()>,
+        done: std::sync::mpsc::Receiver<Option<String>>,
+        helper: std::thread::JoinHandle<()>,
+    }
+
+    /// The helper, at each step: (1) releases `l2`, (2) reports its verdict and stops waiting.
+    fn crossed() -> Crossed {
+        let l1 = LockRef::new(false).unwrap();
+        let l2 = LockRef::new(false).unwrap();
+        assert!(l1.acquire(Some(std::time::Duration::ZERO)).unwrap());
+        let (steps, step) = std::sync::mpsc::channel::<()>();
+        let (report, done) = std::sync::mpsc::channel();
+        let helper = std::thread::spawn(move || {
+            assert!(l2.acquire(Some(std::time::Duration::ZERO)).unwrap());
+            let waiting = start_waiting(l1).unwrap();
+            report.send(None).unwrap();
+            step.recv().unwrap();
+            l2.release().unwrap();
+            report.send(None).unwrap();
+            step.recv().unwrap();
+            report.send(waiting.verdict()).unwrap();
+        });
+        done.recv().unwrap();
+        Crossed {
+            l1,
+            l2,
+            steps,
+            done,
+            helper,
+        }
+    }
+
+    #[test]
+    fn a_real_cycle_is_reported_to_both_members() {
+        let crossed = crossed();
+        let me = start_waiting(crossed.l2).unwrap();
+        let message = check(&me).expect("a cycle");
+        assert!(message.starts_with("deadlock detected: "), "{message}");
+        assert!(
+            message.contains(&format!("waits for {}", crossed.l1.name())),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("waits for {}", crossed.l2.name())),
+            "{message}"
+        );
+        crossed.steps.send(()).unwrap();
+        crossed.done.recv().unwrap();
+        crossed.steps.send(()).unwrap();
+        assert_eq!(
+            crossed.done.recv().unwrap().as_deref(),
+            Some(message.as_str())
+        );
+        crossed.helper.join().unwrap();
+        drop(me);
+        crossed.l1.release().unwrap();
+    }
+
+    #[test]
+    fn a_cycle_seen_before_a_release_is_not_reported_after_it() {
+        let crossed = crossed();
+        let me = start_waiting(crossed.l2).unwrap();
+        let table = me.table;
+        let cycle = find_cycle(table, table.read(me.index).unwrap()).expect("a cycle");
+        assert!(validate(table, &cycle));
+        // The helper frees `l2`: what was read a moment ago is a cycle no more.
+        crossed.steps.send(()).unwrap();
+        crossed.done.recv().unwrap();
+        assert!(!validate(table, &cycle));
+        assert_eq!(check(&me), None);
+        crossed.steps.send(()).unwrap();
+        assert_eq!(
+            crossed.done.recv().unwrap(),
+            None,
+            "the helper was told nothing"
+        );
+        crossed.helper.join().unwrap();
+        drop(me);
+        crossed.l1.release().unwrap();
+    }
+
+    #[test]
+    fn a_new_wait_is_not_the_old_one_even_for_the_same_lock() {
+        let lock = LockRef::new(false).unwrap();
+        let first = start_waiting(lock).unwrap();
+        let table = first.table;
+        let seen = table.read(first.index).unwrap();
+        assert!(table.unchanged(&seen));
+        drop(first);
+        assert!(!table.unchanged(&seen));
+        let second = start_waiting(lock).unwrap();
+        assert!(!table.unchanged(&seen));
+        // A verdict for the old wait cannot be left in the slot.
+        tell(table, &seen, "stale");
+        assert_eq!(second.verdict(), None);
+    }
+
+    #[test]
+    fn the_wait_of_a_process_that_is_gone_is_not_followed_and_can_be_reclaimed() {
+        let lock = LockRef::new(false).unwrap();
+        let table = table().unwrap();
+        // A slot as a killed process would leave it (no process has pid i32::MAX).
+        let ghost = pack(i32::MAX, 7);
+        let index = table.claim(ghost).unwrap();
+        let slot = &table.slots[index];
+        slot.generation.fetch_add(1, SeqCst);
+        slot.start.store(1, SeqCst);
+        slot.lock.store(lock.offset, SeqCst);
+        let entry = table.read(index).unwrap();
+        assert!(!entry.is_current());
+        assert!(table.lookup(i32::MAX, 7).is_none());
+        table.clear(index, ghost);
+        assert!(table.read(index).is_none());
+        assert_eq!(slot.waiter.load(SeqCst), 0);
+    }
 }
