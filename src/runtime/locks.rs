@@ -124,8 +124,10 @@ impl LockRef {
         let deadline = timeout.map(|t| Instant::now() + t);
         let state = self.state();
         let mut guard = state.monitor.lock();
-        // Set once this thread has waited and registered in the waits-for table.
+        // Set once this thread has waited and registered in the waits-for table (tried
+        // once: when the table is full, the wait goes unwatched rather than rescanning it).
         let mut registration: Option<deadlock::Registration> = None;
+        let mut registration_tried = false;
         let mut waited = false;
         // Looking for a dead holder reads /proc: do it only when a wait lasts, once per POLL.
         let mut last_liveness_check = Instant::now();
@@ -175,8 +177,9 @@ impl LockRef {
                 // The detector takes lock monitors: never call it with one held, or two
                 // threads can block each other.
                 drop(guard);
-                if registration.is_none() {
+                if !registration_tried {
                     registration = deadlock::start_waiting(*self);
+                    registration_tried = true;
                 }
                 let verdict = registration.as_ref().and_then(deadlock::check);
                 guard = state.monitor.lock();
