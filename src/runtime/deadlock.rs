@@ -153,21 +153,47 @@ fn unpack(id: u64) -> (i32, i32) {
     ((id >> 32) as u32 as i32, id as u32 as i32)
 }
 
-/// The start time of process `pid` (clock ticks after boot); `None` when it has exited.
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat.rsplit(')').next()?.split_whitespace();
-    let state = fields.next()?; // field 3
-    if state == "Z" || state == "X" {
-        return None;
+/// What /proc says about a process.
+#[derive(Debug, PartialEq)]
+enum Liveness {
+    /// Running, started at this time (clock ticks after boot).
+    Started(u64),
+    /// Exited (or a zombie).
+    Gone,
+    /// /proc could not be read (out of file descriptors…): assume it runs.
+    Unknown,
+}
+
+fn liveness(pid: i32) -> Liveness {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Liveness::Gone,
+        Err(_) => return Liveness::Unknown,
+    };
+    let mut fields = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace();
+    match fields.next() {
+        // Field 3, the state.
+        Some("Z" | "X") => Liveness::Gone,
+        // Field 22, the start time.
+        Some(_) => fields
+            .nth(18)
+            .and_then(|start| start.parse().ok())
+            .map_or(Liveness::Unknown, Liveness::Started),
+        None => Liveness::Unknown,
     }
-    fields.nth(18)?.parse().ok() // field 22
 }
 
 thread_local! {
     /// This process's start time. Per thread, not per process: a forked worker must not
     /// inherit its fork server's (script threads never exist before a fork).
-    static MY_START: u64 = start_time(my_ids().0).unwrap_or(0);
+    static MY_START: u64 = match liveness(my_ids().0) {
+        Liveness::Started(start) => start,
+        Liveness::Gone | Liveness::Unknown => 0,
+    };
 }
 
 fn my_start() -> u64 {
@@ -217,9 +243,12 @@ impl Entry {
     /// Whether the entry is the wait of a running process (not a stale one, invariant 6).
     fn is_current(&self) -> bool {
         if self.pid == my_ids().0 {
-            self.start == my_start()
-        } else {
-            start_time(self.pid) == Some(self.start)
+            return self.start == my_start();
+        }
+        match liveness(self.pid) {
+            Liveness::Started(start) => start == self.start,
+            Liveness::Gone => false,
+            Liveness::Unknown => true,
         }
     }
 
@@ -320,7 +349,7 @@ impl Table {
                 let dead = match self.read(i) {
                     Some(entry) => !entry.is_current(),
                     // Not published yet: only a process that is gone can leave it so.
-                    None => start_time(unpack(waiter).0).is_none(),
+                    None => liveness(unpack(waiter).0) == Liveness::Gone,
                 };
                 if dead {
                     self.clear(i, waiter);
@@ -338,6 +367,7 @@ impl Table {
 pub struct Registration {
     table: &'static Table,
     index: usize,
+    id: u64,
     generation: u64,
 }
 
@@ -374,6 +404,7 @@ pub fn start_waiting(lock: LockRef) -> Option<Registration> {
     Some(Registration {
         table,
         index,
+        id,
         generation,
     })
 }
@@ -394,9 +425,13 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let slot = self.slot();
-        slot.verdict.store(self.generation << 2 | CLOSED, SeqCst);
-        slot.lock.store(0, SeqCst);
-        slot.waiter.store(0, SeqCst);
+        // Only a slot judged dead is taken from its owner, and a running process is never
+        // judged so; still, never free a slot that someone else owns now.
+        if slot.waiter.load(SeqCst) == self.id {
+            slot.verdict.store(self.generation << 2 | CLOSED, SeqCst);
+            slot.lock.store(0, SeqCst);
+            let _ = slot.waiter.compare_exchange(self.id, 0, SeqCst, SeqCst);
+        }
     }
 }
 
@@ -553,8 +588,11 @@ mod tests {
 
     #[test]
     fn own_start_time_is_known() {
-        assert!(start_time(std::process::id() as i32).is_some());
-        assert_eq!(start_time(i32::MAX), None);
+        assert!(matches!(
+            liveness(std::process::id() as i32),
+            Liveness::Started(start) if start == my_start()
+        ));
+        assert_eq!(liveness(i32::MAX), Liveness::Gone);
     }
 
     #[test]
