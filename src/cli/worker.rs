@@ -121,6 +121,8 @@ struct Job {
     fold: bool,
     /// The caller's `global::` constants, sent when they changed since the last job.
     globals: Option<Value>,
+    /// The process's name (`Process-1 (work)`), sent by `spawn_process`.
+    name: Option<String>,
 }
 
 /// The function and argument lists of the job being run.
@@ -213,6 +215,7 @@ impl WorkerRuntime {
             items: vec![vec![json!(1)]],
             fold: false,
             globals: None,
+            name: None,
         });
         self.program = None;
         self.function = None;
@@ -229,6 +232,9 @@ impl WorkerRuntime {
     fn try_run(&mut self, job: Job) -> Result<Value, Value> {
         let fail = |message: String| json!({ "t": "err", "message": message });
         let version = job.version;
+        if let Some(name) = &job.name {
+            processes::set_process_name(name);
+        }
         if self.program.as_ref().is_none_or(|(v, _)| *v != version) || job.sources.is_some() {
             let sources = job.sources.unwrap_or_default();
             processes::set_function_sources(

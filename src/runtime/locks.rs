@@ -1,8 +1,9 @@
 //! `lock()` and `rlock()`: locks in shared memory that work between threads and processes.
 //! A lock whose holder process died is taken over by the next `acquire` (instead of
-//! hanging forever), and a cycle of threads waiting for each other's locks is reported
-//! as a deadlock error instead of hanging.
+//! hanging forever), and a cycle of threads (of one process or several) waiting for each
+//! other's locks is reported as a deadlock error instead of hanging (see `deadlock`).
 
+use super::deadlock;
 use super::shm::{arena, Monitor};
 use super::sink::{self, Stream};
 use super::{interrupt, interrupted_error};
@@ -147,17 +148,24 @@ impl LockRef {
         let deadline = timeout.map(|t| Instant::now() + t);
         let state = self.state();
         let mut guard = state.monitor.lock();
-        let mut waiting = false;
+        // Set once this thread has waited and registered in the waits-for table (tried
+        // once: when the table is full, the wait goes unwatched rather than rescanning it).
+        let mut registration: Option<deadlock::Registration> = None;
+        let mut registration_tried = false;
+        let mut waited = false;
         // Looking for a dead holder reads /proc: do it only when a wait lasts, once per POLL.
         let mut last_liveness_check = Instant::now();
         let result = loop {
+            // Checked before the lock itself: every member of a deadlock is told, even one
+            // whose lock was just freed by a member that was told first.
+            if let Some(message) = registration.as_ref().and_then(|r| r.verdict()) {
+                break Err(message.into());
+            }
             if state.owner_tid.load(Relaxed) == 0 {
                 break Ok(true);
             }
-            if state.owner_pid.load(Relaxed) == pid
-                && state.owner_tid.load(Relaxed) == tid
-                && state.reentrant != 0
-            {
+            let mine = state.owner_pid.load(Relaxed) == pid && state.owner_tid.load(Relaxed) == tid;
+            if mine && state.reentrant != 0 {
                 state.depth.fetch_add(1, Relaxed);
                 break Ok(true);
             }
@@ -184,20 +192,29 @@ impl LockRef {
             if deadline.is_some_and(|d| now >= d) {
                 break Ok(false);
             }
-            if timeout.is_none() {
-                // The detector takes its own mutex and then lock monitors: never call it
-                // with a monitor held, or two threads can block each other.
+            if timeout.is_none() && mine {
+                break Err(deadlock::self_deadlock(*self).into());
+            }
+            // Only a wait that outlasts its first wake-up is registered and checked, so a
+            // briefly contended acquire never touches the shared waits-for table.
+            if timeout.is_none() && waited {
+                // The detector takes lock monitors: never call it with one held, or two
+                // threads can block each other.
                 drop(guard);
-                if !waiting {
-                    deadlock::start_waiting(tid, *self);
-                    waiting = true;
+                if !registration_tried {
+                    registration = deadlock::start_waiting(*self);
+                    registration_tried = true;
                 }
-                let verdict = deadlock::check(tid);
+                let verdict = registration.as_ref().and_then(deadlock::check);
                 guard = state.monitor.lock();
                 if let Some(message) = verdict {
                     break Err(message.into());
                 }
+                if state.owner_tid.load(Relaxed) == 0 {
+                    continue; // freed meanwhile; its wake-up may have come unheard
+                }
             }
+            waited = true;
             let pause = deadline.map_or(POLL, |d| (d - now).min(POLL));
             guard.wait(pause);
         };
@@ -212,11 +229,9 @@ impl LockRef {
             }
         }
         drop(guard);
-        // Until this line the detector may still see this thread waiting for a lock it
-        // now holds; a path through it then ends at itself, which is not a cycle.
-        if waiting {
-            deadlock::stop_waiting(tid);
-        }
+        // Until this line a detector may still see this thread waiting for a lock it now
+        // holds; a path through it then ends at itself, which is not a cycle.
+        drop(registration);
         result
     }
 
@@ -245,6 +260,11 @@ impl LockRef {
         Ok(())
     }
 
+    /// Wakes the threads waiting for this lock (to look at a deadlock verdict at once).
+    pub fn wake_waiters(&self) {
+        self.state().monitor.notify_all();
+    }
+
     pub fn locked(&self) -> bool {
         let state = self.state();
         let _guard = state.monitor.lock();
@@ -257,102 +277,6 @@ impl LockRef {
         let _guard = state.monitor.lock();
         (state.owner_tid.load(Relaxed) != 0)
             .then(|| (state.owner_pid.load(Relaxed), state.owner_tid.load(Relaxed)))
-    }
-}
-
-/// Detection of threads of this process waiting for each other's locks in a cycle.
-mod deadlock {
-    use super::{my_ids, LockRef};
-    use std::collections::{BTreeMap, HashMap};
-    use std::sync::Mutex;
-
-    /// Which lock each blocked thread waits for.
-    static WAITING: Mutex<BTreeMap<i32, LockRef>> = Mutex::new(BTreeMap::new());
-    /// Threads that must give up waiting, with the message to give.
-    static VERDICTS: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
-
-    pub fn start_waiting(tid: i32, lock: LockRef) {
-        WAITING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tid, lock);
-    }
-
-    /// The thread no longer waits (it got the lock, gave up, or was told of a deadlock):
-    /// forget it, including a verdict that it did not need after all.
-    pub fn stop_waiting(tid: i32) {
-        WAITING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&tid);
-        if let Some(verdicts) = VERDICTS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            verdicts.remove(&tid);
-        }
-    }
-
-    /// A message if the calling thread is part of a cycle (found now or by another member).
-    pub fn check(tid: i32) -> Option<String> {
-        let mut verdicts = VERDICTS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(message) = verdicts.as_mut().and_then(|v| v.remove(&tid)) {
-            return Some(message);
-        }
-        let cycle = find_cycle(tid)?;
-        let (pid, _) = my_ids();
-        let describe = |(t, lock): &(i32, LockRef)| {
-            format!(
-                "{} waits for {}",
-                crate::runtime::threads::thread_label(pid, *t),
-                lock.name()
-            )
-        };
-        let mut parts: Vec<String> = cycle.iter().map(describe).collect();
-        if cycle.len() == 1 {
-            parts[0].push_str(" which it already holds (a re-entrant rlock() allows that)");
-        } else {
-            let holders: Vec<String> = cycle
-                .iter()
-                .map(|(_, lock)| {
-                    let holder = lock.owner().map_or(0, |(_, t)| t);
-                    format!(
-                        "{} is held by {}",
-                        lock.name(),
-                        crate::runtime::threads::thread_label(pid, holder)
-                    )
-                })
-                .collect();
-            parts.extend(holders);
-        }
-        let message = format!("deadlock detected: {}", parts.join("; "));
-        let others = verdicts.get_or_insert_with(HashMap::new);
-        for (other, _) in cycle.iter().filter(|(t, _)| *t != tid) {
-            others.insert(*other, message.clone());
-        }
-        Some(message)
-    }
-
-    /// Follows "waits for lock → held by thread → waits for lock…" from `start`.
-    fn find_cycle(start: i32) -> Option<Vec<(i32, LockRef)>> {
-        // A copy: lock monitors are taken below, and a thread that holds a monitor may
-        // be waiting for `WAITING`.
-        let waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (pid, _) = my_ids();
-        let mut path: Vec<(i32, LockRef)> = Vec::new();
-        let mut current = start;
-        loop {
-            let lock = *waiting.get(&current)?;
-            path.push((current, lock));
-            let (owner_pid, owner_tid) = lock.owner()?;
-            if owner_pid != pid {
-                return None;
-            }
-            if owner_tid == start {
-                return Some(path);
-            }
-            if path.iter().any(|(t, _)| *t == owner_tid) || path.len() > 256 {
-                return None;
-            }
-            current = owner_tid;
-        }
     }
 }
 
@@ -394,8 +318,8 @@ pub mod lock_api {
     ///
     /// `acquire()` waits until it is free and takes it; `release()` frees it; `hold(f)` runs
     /// `f` with the lock held. If the process holding it dies, the next `acquire` takes it
-    /// over (and says so on stderr) instead of waiting forever; a cycle of threads waiting
-    /// for each other's locks is reported as a deadlock error.
+    /// over (and says so on stderr) instead of waiting forever; a cycle of threads or
+    /// processes waiting for each other's locks is reported as a deadlock error to each.
     #[rhai_fn(return_raw)]
     pub fn lock() -> Result<Lock, Box<EvalAltResult>> {
         LockRef::new(false).map(Lock)

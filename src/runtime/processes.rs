@@ -43,6 +43,28 @@ pub fn role() -> Role {
     *ROLE.get().unwrap_or(&Role::Kernel)
 }
 
+/// The name this worker's parent gave it (`Process-1 (work)`), received with its job.
+static PROCESS_NAME: OnceLock<String> = OnceLock::new();
+
+pub fn set_process_name(name: &str) {
+    let _ = PROCESS_NAME.set(name.to_string());
+}
+
+/// How this process is called in messages about several processes (a deadlock between
+/// them): `None` for the kernel or the script itself, `Process-1 (work)` for a process
+/// started with `spawn_process`, `pool worker 1234` for a pool's worker.
+pub fn process_label() -> Option<String> {
+    match role() {
+        Role::Kernel | Role::Script => None,
+        Role::Worker => Some(
+            PROCESS_NAME
+                .get()
+                .cloned()
+                .unwrap_or_else(|| format!("pool worker {}", std::process::id())),
+        ),
+    }
+}
+
 /// Sources of the cells whose functions the running code can call, in the order they
 /// ran, with a version number that changes whenever they do (pool workers recompile
 /// only then).
@@ -415,9 +437,11 @@ pub fn spawn(
     } else {
         format!("Process-{number} ({})", f.fn_name())
     };
-    let job = encode_args(&args)
+    let mut job = encode_args(&args)
         .and_then(|args| job_json(&f, &[args], true, globals))
         .map_err(|e| format!("spawn_process: {e}"))?;
+    // The child names itself by it where the user reads about several processes.
+    job["name"] = json!(&name);
     let (mut child, _busy) = start_worker(true)?;
     let pid = child.id() as i32;
     let mut stdin = child

@@ -21,6 +21,8 @@ struct Header {
     size: u64,
     next: AtomicU64,
     serial: AtomicU64,
+    /// Offset of the table of threads waiting for locks (see `deadlock`); 0 if none.
+    waits_for: AtomicU64,
 }
 
 pub struct Arena {
@@ -82,7 +84,11 @@ fn create() -> Result<Arena, String> {
         (*header).size = size;
         (*header).next.store(4096, Ordering::Release);
     }
-    Ok(Arena { base, size, fd })
+    let arena = Arena { base, size, fd };
+    // Reserved before any worker exists, so every process finds it at the same offset.
+    let table = super::deadlock::reserve_table(&arena, size);
+    arena.header().waits_for.store(table, Ordering::Release);
+    Ok(arena)
 }
 
 fn attach(fd: RawFd) -> Result<Arena, String> {
@@ -141,6 +147,11 @@ impl Arena {
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Offset of the waits-for table reserved at creation (0 when it did not fit).
+    pub fn waits_for_table(&self) -> u64 {
+        self.header().waits_for.load(Ordering::Acquire)
     }
 
     /// A fresh number for naming objects (`Lock-3`), unique across processes.
