@@ -101,7 +101,19 @@ fn a_loop_of_spawns_hits_the_process_limit_and_nothing_leaks() {
 #[test]
 fn a_child_flooding_stdout_is_relayed_in_full() {
     let mut k = Kernel::start();
-    let ex = k.execute("spawn_process(|| { for i in 0..50000 { print(i); } \"done\" }).join()");
+    let request =
+        k.send_execute("spawn_process(|| { for i in 0..50000 { print(i); } \"done\" }).join()");
+    // 50,000 prints from a debug build take seconds, and many more on a busy machine: this
+    // test is about losing nothing, not about speed.
+    let iopub = k.iopub_until(&request, Duration::from_secs(120), |m| {
+        kernel_support::is_status(m, "idle")
+    });
+    let reply = k.shell_reply(&request);
+    let ex = kernel_support::Execution {
+        request,
+        reply,
+        iopub,
+    };
     assert_eq!(ex.result().as_deref(), Some("\"done\""));
     let out = ex.stdout();
     let lines: Vec<&str> = out.lines().collect();
