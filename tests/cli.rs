@@ -114,8 +114,11 @@ fn input_reads_a_line_from_stdin() {
 }
 
 /// Sends SIGINT to a running script (or, like a terminal's Ctrl-C, to its whole process
-/// group) and checks that it stops with exit code 130, leaving no process behind.
+/// group) once it has printed `started`, and checks that it stops with exit code 130,
+/// leaving no process behind. Waiting for the line, not for a fixed time, makes sure the
+/// signal reaches the code it is meant to stop, however slow the machine.
 fn interrupt_exits_130(code: &str, whole_group: bool) {
+    use std::io::{BufRead, BufReader, Read};
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let path = script(&dir, "forever.rhai", code);
@@ -127,8 +130,24 @@ fn interrupt_exits_130(code: &str, whole_group: bool) {
         .process_group(0)
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
     let pid = child.id() as libc::pid_t;
+    // stdout is read on a thread that hands over its first line, so that a script that
+    // never prints it fails the test after a timeout instead of hanging it.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (first_line, first_line_read) = std::sync::mpsc::channel();
+    let stdout_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_line(&mut text);
+        let _ = first_line.send(text.clone());
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let first = first_line_read.recv_timeout(Duration::from_secs(60));
+    if first.as_deref() != Ok("started\n") {
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let _ = child.wait();
+        panic!("the script did not print \"started\": {first:?}");
+    }
     let target = if whole_group { -pid } else { pid };
     assert_eq!(unsafe { libc::kill(target, libc::SIGINT) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -136,8 +155,8 @@ fn interrupt_exits_130(code: &str, whole_group: bool) {
         if let Some(status) = child.try_wait().unwrap() {
             assert_eq!(status.code(), Some(130));
             let out = child.wait_with_output().unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(stdout.starts_with("started\n"), "{stdout}");
+            let stdout = stdout_reader.join().unwrap();
+            assert_eq!(stdout, "started\n");
             // The script itself stopped (not the fallback exit for a stuck script).
             assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
             let gone = Instant::now() + Duration::from_secs(5);
@@ -149,7 +168,7 @@ fn interrupt_exits_130(code: &str, whole_group: bool) {
             return;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
             let _ = child.wait();
             panic!("the script did not stop after SIGINT");
         }
