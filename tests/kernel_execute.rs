@@ -466,11 +466,25 @@ fn killing_a_pool_worker_breaks_the_map_and_the_pool_recovers() {
     );
 }
 
+/// The `done/total` count of a progress bar's text.
+fn progress_count(text: &str) -> (u32, u32) {
+    let count = text
+        .split_whitespace()
+        .find(|w| w.contains('/'))
+        .unwrap_or_else(|| panic!("no count in {text:?}"));
+    let (done, total) = count.split_once('/').unwrap();
+    (done.parse().unwrap(), total.parse().unwrap())
+}
+
 #[test]
 fn map_progress_bar_is_one_display_updated_in_place() {
     let mut k = Kernel::start();
+    // Each of the two threads runs four tasks of at least 150 ms one after the other; the
+    // bar is redrawn at most every 100 ms, so it must be redrawn while a thread's last
+    // task still runs, with fewer than 8 done. (The sleeps only make tasks last at least
+    // that long; a slower machine makes them longer, never shorter.)
     let ex = k.execute(
-        "thread_pool(2).map(|x| { sleep(0.05); x }, 0..8, #{progress: true, chunksize: 1})",
+        "thread_pool(2).map(|x| { sleep(0.15); x }, 0..8, #{progress: true, chunksize: 1})",
     );
     assert_eq!(ex.status(), "ok", "{:?}", ex.error());
     let first = ex
@@ -482,17 +496,26 @@ fn map_progress_bar_is_one_display_updated_in_place() {
         .as_str()
         .unwrap()
         .to_string();
-    let updates: Vec<&str> = ex
+    let first_text = first.content["data"]["text/plain"].as_str().unwrap();
+    assert_eq!(progress_count(first_text), (0, 8), "{first_text}");
+    let updates: Vec<(u32, u32)> = ex
         .iopub
         .iter()
         .filter(|m| m.msg_type() == "update_display_data")
         .map(|m| {
             assert_eq!(m.content["transient"]["display_id"], id.as_str());
-            m.content["data"]["text/plain"].as_str().unwrap()
+            progress_count(m.content["data"]["text/plain"].as_str().unwrap())
         })
         .collect();
-    assert!(!updates.is_empty(), "the progress bar was never updated");
-    assert!(updates.last().unwrap().contains("8/8"), "{updates:?}");
+    assert_eq!(updates.last(), Some(&(8, 8)), "{updates:?}");
+    assert!(
+        updates.iter().any(|&(done, _)| done > 0 && done < 8),
+        "no update while the tasks ran: {updates:?}"
+    );
+    assert!(
+        updates.windows(2).all(|w| w[0].0 < w[1].0),
+        "counts go up: {updates:?}"
+    );
 }
 
 #[test]
