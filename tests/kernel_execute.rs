@@ -585,6 +585,104 @@ fn timeline_draws_one_row_per_worker() {
     );
 }
 
+/// A bar of a timeline's SVG: its label, its left edge and width in pixels, and the times
+/// its tooltip gives.
+#[derive(Debug)]
+struct Bar {
+    label: String,
+    x: f64,
+    width: f64,
+    start: f64,
+    end: f64,
+}
+
+fn bars(svg: &str) -> Vec<Bar> {
+    let attribute = |rect: &str, name: &str| -> f64 {
+        let from = rect.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        rect[from..].split('"').next().unwrap().parse().unwrap()
+    };
+    svg.split("<rect class=\"span\"")
+        .skip(1)
+        .map(|rect| {
+            let title = rect.split("<title>").nth(1).unwrap();
+            let title = title.split("</title>").next().unwrap();
+            // "label 0.123–0.456 s"
+            let (label, times) = title
+                .rsplit_once(' ')
+                .map_or((title, ""), |(rest, _)| rest.rsplit_once(' ').unwrap());
+            let (start, end) = times.split_once('–').unwrap();
+            Bar {
+                label: label.to_string(),
+                x: attribute(rect, "x"),
+                width: attribute(rect, "width"),
+                start: start.parse().unwrap(),
+                end: end.parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The bars of a timeline are where the work was: two workers that met at a barrier
+/// overlap, two threads run one after the other do not, in the spans' data and in the
+/// chart.
+#[test]
+fn timeline_bars_show_when_each_worker_ran() {
+    let mut k = Kernel::start();
+    let code = "fn together(b) { b.wait(30.0); sleep(0.05) }
+fn first() { sleep(0.05) }
+fn second() { sleep(0.05) }
+let spans = timeline(|| {
+    let b = barrier(2);
+    let t = spawn_thread(together, b);
+    let p = spawn_process(together, b);
+    t.join();
+    p.join();
+    spawn_thread(first).join();
+    spawn_thread(second).join();
+});
+let together = spans.filter(|x| x.label == \"together\");
+let a = together[0];
+let b = together[1];
+let f = spans.filter(|x| x.label == \"first\")[0];
+let s = spans.filter(|x| x.label == \"second\")[0];
+[a.start < b.end && b.start < a.end, f.end <= s.start, f.start < f.end]";
+    let ex = k.execute(code);
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    assert_eq!(ex.result().as_deref(), Some("[true, true, true]"));
+    let display = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "display_data")
+        .expect("a timeline display");
+    let svg = display.content["data"]["image/svg+xml"].as_str().unwrap();
+    let bars = bars(svg);
+    let find = |label: &str| -> Vec<&Bar> { bars.iter().filter(|b| b.label == label).collect() };
+    let together = find("together");
+    let (first, second) = (find("first"), find("second"));
+    assert_eq!(together.len(), 2, "{bars:?}");
+    assert_eq!((first.len(), second.len()), (1, 1), "{bars:?}");
+    let (a, b) = (together[0], together[1]);
+    let (f, s) = (first[0], second[0]);
+    // Both had waited at the barrier for the other, then slept 50 ms: they overlap by
+    // that much at least.
+    assert!(
+        a.start.max(b.start) + 0.04 < a.end.min(b.end),
+        "overlapping workers: {a:?} {b:?}"
+    );
+    assert!(
+        a.x.max(b.x) < (a.x + a.width).min(b.x + b.width),
+        "overlapping bars: {a:?} {b:?}"
+    );
+    // `second` started after `first` was joined.
+    assert!(f.end <= s.start, "one after the other: {f:?} {s:?}");
+    // Positions are rounded to 0.1 px.
+    assert!(
+        f.x + f.width <= s.x + 0.2,
+        "bars one after the other: {f:?} {s:?}"
+    );
+    assert!(f.end - f.start >= 0.05 && f.width > 1.0, "{f:?}");
+}
+
 #[cfg(not(feature = "rust"))]
 #[test]
 fn rust_cells_in_a_build_without_them_say_how_to_get_them() {
