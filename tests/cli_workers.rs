@@ -341,3 +341,32 @@ print(\"started\");
         "{stderr}"
     );
 }
+
+/// What processes and pool tasks print reaches the script's stdout and stderr, in the
+/// order the script waits for it.
+#[test]
+fn output_of_processes_and_pool_tasks_reaches_the_terminal() {
+    let code =
+        "spawn_process(|| { print(\"from a process\"); eprint(\"process to stderr\"); }).join();
+let p = pool(1);
+p.map(|x| { print(`from pool task ${x}`); x }, [1, 2], #{ chunksize: 1 });
+p.submit(|| { print(\"from a submitted task\"); eprint(\"task to stderr\"); }).result();
+thread_pool(1).map(|x| { print(`from thread-pool task ${x}`); x }, [3]);
+let inner = spawn_process(|| pool(1).map(|x| { print(`from a pool of a process ${x}`); x }, [4]));
+inner.join();
+print(\"done\");
+";
+    let (status, stdout, stderr) = run(code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "from a process\n\
+         from pool task 1\n\
+         from pool task 2\n\
+         from a submitted task\n\
+         from thread-pool task 3\n\
+         from a pool of a process 4\n\
+         done\n"
+    );
+    assert_eq!(stderr, "process to stderr\ntask to stderr\n");
+}
