@@ -77,12 +77,24 @@ python-test: kernelspec
 
 # CurveZMQ needs a libzmq built with libsodium (Debian: libzmq3-dev, which .ci/run installs);
 # the default build's vendored libzmq has none (see README, Encryption). This links the
-# system libzmq in a separate target directory and runs the encrypted round trip.
+# system libzmq in a separate target directory and runs the encrypted round trip, raw
+# (kernel_curve) and through jupyter_client (test_curve.py, on a kernelspec of that build:
+# python-test's kernelspec is the default build, for which test_curve.py checks the
+# refusal). RHAI_KERNEL_EXPECT_CURVE=1 makes both fail, rather than check the refusal or
+# skip, when that build or pyzmq turns out to have no CURVE.
 HOST := $(shell rustc -vV | sed -n 's/^host: //p')
-curve-test:
+CURVE_LINK := --config 'target.$(HOST).zmq.rustc-link-lib=["zmq"]'
+CURVE_KERNELSPEC := $(CURDIR)/target/curve-kernelspec
+curve-test: $(VENV)/.test-stamp
 	@if pkg-config --exists libzmq 2>/dev/null; then \
+		set -e; \
 		RHAI_KERNEL_EXPECT_CURVE=1 CARGO_TARGET_DIR=target/curve \
-		cargo test --config 'target.$(HOST).zmq.rustc-link-lib=["zmq"]' --test kernel_curve; \
+		cargo test $(CURVE_LINK) --test kernel_curve; \
+		CARGO_TARGET_DIR=target/curve cargo build $(CURVE_LINK); \
+		rm -rf $(CURVE_KERNELSPEC); \
+		target/curve/debug/rhai-kernel install --prefix $(CURVE_KERNELSPEC) >/dev/null; \
+		JUPYTER_PATH=$(CURVE_KERNELSPEC)/share/jupyter RHAI_KERNEL_HISTORY=off \
+		RHAI_KERNEL_EXPECT_CURVE=1 $(VPY) -m pytest -q -rs --timeout=600 tests/python/test_curve.py; \
 	else \
 		echo "NOT RUN: curve-test needs libzmq with CURVE (Debian: libzmq3-dev, installed by .ci/run)"; \
 	fi
