@@ -291,3 +291,34 @@ fn interrupt_cancels_the_tasks_queued_in_pool_workers() {
     let started: i64 = k.eval("slow_ones.len()").parse().expect("a count");
     assert!((1..=2).contains(&started), "{started} slow tasks started");
 }
+
+#[test]
+fn interrupt_stops_pool_join_and_reduce() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let kept = 5;").status(), "ok");
+    // `join()` waits for submitted tasks that spin or sleep, `reduce` for folding tasks that
+    // spin: each says it started, so the wait is under way when the interrupt comes. Each
+    // cell makes its own pool, since `join()` closes it.
+    for make in ["pool(2)", "thread_pool(2)"] {
+        for code in [
+            r#"q.submit(|| { print("started"); loop {} }); q.submit(|| sleep(100)); q.join()"#,
+            r#"q.reduce(|a, b| { print("started"); loop {} }, 0..8, 0)"#,
+        ] {
+            let code = format!("let q = {make}; {code}");
+            let ex = run_and_interrupt(&mut k, &code, control_interrupt);
+            assert_eq!(
+                ex.reply.content["ename"], "Interrupted",
+                "{code}: {:?}",
+                ex.reply.content
+            );
+            assert_interrupted(&ex);
+            assert_eq!(k.eval("kept"), "5", "after {code}");
+        }
+    }
+    // Both kinds of pool work afterwards.
+    assert_eq!(k.eval("pool(2).reduce(|a, b| a + b, 1..=10, 0)"), "55");
+    assert_eq!(
+        k.eval("thread_pool(2).reduce(|a, b| a + b, 1..=10, 0)"),
+        "55"
+    );
+}

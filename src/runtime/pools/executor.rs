@@ -138,6 +138,11 @@ impl Pending {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        // The interrupt also stops the tasks, which may empty the pool before the loop
+        // above sees the flag: `join()` must still report the interrupt, not return.
+        if interrupt::is_requested() {
+            return Err(interrupted_error());
+        }
         Ok(())
     }
 }

@@ -337,6 +337,12 @@ impl Pool {
                 Ok((n, ChunkResult::Values(mut v))) => {
                     partials.push((n, v.pop().unwrap_or_default()))
                 }
+                // A task that the interrupt stopped fails; the interrupt is what to report
+                // (as in `run`).
+                Ok(_) if interrupt::is_requested() => {
+                    cancelled.store(true, Ordering::SeqCst);
+                    return Err(interrupted_error());
+                }
                 Ok((n, ChunkResult::Failed { index, message, .. })) => {
                     cancelled.store(true, Ordering::SeqCst);
                     return Err(
