@@ -322,3 +322,33 @@ fn interrupt_stops_pool_join_and_reduce() {
         "55"
     );
 }
+
+/// With the GIL on and a switch interval too long to ever come, a thread that spins keeps
+/// the GIL: the cell's own code and another thread, both woken by the spinner's event,
+/// wait for it. An interrupt stops the spinner and both waiters.
+#[test]
+fn interrupt_stops_threads_waiting_for_the_gil() {
+    let mut k = Kernel::start();
+    let ex = run_and_interrupt(
+        &mut k,
+        r#"set_gil(true);
+           set_gil_interval(1000000000);
+           let spinning = event();
+           let waiter = spawn_thread(|spinning| { spinning.wait(); "the waiter ran" }, spinning);
+           let spinner = spawn_thread(|spinning| { spinning.set(); print("started"); loop {} }, spinning);
+           spinning.wait();
+           "the cell ran on""#,
+        control_interrupt,
+    );
+    assert_interrupted(&ex);
+    let ex = k.execute(
+        r#"set_gil(false);
+           let errors = [];
+           for t in [spinner, waiter] { try { t.join(); } catch (e) { errors.push(`${e}`); } }
+           errors"#,
+    );
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    let errors = ex.result().unwrap();
+    assert_eq!(errors.matches("was interrupted").count(), 2, "{errors}");
+    assert_eq!(k.eval("40 + 2"), "42");
+}
