@@ -341,6 +341,62 @@ fn displays_can_be_updated_and_cleared() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
 }
 
+/// A process and submitted pool tasks (of a process pool and a thread pool) started in
+/// cell A print once before cell A ends and once after, while cell B waits for them: both
+/// lines are stream messages of cell A, and cell B gets none.
+#[test]
+fn output_of_processes_and_pool_tasks_goes_to_the_cell_that_started_them() {
+    let mut k = Kernel::start();
+    let a = k.execute(
+        r#"let resume = event();
+           let printed = semaphore(0);
+           fn two_lines(name, printed, resume) {
+               print(`${name}: early`);
+               printed.release();
+               resume.wait(30.0);
+               print(`${name}: late`);
+           }
+           let p = spawn_process(two_lines, "process", printed, resume);
+           let pp = pool(1);
+           let f = pp.submit(two_lines, "pool task", printed, resume);
+           let tp = thread_pool(1);
+           let g = tp.submit(two_lines, "thread-pool task", printed, resume);
+           for i in 0..3 { printed.acquire(); }"#,
+    );
+    assert_eq!(a.status(), "ok", "{:?}", a.error());
+    let b = k.execute("resume.set(); p.join(); f.result(); g.result(); \"joined\"");
+    assert_eq!(b.result().as_deref(), Some("\"joined\""), "{:?}", b.error());
+    assert_eq!(b.stdout(), "", "output leaked into the cell that waited");
+    // The late lines were relayed before join() and result() returned, so they have all
+    // been published by now (IOPub keeps the order of one publisher).
+    let late = k.iopub_for(Duration::from_millis(300));
+    let mut lines: Vec<String> = a
+        .iopub
+        .iter()
+        .chain(late.iter())
+        .filter(|m| m.msg_type() == "stream")
+        .map(|m| {
+            assert_eq!(parent_id(m), a.request.header.msg_id, "{:?}", m.content);
+            m.content["text"].as_str().unwrap().to_string()
+        })
+        .collect::<String>()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "pool task: early",
+            "pool task: late",
+            "process: early",
+            "process: late",
+            "thread-pool task: early",
+            "thread-pool task: late",
+        ]
+    );
+}
+
 #[test]
 fn thread_output_goes_to_the_cell_that_started_the_thread() {
     let mut k = Kernel::start();
