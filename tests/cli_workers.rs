@@ -370,3 +370,45 @@ print(\"done\");
     );
     assert_eq!(stderr, "process to stderr\ntask to stderr\n");
 }
+
+/// A process killed (SIGKILL) while it holds a lock or an rlock (twice) cannot release it:
+/// the next `acquire` takes the lock over, says so on stderr, and the lock then works as
+/// usual (one release frees the rlock, whatever depth the dead holder had).
+#[test]
+fn a_lock_whose_holder_was_killed_is_taken_over_by_the_next_acquire() {
+    let code = "for l in [lock(), rlock()] {
+    let held = event();
+    let p = spawn_process(|l, held| {
+        l.acquire();
+        if type_of(l) == \"RLock\" { l.acquire(); }
+        held.set();
+        sleep(1000);
+    }, l, held);
+    held.wait(30.0);
+    p.kill();
+    try { p.join(); } catch (e) { }
+    print(`${p.pid} ${type_of(l)} ${l.acquire(30.0)} ${l.locked()}`);
+    l.release();
+    let other = spawn_thread(|l| l.acquire(0.0), l);
+    print(`released: ${!l.locked()}, taken by another thread: ${other.join()}`);
+}
+";
+    let (status, stdout, stderr) = run(code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for (i, kind) in ["Lock", "RLock"].iter().enumerate() {
+        let (pid, rest) = lines[2 * i].split_once(' ').unwrap();
+        assert_eq!(rest, format!("{kind} true true"), "{stdout}");
+        assert_eq!(
+            lines[2 * i + 1],
+            "released: true, taken by another thread: true"
+        );
+        assert!(
+            stderr.contains(&format!(
+                ": its holder (process {pid}) died without releasing it; acquiring it anyway\n"
+            )),
+            "{stderr}"
+        );
+    }
+}
