@@ -389,8 +389,9 @@ fn a_lock_whose_holder_was_killed_is_taken_over_by_the_next_acquire() {
     try { p.join(); } catch (e) { }
     print(`${p.pid} ${type_of(l)} ${l.acquire(30.0)} ${l.locked()}`);
     l.release();
+    let released = !l.locked();
     let other = spawn_thread(|l| l.acquire(0.0), l);
-    print(`released: ${!l.locked()}, taken by another thread: ${other.join()}`);
+    print(`released: ${released}, taken by another thread: ${other.join()}`);
 }
 ";
     let (status, stdout, stderr) = run(code);
