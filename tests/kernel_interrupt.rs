@@ -325,7 +325,8 @@ fn interrupt_stops_pool_join_and_reduce() {
 
 /// With the GIL on and a switch interval too long to ever come, a thread that spins keeps
 /// the GIL: the cell's own code and another thread, both woken by the spinner's event,
-/// wait for it. An interrupt stops the spinner and both waiters.
+/// wait for it. An interrupt stops the spinner and the cell waiting for the GIL, and
+/// leaves no thread waiting for it.
 #[test]
 fn interrupt_stops_threads_waiting_for_the_gil() {
     let mut k = Kernel::start();
@@ -341,14 +342,20 @@ fn interrupt_stops_threads_waiting_for_the_gil() {
         control_interrupt,
     );
     assert_interrupted(&ex);
+    // The other waiter ends too. Whether it ends interrupted or with its value depends on
+    // whether it looked at the interrupt before this next cell cleared it (the spinner
+    // has let the GIL go by then), so only its end is checked.
     let ex = k.execute(
         r#"set_gil(false);
-           let errors = [];
-           for t in [spinner, waiter] { try { t.join(); } catch (e) { errors.push(`${e}`); } }
-           errors"#,
+           let spinner_error = "";
+           try { spinner.join(); } catch (e) { spinner_error = `${e}`; }
+           try { waiter.join(); } catch (e) { }
+           [spinner_error, waiter.is_alive]"#,
     );
     assert_eq!(ex.status(), "ok", "{:?}", ex.error());
-    let errors = ex.result().unwrap();
-    assert_eq!(errors.matches("was interrupted").count(), 2, "{errors}");
+    assert_eq!(
+        ex.result().as_deref(),
+        Some("[\"thread 'Thread-2' was interrupted\", false]")
+    );
     assert_eq!(k.eval("40 + 2"), "42");
 }
