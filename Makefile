@@ -60,12 +60,13 @@ RUST_KERNELSPEC := $(CURDIR)/target/rust-cells-kernelspec
 rust-cells-test: $(VENV)/.test-stamp
 	cargo clippy --all-targets --features rust -- -D warnings
 	cargo test --profile rust-cells --features rust --test rust_cells
-	# The notebook with Rust cells, under nbclient, on a kernelspec of the feature build.
+	# The notebook with Rust cells, under nbclient and in JupyterLab (Run All in chromium), on
+	# a kernelspec of the feature build.
 	cargo build --profile rust-cells --features rust
 	rm -rf $(RUST_KERNELSPEC)
 	target/rust-cells/rhai-kernel install --prefix $(RUST_KERNELSPEC)
-	JUPYTER_PATH=$(RUST_KERNELSPEC)/share/jupyter RHAI_KERNEL_HISTORY=off \
-		$(VPY) -m pytest -q -rs --timeout=600 tests/notebooks -k rust
+	JUPYTER_PATH=$(RUST_KERNELSPEC)/share/jupyter RHAI_KERNEL_HISTORY=off RHAI_KERNEL_RUST_CELLS=1 \
+		$(VPY) -m pytest -q -rs --timeout=900 tests/notebooks tests/clients/test_jupyterlab.py -k rust
 
 # Kernels started by the Python tests keep their history under target/, not in the user's
 # Jupyter data directory.
@@ -73,16 +74,29 @@ TEST_HISTORY := $(CURDIR)/target/test-output/history.jsonl
 
 python-test: kernelspec
 	mkdir -p $(dir $(TEST_HISTORY)) && rm -f $(TEST_HISTORY)
-	$(JUPYTER_ENV) RHAI_KERNEL_HISTORY=$(TEST_HISTORY) $(VPY) -m pytest -q -rs --timeout=600 tests/conformance tests/notebooks tests/clients tests/python
+	$(JUPYTER_ENV) RHAI_KERNEL_HISTORY=$(TEST_HISTORY) RHAI_KERNEL_RUST_CELLS=$(if $(WITH_RUST),1,0) \
+		$(VPY) -m pytest -q -rs --timeout=600 tests/conformance tests/notebooks tests/clients tests/python
 
 # CurveZMQ needs a libzmq built with libsodium (Debian: libzmq3-dev, which .ci/run installs);
 # the default build's vendored libzmq has none (see README, Encryption). This links the
-# system libzmq in a separate target directory and runs the encrypted round trip.
+# system libzmq in a separate target directory and runs the encrypted round trip, raw
+# (kernel_curve) and through jupyter_client (test_curve.py, on a kernelspec of that build:
+# python-test's kernelspec is the default build, for which test_curve.py checks the
+# refusal). RHAI_KERNEL_EXPECT_CURVE=1 makes both fail, rather than check the refusal or
+# skip, when that build or pyzmq turns out to have no CURVE.
 HOST := $(shell rustc -vV | sed -n 's/^host: //p')
-curve-test:
+CURVE_LINK := --config 'target.$(HOST).zmq.rustc-link-lib=["zmq"]'
+CURVE_KERNELSPEC := $(CURDIR)/target/curve-kernelspec
+curve-test: $(VENV)/.test-stamp
 	@if pkg-config --exists libzmq 2>/dev/null; then \
+		set -e; \
 		RHAI_KERNEL_EXPECT_CURVE=1 CARGO_TARGET_DIR=target/curve \
-		cargo test --config 'target.$(HOST).zmq.rustc-link-lib=["zmq"]' --test kernel_curve; \
+		cargo test $(CURVE_LINK) --test kernel_curve; \
+		CARGO_TARGET_DIR=target/curve cargo build $(CURVE_LINK); \
+		rm -rf $(CURVE_KERNELSPEC); \
+		target/curve/debug/rhai-kernel install --prefix $(CURVE_KERNELSPEC) >/dev/null; \
+		JUPYTER_PATH=$(CURVE_KERNELSPEC)/share/jupyter RHAI_KERNEL_HISTORY=off \
+		RHAI_KERNEL_EXPECT_CURVE=1 $(VPY) -m pytest -q -rs --timeout=600 tests/python/test_curve.py; \
 	else \
 		echo "NOT RUN: curve-test needs libzmq with CURVE (Debian: libzmq3-dev, installed by .ci/run)"; \
 	fi

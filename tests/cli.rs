@@ -4,6 +4,7 @@
 mod kernel_support;
 
 use kernel_support::group_members;
+use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -175,8 +176,11 @@ fn input_reads_a_line_from_stdin() {
 }
 
 /// Sends SIGINT to a running script (or, like a terminal's Ctrl-C, to its whole process
-/// group) and checks that it stops with exit code 130, leaving no process behind.
+/// group) once it has printed `started`, and checks that it stops with exit code 130,
+/// leaving no process behind. Waiting for the line, not for a fixed time, makes sure the
+/// signal reaches the code it is meant to stop, however slow the machine.
 fn interrupt_exits_130(code: &str, whole_group: bool) {
+    use std::io::{BufRead, BufReader, Read};
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let path = script(&dir, "forever.rhai", code);
@@ -188,8 +192,24 @@ fn interrupt_exits_130(code: &str, whole_group: bool) {
         .process_group(0)
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
     let pid = child.id() as libc::pid_t;
+    // stdout is read on a thread that hands over its first line, so that a script that
+    // never prints it fails the test after a timeout instead of hanging it.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (first_line, first_line_read) = std::sync::mpsc::channel();
+    let stdout_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_line(&mut text);
+        let _ = first_line.send(text.clone());
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let first = first_line_read.recv_timeout(Duration::from_secs(60));
+    if first.as_deref() != Ok("started\n") {
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let _ = child.wait();
+        panic!("the script did not print \"started\": {first:?}");
+    }
     let target = if whole_group { -pid } else { pid };
     assert_eq!(unsafe { libc::kill(target, libc::SIGINT) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -197,8 +217,8 @@ fn interrupt_exits_130(code: &str, whole_group: bool) {
         if let Some(status) = child.try_wait().unwrap() {
             assert_eq!(status.code(), Some(130));
             let out = child.wait_with_output().unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(stdout.starts_with("started\n"), "{stdout}");
+            let stdout = stdout_reader.join().unwrap();
+            assert_eq!(stdout, "started\n");
             // The script itself stopped (not the fallback exit for a stuck script).
             assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
             let gone = Instant::now() + Duration::from_secs(5);
@@ -210,7 +230,7 @@ fn interrupt_exits_130(code: &str, whole_group: bool) {
             return;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
             let _ = child.wait();
             panic!("the script did not stop after SIGINT");
         }
@@ -329,6 +349,49 @@ fn is_running(pid: u32) -> bool {
     }
 }
 
+/// Kills the kernel a test started in the background if the test ends before it does.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if is_running(self.0) {
+            // SAFETY: kill(2) on the pid of the kernel this test started.
+            unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Sends `kernel_info_request` on the shell port of kernel `pid` until it answers (true),
+/// or it exits or `timeout` passes (false).
+fn kernel_answers(pid: u32, shell_port: u16, key: &str, timeout: Duration) -> bool {
+    use rhai_kernel::protocol::message::Session;
+    use rhai_kernel::protocol::{decode, encode, Signer};
+    let ctx = zmq::Context::new();
+    let shell = ctx.socket(zmq::DEALER).unwrap();
+    shell.set_linger(0).unwrap();
+    shell
+        .connect(&format!("tcp://127.0.0.1:{shell_port}"))
+        .unwrap();
+    let signer = Signer::new(key);
+    let session = Session {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: "test".into(),
+    };
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && is_running(pid) {
+        let request = session.message("kernel_info_request", None, Vec::new(), json!({}));
+        shell.send_multipart(encode(&request, &signer), 0).unwrap();
+        // Asked again every second: a request sent before the kernel bound its port may
+        // have been dropped.
+        if shell.poll(zmq::POLLIN, 1000).unwrap() > 0 {
+            let frames = shell.recv_multipart(0).unwrap();
+            let reply = decode(frames, &signer).expect("a signed reply");
+            return reply.msg_type() == "kernel_info_reply";
+        }
+    }
+    false
+}
+
 #[test]
 fn kernel_exits_when_its_launcher_dies() {
     let dir = tempfile::tempdir().unwrap();
@@ -336,7 +399,7 @@ fn kernel_exits_when_its_launcher_dies() {
     let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
     std::fs::write(
         &connection,
-        serde_json::json!({
+        json!({
             "transport": "tcp", "ip": "127.0.0.1", "key": "k", "signature_scheme": "hmac-sha256",
             "shell_port": ports[0], "iopub_port": ports[1], "stdin_port": ports[2],
             "control_port": ports[3], "hb_port": ports[4],
@@ -344,24 +407,38 @@ fn kernel_exits_when_its_launcher_dies() {
         .to_string(),
     )
     .unwrap();
-    // A launcher shell starts the kernel in the background, prints its pid and exits,
-    // like a console that is killed without shutting its kernel down.
-    let launcher = Command::new("sh")
+    // A launcher shell starts the kernel in the background, prints its pid and exits when
+    // its stdin closes, like a console that is killed without shutting its kernel down.
+    let mut launcher = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "'{BIN}' kernel --connection-file '{}' >/dev/null 2>&1 & echo $!; sleep 1",
+            "'{BIN}' kernel --connection-file '{}' >/dev/null 2>&1 & echo $!; read line || true",
             connection.display()
         ))
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
         .unwrap();
-    let pid: u32 = String::from_utf8_lossy(&launcher.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let mut pid_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(launcher.stdout.take().unwrap()),
+        &mut pid_line,
+    )
+    .unwrap();
+    let pid: u32 = pid_line.trim().parse().unwrap();
+    let _kernel = KillOnDrop(pid);
+    // The kernel is up and serving before its launcher goes: a kernel that crashed at start
+    // would also be gone by the end of the test, without having noticed anything.
+    assert!(
+        kernel_answers(pid, ports[0], "k", Duration::from_secs(30)),
+        "the kernel did not answer kernel_info"
+    );
+    assert!(is_running(pid), "the kernel exited after kernel_info");
+    drop(launcher.stdin.take());
+    assert!(launcher.wait().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(10);
     while is_running(pid) {
         if Instant::now() > deadline {
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
             panic!("the kernel outlived its launcher");
         }
         std::thread::sleep(Duration::from_millis(50));

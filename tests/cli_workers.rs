@@ -341,3 +341,75 @@ print(\"started\");
         "{stderr}"
     );
 }
+
+/// What processes and pool tasks print reaches the script's stdout and stderr, in the
+/// order the script waits for it.
+#[test]
+fn output_of_processes_and_pool_tasks_reaches_the_terminal() {
+    let code =
+        "spawn_process(|| { print(\"from a process\"); eprint(\"process to stderr\"); }).join();
+let p = pool(1);
+p.map(|x| { print(`from pool task ${x}`); x }, [1, 2], #{ chunksize: 1 });
+p.submit(|| { print(\"from a submitted task\"); eprint(\"task to stderr\"); }).result();
+thread_pool(1).map(|x| { print(`from thread-pool task ${x}`); x }, [3]);
+let inner = spawn_process(|| pool(1).map(|x| { print(`from a pool of a process ${x}`); x }, [4]));
+inner.join();
+print(\"done\");
+";
+    let (status, stdout, stderr) = run(code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "from a process\n\
+         from pool task 1\n\
+         from pool task 2\n\
+         from a submitted task\n\
+         from thread-pool task 3\n\
+         from a pool of a process 4\n\
+         done\n"
+    );
+    assert_eq!(stderr, "process to stderr\ntask to stderr\n");
+}
+
+/// A process killed (SIGKILL) while it holds a lock or an rlock (twice) cannot release it:
+/// the next `acquire` takes the lock over, says so on stderr, and the lock then works as
+/// usual (one release frees the rlock, whatever depth the dead holder had).
+#[test]
+fn a_lock_whose_holder_was_killed_is_taken_over_by_the_next_acquire() {
+    let code = "for l in [lock(), rlock()] {
+    let held = event();
+    let p = spawn_process(|l, held| {
+        l.acquire();
+        if type_of(l) == \"RLock\" { l.acquire(); }
+        held.set();
+        sleep(1000);
+    }, l, held);
+    held.wait(30.0);
+    p.kill();
+    try { p.join(); } catch (e) { }
+    print(`${p.pid} ${type_of(l)} ${l.acquire(30.0)} ${l.locked()}`);
+    l.release();
+    let released = !l.locked();
+    let other = spawn_thread(|l| l.acquire(0.0), l);
+    print(`released: ${released}, taken by another thread: ${other.join()}`);
+}
+";
+    let (status, stdout, stderr) = run(code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for (i, kind) in ["Lock", "RLock"].iter().enumerate() {
+        let (pid, rest) = lines[2 * i].split_once(' ').unwrap();
+        assert_eq!(rest, format!("{kind} true true"), "{stdout}");
+        assert_eq!(
+            lines[2 * i + 1],
+            "released: true, taken by another thread: true"
+        );
+        assert!(
+            stderr.contains(&format!(
+                ": its holder (process {pid}) died without releasing it; acquiring it anyway\n"
+            )),
+            "{stderr}"
+        );
+    }
+}

@@ -341,6 +341,62 @@ fn displays_can_be_updated_and_cleared() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
 }
 
+/// A process and submitted pool tasks (of a process pool and a thread pool) started in
+/// cell A print once before cell A ends and once after, while cell B waits for them: both
+/// lines are stream messages of cell A, and cell B gets none.
+#[test]
+fn output_of_processes_and_pool_tasks_goes_to_the_cell_that_started_them() {
+    let mut k = Kernel::start();
+    let a = k.execute(
+        r#"let resume = event();
+           let printed = semaphore(0);
+           fn two_lines(name, printed, resume) {
+               print(`${name}: early`);
+               printed.release();
+               resume.wait(30.0);
+               print(`${name}: late`);
+           }
+           let p = spawn_process(two_lines, "process", printed, resume);
+           let pp = pool(1);
+           let f = pp.submit(two_lines, "pool task", printed, resume);
+           let tp = thread_pool(1);
+           let g = tp.submit(two_lines, "thread-pool task", printed, resume);
+           for i in 0..3 { printed.acquire(); }"#,
+    );
+    assert_eq!(a.status(), "ok", "{:?}", a.error());
+    let b = k.execute("resume.set(); p.join(); f.result(); g.result(); \"joined\"");
+    assert_eq!(b.result().as_deref(), Some("\"joined\""), "{:?}", b.error());
+    assert_eq!(b.stdout(), "", "output leaked into the cell that waited");
+    // The late lines were relayed before join() and result() returned, so they have all
+    // been published by now (IOPub keeps the order of one publisher).
+    let late = k.iopub_for(Duration::from_millis(300));
+    let mut lines: Vec<String> = a
+        .iopub
+        .iter()
+        .chain(late.iter())
+        .filter(|m| m.msg_type() == "stream")
+        .map(|m| {
+            assert_eq!(parent_id(m), a.request.header.msg_id, "{:?}", m.content);
+            m.content["text"].as_str().unwrap().to_string()
+        })
+        .collect::<String>()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "pool task: early",
+            "pool task: late",
+            "process: early",
+            "process: late",
+            "thread-pool task: early",
+            "thread-pool task: late",
+        ]
+    );
+}
+
 #[test]
 fn thread_output_goes_to_the_cell_that_started_the_thread() {
     let mut k = Kernel::start();
@@ -466,11 +522,25 @@ fn killing_a_pool_worker_breaks_the_map_and_the_pool_recovers() {
     );
 }
 
+/// The `done/total` count of a progress bar's text.
+fn progress_count(text: &str) -> (u32, u32) {
+    let count = text
+        .split_whitespace()
+        .find(|w| w.contains('/'))
+        .unwrap_or_else(|| panic!("no count in {text:?}"));
+    let (done, total) = count.split_once('/').unwrap();
+    (done.parse().unwrap(), total.parse().unwrap())
+}
+
 #[test]
 fn map_progress_bar_is_one_display_updated_in_place() {
     let mut k = Kernel::start();
+    // Each of the two threads runs four tasks of at least 150 ms one after the other; the
+    // bar is redrawn at most every 100 ms, so it must be redrawn while a thread's last
+    // task still runs, with fewer than 8 done. (The sleeps only make tasks last at least
+    // that long; a slower machine makes them longer, never shorter.)
     let ex = k.execute(
-        "thread_pool(2).map(|x| { sleep(0.05); x }, 0..8, #{progress: true, chunksize: 1})",
+        "thread_pool(2).map(|x| { sleep(0.15); x }, 0..8, #{progress: true, chunksize: 1})",
     );
     assert_eq!(ex.status(), "ok", "{:?}", ex.error());
     let first = ex
@@ -482,17 +552,26 @@ fn map_progress_bar_is_one_display_updated_in_place() {
         .as_str()
         .unwrap()
         .to_string();
-    let updates: Vec<&str> = ex
+    let first_text = first.content["data"]["text/plain"].as_str().unwrap();
+    assert_eq!(progress_count(first_text), (0, 8), "{first_text}");
+    let updates: Vec<(u32, u32)> = ex
         .iopub
         .iter()
         .filter(|m| m.msg_type() == "update_display_data")
         .map(|m| {
             assert_eq!(m.content["transient"]["display_id"], id.as_str());
-            m.content["data"]["text/plain"].as_str().unwrap()
+            progress_count(m.content["data"]["text/plain"].as_str().unwrap())
         })
         .collect();
-    assert!(!updates.is_empty(), "the progress bar was never updated");
-    assert!(updates.last().unwrap().contains("8/8"), "{updates:?}");
+    assert_eq!(updates.last(), Some(&(8, 8)), "{updates:?}");
+    assert!(
+        updates.iter().any(|&(done, _)| done > 0 && done < 8),
+        "no update while the tasks ran: {updates:?}"
+    );
+    assert!(
+        updates.windows(2).all(|w| w[0].0 < w[1].0),
+        "counts go up: {updates:?}"
+    );
 }
 
 #[test]
@@ -560,6 +639,105 @@ fn timeline_draws_one_row_per_worker() {
         3,
         "main row and two pool tasks: {svg}"
     );
+}
+
+/// A bar of a timeline's SVG: its label, its left edge and width in pixels, and the times
+/// its tooltip gives.
+#[derive(Debug)]
+struct Bar {
+    label: String,
+    x: f64,
+    width: f64,
+    start: f64,
+    end: f64,
+}
+
+fn bars(svg: &str) -> Vec<Bar> {
+    let attribute = |rect: &str, name: &str| -> f64 {
+        let from = rect.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        rect[from..].split('"').next().unwrap().parse().unwrap()
+    };
+    svg.split("<rect class=\"span\"")
+        .skip(1)
+        .map(|rect| {
+            let title = rect.split("<title>").nth(1).unwrap();
+            let title = title.split("</title>").next().unwrap();
+            // "label 0.123–0.456 s"
+            let (label, times) = title
+                .rsplit_once(' ')
+                .map_or((title, ""), |(rest, _)| rest.rsplit_once(' ').unwrap());
+            let (start, end) = times.split_once('–').unwrap();
+            Bar {
+                label: label.to_string(),
+                x: attribute(rect, "x"),
+                width: attribute(rect, "width"),
+                start: start.parse().unwrap(),
+                end: end.parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The bars of a timeline are where the work was: two workers that met at a barrier
+/// overlap, two threads run one after the other do not, in the spans' data and in the
+/// chart.
+#[test]
+fn timeline_bars_show_when_each_worker_ran() {
+    let mut k = Kernel::start();
+    let code = "fn together(b) { b.wait(30.0); sleep(0.05) }
+fn first() { sleep(0.05) }
+fn second() { sleep(0.05) }
+let spans = timeline(|| {
+    let b = barrier(2);
+    let t = spawn_thread(together, b);
+    let p = spawn_process(together, b);
+    t.join();
+    p.join();
+    spawn_thread(first).join();
+    spawn_thread(second).join();
+});
+let together = spans.filter(|x| x.label == \"together\");
+let a = together[0];
+let b = together[1];
+let f = spans.filter(|x| x.label == \"first\")[0];
+let s = spans.filter(|x| x.label == \"second\")[0];
+[a.start < b.end && b.start < a.end, f.end <= s.start, f.start < f.end]";
+    let ex = k.execute(code);
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    assert_eq!(ex.result().as_deref(), Some("[true, true, true]"));
+    let display = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "display_data")
+        .expect("a timeline display");
+    let svg = display.content["data"]["image/svg+xml"].as_str().unwrap();
+    let bars = bars(svg);
+    let find = |label: &str| -> Vec<&Bar> { bars.iter().filter(|b| b.label == label).collect() };
+    let together = find("together");
+    let (first, second) = (find("first"), find("second"));
+    assert_eq!(together.len(), 2, "{bars:?}");
+    assert_eq!((first.len(), second.len()), (1, 1), "{bars:?}");
+    let (a, b) = (together[0], together[1]);
+    let (f, s) = (first[0], second[0]);
+    // Both had waited at the barrier for the other, then slept 50 ms: they overlap by
+    // that much at least.
+    assert!(
+        a.start.max(b.start) + 0.04 < a.end.min(b.end),
+        "overlapping workers: {a:?} {b:?}"
+    );
+    assert!(
+        a.x.max(b.x) < (a.x + a.width).min(b.x + b.width),
+        "overlapping bars: {a:?} {b:?}"
+    );
+    // `second` started after `first` was joined.
+    assert!(f.end <= s.start, "one after the other: {f:?} {s:?}");
+    // Positions are rounded to 0.1 px.
+    assert!(
+        f.x + f.width <= s.x + 0.2,
+        "bars one after the other: {f:?} {s:?}"
+    );
+    // It slept 50 ms; its times are rounded to the millisecond.
+    assert!(f.end - f.start > 0.0485 && f.width > 1.0, "{f:?}");
 }
 
 #[cfg(not(feature = "rust"))]

@@ -223,3 +223,38 @@ fn file_descriptors_return_to_their_baseline() {
     assert!(zombies.is_empty(), "zombie children: {zombies:?}");
     assert!(Path::new(&format!("/proc/{}", k.pid())).exists());
 }
+
+/// A kernel whose shared memory is small (RHAI_KERNEL_SHM_MIB=1) runs out of it: creating
+/// one more shared object is a clear error, catchable and uncaught alike, the objects made
+/// before still work, and the kernel goes on.
+#[test]
+fn full_shared_memory_is_a_clear_error_and_the_kernel_survives() {
+    let mut k = Kernel::start_with_env(&[("RHAI_KERNEL_SHM_MIB", "1")]);
+    let full = "shared memory is full (1 MiB); set RHAI_KERNEL_SHM_MIB to a larger size in MiB";
+    // Every object is kept, so the arena fills however objects are freed.
+    let ex = k.execute(
+        "let kept = [];
+         let error = ();
+         loop { try { kept.push(value(kept.len())); } catch (e) { error = e; break; } }
+         error",
+    );
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    assert_eq!(ex.result(), Some(format!("{full:?}")));
+    let made: i64 = k.eval("kept.len()").parse().unwrap();
+    assert!(made > 100, "only {made} values fit in 1 MiB");
+    // Uncaught, from a lock, a queue or an event: the cell fails with the same message.
+    for make in ["lock()", "queue()", "event()"] {
+        let ex = k.execute(&format!("kept.push({make});"));
+        assert_eq!(ex.status(), "error", "{make}");
+        let evalue = ex.reply.content["evalue"].as_str().unwrap();
+        assert!(evalue.contains(full), "{make}: {evalue}");
+    }
+    assert!(k.is_alive());
+    // What was made before the arena filled still works, and so does the kernel.
+    assert_eq!(k.eval("kept[0].value = 41; kept[0].add(1)"), "42");
+    assert_eq!(
+        k.eval("spawn_process(|v| v.value, kept[kept.len() - 1]).join()"),
+        (made - 1).to_string()
+    );
+    assert_eq!(k.eval("spawn_thread(|| 40 + 2).join()"), "42");
+}

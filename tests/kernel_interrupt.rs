@@ -291,3 +291,71 @@ fn interrupt_cancels_the_tasks_queued_in_pool_workers() {
     let started: i64 = k.eval("slow_ones.len()").parse().expect("a count");
     assert!((1..=2).contains(&started), "{started} slow tasks started");
 }
+
+#[test]
+fn interrupt_stops_pool_join_and_reduce() {
+    let mut k = Kernel::start();
+    assert_eq!(k.execute("let kept = 5;").status(), "ok");
+    // `join()` waits for submitted tasks that spin or sleep, `reduce` for folding tasks that
+    // spin: each says it started, so the wait is under way when the interrupt comes. Each
+    // cell makes its own pool, since `join()` closes it.
+    for make in ["pool(2)", "thread_pool(2)"] {
+        for code in [
+            r#"q.submit(|| { print("started"); loop {} }); q.submit(|| sleep(100)); q.join()"#,
+            r#"q.reduce(|a, b| { print("started"); loop {} }, 0..8, 0)"#,
+        ] {
+            let code = format!("let q = {make}; {code}");
+            let ex = run_and_interrupt(&mut k, &code, control_interrupt);
+            assert_eq!(
+                ex.reply.content["ename"], "Interrupted",
+                "{code}: {:?}",
+                ex.reply.content
+            );
+            assert_interrupted(&ex);
+            assert_eq!(k.eval("kept"), "5", "after {code}");
+        }
+    }
+    // Both kinds of pool work afterwards.
+    assert_eq!(k.eval("pool(2).reduce(|a, b| a + b, 1..=10, 0)"), "55");
+    assert_eq!(
+        k.eval("thread_pool(2).reduce(|a, b| a + b, 1..=10, 0)"),
+        "55"
+    );
+}
+
+/// With the GIL on and a switch interval too long to ever come, a thread that spins keeps
+/// the GIL: the cell's own code and another thread, both woken by the spinner's event,
+/// wait for it. An interrupt stops the spinner and the cell waiting for the GIL, and
+/// leaves no thread waiting for it.
+#[test]
+fn interrupt_stops_threads_waiting_for_the_gil() {
+    let mut k = Kernel::start();
+    let ex = run_and_interrupt(
+        &mut k,
+        r#"set_gil(true);
+           set_gil_interval(1000000000);
+           let spinning = event();
+           let waiter = spawn_thread(|spinning| { spinning.wait(); "the waiter ran" }, spinning);
+           let spinner = spawn_thread(|spinning| { spinning.set(); print("started"); loop {} }, spinning);
+           spinning.wait();
+           "the cell ran on""#,
+        control_interrupt,
+    );
+    assert_interrupted(&ex);
+    // The other waiter ends too. Whether it ends interrupted or with its value depends on
+    // whether it looked at the interrupt before this next cell cleared it (the spinner
+    // has let the GIL go by then), so only its end is checked.
+    let ex = k.execute(
+        r#"set_gil(false);
+           let spinner_error = "";
+           try { spinner.join(); } catch (e) { spinner_error = `${e}`; }
+           try { waiter.join(); } catch (e) { }
+           [spinner_error, waiter.is_alive]"#,
+    );
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    assert_eq!(
+        ex.result().as_deref(),
+        Some("[\"thread 'Thread-2' was interrupted\", false]")
+    );
+    assert_eq!(k.eval("40 + 2"), "42");
+}

@@ -10,6 +10,10 @@ use kernel_support::{Execution, Kernel};
 use serde_json::json;
 use std::time::Duration;
 
+// Every variable a Rust cell keeps has its type written out: evcxr otherwise asks
+// rust-analyzer for it, which on a busy machine can fail with "Couldn't automatically
+// determine type of variable", failing the cell for a reason that is not the kernel's.
+
 /// Compiling a Rust cell takes seconds, more for the first one of a kernel or on a busy
 /// machine.
 const RUST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -82,7 +86,7 @@ fn rust_cells_print_return_values_keep_state_and_leave_rhai_alone() {
     // State persists from Rust cell to Rust cell, and a name shared with Rhai stays apart.
     let ex = execute_slow(
         &mut k,
-        "%%rust\nlet shared_name = 100;\nlet mut words: Vec<String> = vec![\"a\".into()];",
+        "%%rust\nlet shared_name: i32 = 100;\nlet mut words: Vec<String> = vec![\"a\".into()];",
     );
     assert_ok(&ex);
     assert_eq!(ex.result(), None, "a statement has no value");
@@ -157,7 +161,7 @@ fn compile_errors_are_reported_with_evcxrs_messages() {
 #[test]
 fn a_panic_fails_the_cell_but_a_panicking_thread_does_not() {
     let (_tmp, mut k) = start();
-    assert_ok(&execute_slow(&mut k, "%%rust\nlet kept = 5;"));
+    assert_ok(&execute_slow(&mut k, "%%rust\nlet kept: i32 = 5;"));
     let ex = execute_slow(&mut k, "%%rust\nlet v: Vec<i32> = Vec::new();\nv[3]");
     assert_failed_with(&ex, "RustPanic");
     let evalue = ex.reply.content["evalue"].as_str().unwrap_or_default();
@@ -165,7 +169,7 @@ fn a_panic_fails_the_cell_but_a_panicking_thread_does_not() {
     // A thread of the cell that panics only makes its join() fail; the cell is fine.
     let ex = execute_slow(
         &mut k,
-        "%%rust\nlet failed = std::thread::spawn(|| panic!(\"in a thread\")).join().is_err();\nfailed",
+        "%%rust\nlet failed: bool = std::thread::spawn(|| -> () { panic!(\"in a thread\") })\n    .join()\n    .is_err();\nfailed",
     );
     assert_ok(&ex);
     assert_eq!(ex.result().as_deref(), Some("true"));
@@ -177,7 +181,7 @@ fn a_panic_fails_the_cell_but_a_panicking_thread_does_not() {
 fn interrupt_stops_a_rust_cell_and_says_rust_state_was_lost() {
     let (_tmp, mut k) = start();
     assert_eq!(k.execute("let rhai_kept = 7;").status(), "ok");
-    assert_ok(&execute_slow(&mut k, "%%rust\nlet before = 1;"));
+    assert_ok(&execute_slow(&mut k, "%%rust\nlet before: i32 = 1;"));
 
     let request = k.send_execute(
         "%%rust\nprintln!(\"spinning\");\nloop { std::thread::sleep(std::time::Duration::from_millis(5)); }",
@@ -197,7 +201,7 @@ fn interrupt_stops_a_rust_cell_and_says_rust_state_was_lost() {
     // Rust variables are gone, but Rust cells work again.
     let ex = execute_slow(&mut k, "%%rust\nbefore");
     assert_eq!(ex.status(), "error");
-    let ex = execute_slow(&mut k, "%%rust\nlet after = 3; after + 1");
+    let ex = execute_slow(&mut k, "%%rust\nlet after: i32 = 3; after + 1");
     assert_ok(&ex);
     assert_eq!(ex.result().as_deref(), Some("4"));
 }
@@ -236,7 +240,7 @@ fn dep_lines_add_crates_and_parallel_rust_runs() {
 #[test]
 fn shutdown_ends_evcxrs_child_and_removes_its_project() {
     let (tmp, mut k) = start();
-    assert_ok(&execute_slow(&mut k, "%%rust\nlet kept = 1;"));
+    assert_ok(&execute_slow(&mut k, "%%rust\nlet kept: i32 = 1;"));
     // evcxr's cargo project lives in a directory under TMPDIR, its child is a child of the kernel.
     let projects = || {
         std::fs::read_dir(tmp.path())

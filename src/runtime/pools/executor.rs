@@ -5,7 +5,7 @@ use super::super::globals::{self, Globals};
 use super::super::sink::OutputSink;
 use super::super::{interrupt, interrupted_error};
 use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -45,7 +45,50 @@ pub(super) struct Chunk {
     pub(super) sink: Option<Arc<dyn OutputSink>>,
     /// Skipped when set before the chunk starts (the caller gave up).
     pub(super) cancelled: Arc<AtomicBool>,
+    /// Decides between starting the chunk and `Future.cancel()`.
+    pub(super) gate: Arc<StartGate>,
     pub(super) reply: Box<dyn FnOnce(ChunkResult) + Send>,
+}
+
+impl Chunk {
+    /// Whether the chunk may run now: it was not cancelled, and from now on cannot be.
+    pub(super) fn may_start(&self) -> bool {
+        !self.cancelled.load(Ordering::SeqCst) && self.gate.start()
+    }
+}
+
+/// A task is queued, then either started or cancelled, never both: `Future.cancel()` and
+/// the worker about to run the task race for the one change out of `QUEUED`.
+#[derive(Default)]
+pub(super) struct StartGate(AtomicU8);
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+impl StartGate {
+    /// Marks the task started; false if it was cancelled. A task handed to a worker again
+    /// (its first worker died before running it) is still started.
+    pub(super) fn start(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(QUEUED, STARTED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(state) => state == STARTED,
+        }
+    }
+
+    /// Cancels the task unless it has started; true if it is (now or already) cancelled.
+    pub(super) fn cancel(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(QUEUED, CANCELLED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(state) => state == CANCELLED,
+        }
+    }
 }
 
 /// Where chunks run.
@@ -137,6 +180,11 @@ impl Pending {
                 .wait_timeout(count, Duration::from_millis(50))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+        // The interrupt also stops the tasks, which may empty the pool before the loop
+        // above sees the flag: `join()` must still report the interrupt, not return.
+        if interrupt::is_requested() {
+            return Err(interrupted_error());
         }
         Ok(())
     }

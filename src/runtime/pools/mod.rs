@@ -18,7 +18,7 @@ mod process_executor;
 mod thread_executor;
 
 pub use executor::run_batch;
-use executor::{task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle};
+use executor::{task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle, StartGate};
 use process_executor::ProcessExecutor;
 use thread_executor::ThreadExecutor;
 
@@ -39,8 +39,7 @@ struct FutureState {
     /// a failure either finds a waiter (who throws it) or is reported on stderr.
     waiting: AtomicUsize,
     done: Condvar,
-    cancelled: Arc<AtomicBool>,
-    started: AtomicBool,
+    gate: Arc<StartGate>,
 }
 
 /// Options of `map`: `#{chunksize: k, progress: true}`.
@@ -220,6 +219,7 @@ impl Pool {
                 fold: false,
                 sink: sink::current(),
                 cancelled: cancelled.clone(),
+                gate: Arc::default(),
                 reply: Box::new(move |result| {
                     let _ = tx.send((start, result));
                 }),
@@ -316,6 +316,7 @@ impl Pool {
                 fold: true,
                 sink: sink::current(),
                 cancelled: cancelled.clone(),
+                gate: Arc::default(),
                 reply: Box::new(move |result| {
                     let _ = tx.send((n, result));
                 }),
@@ -336,6 +337,12 @@ impl Pool {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok((n, ChunkResult::Values(mut v))) => {
                     partials.push((n, v.pop().unwrap_or_default()))
+                }
+                // A task that the interrupt stopped fails; the interrupt is what to report
+                // (as in `run`).
+                Ok(_) if interrupt::is_requested() => {
+                    cancelled.store(true, Ordering::SeqCst);
+                    return Err(interrupted_error());
                 }
                 Ok((n, ChunkResult::Failed { index, message, .. })) => {
                     cancelled.store(true, Ordering::SeqCst);
@@ -365,13 +372,12 @@ impl Pool {
         args: Vec<Dynamic>,
     ) -> Result<Future, Box<EvalAltResult>> {
         self.check_open()?;
-        let cancelled = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(StartGate::default());
         let state = Arc::new(FutureState {
             outcome: Mutex::new(None),
             waiting: AtomicUsize::new(0),
             done: Condvar::new(),
-            cancelled: cancelled.clone(),
-            started: AtomicBool::new(false),
+            gate: gate.clone(),
         });
         let done_state = state.clone();
         let label = task_label(&f);
@@ -381,9 +387,9 @@ impl Pool {
             items: vec![args],
             fold: false,
             sink: sink::current(),
-            cancelled,
+            cancelled: Arc::default(),
+            gate,
             reply: Box::new(move |result| {
-                done_state.started.store(true, Ordering::SeqCst);
                 let mut uncaught = None;
                 let outcome = match result {
                     ChunkResult::Values(mut v) => Ok(v.pop().unwrap_or_default()),
@@ -396,6 +402,10 @@ impl Pool {
                     ChunkResult::Broken(message) => Err(message),
                 };
                 let mut slot = done_state.outcome.lock().unwrap_or_else(|e| e.into_inner());
+                // A cancelled task's outcome was set by `cancel()` already.
+                if slot.is_some() {
+                    return;
+                }
                 *slot = Some(outcome);
                 // A `result()` already waiting throws the error now; otherwise nobody may
                 // ever ask, so it is reported as it happens, before a later `result()`
@@ -731,13 +741,19 @@ pub mod pool_api {
             .is_some()
     }
 
-    /// Cancels the task if it has not started; returns whether it was cancelled.
+    /// Cancels the task if it has not started; returns whether it was cancelled. A
+    /// cancelled task is `done` at once, and its `result()` throws "cancelled".
     #[rhai_fn(name = "cancel", pure)]
     pub fn cancel(f: &mut super::Future) -> bool {
-        if f.0.started.load(Ordering::SeqCst) {
+        if !f.0.gate.cancel() {
             return false;
         }
-        f.0.cancelled.store(true, Ordering::SeqCst);
+        let mut slot = f.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(Err("cancelled".into()));
+        }
+        drop(slot);
+        f.0.done.notify_all();
         true
     }
 

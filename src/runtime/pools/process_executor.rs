@@ -5,7 +5,7 @@ use super::super::processes::{self, relay_output, start_worker};
 use super::super::sink::OutputSink;
 use super::super::worker_process::{describe_end, WorkerProcess};
 use super::super::{interrupt, transfer, INTERRUPTED};
-use super::executor::{CallContext, Chunk, ChunkResult, Executor, Lifecycle, Pending};
+use super::executor::{CallContext, Chunk, ChunkResult, Executor, Lifecycle, Pending, StartGate};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rhai::Dynamic;
 use serde_json::{json, Value};
@@ -28,6 +28,7 @@ struct ProcessTask {
     globals: Arc<Globals>,
     sink: Option<Arc<dyn OutputSink>>,
     cancelled: Arc<AtomicBool>,
+    gate: Arc<StartGate>,
     reply: Box<dyn FnOnce(ChunkResult) + Send>,
 }
 
@@ -294,7 +295,8 @@ fn dispatch(
         );
         return None;
     }
-    if task.cancelled.load(Ordering::SeqCst) {
+    // Once written to the worker's pipe the task can no longer be cancelled.
+    if task.cancelled.load(Ordering::SeqCst) || !task.gate.start() {
         finish(task, ChunkResult::Broken("cancelled".into()), pending);
         return None;
     }
@@ -446,6 +448,7 @@ impl Executor for ProcessExecutor {
             globals: context.globals(),
             sink: chunk.sink,
             cancelled: chunk.cancelled,
+            gate: chunk.gate,
             reply: chunk.reply,
         };
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());

@@ -51,7 +51,7 @@ impl Executor for ThreadExecutor {
         self.pool.spawn(move || {
             let result = if terminated.load(Ordering::SeqCst) {
                 ChunkResult::Broken("the pool was terminated".into())
-            } else if chunk.cancelled.load(Ordering::SeqCst) {
+            } else if !chunk.may_start() {
                 ChunkResult::Broken("cancelled".into())
             } else {
                 let started = Instant::now();
