@@ -461,18 +461,7 @@ pub fn check(registration: &Registration) -> Option<String> {
     let message = describe(&cycle);
     // This thread reports the cycle unless a detector elsewhere is telling it already
     // (then its message arrives with a later check).
-    let slot = registration.slot();
-    let generation = registration.generation;
-    if slot
-        .verdict
-        .compare_exchange(
-            generation << 2 | NONE,
-            generation << 2 | WRITING,
-            SeqCst,
-            SeqCst,
-        )
-        .is_err()
-    {
+    if !claim_verdict(registration.slot(), registration.generation) {
         return None;
     }
     for member in &cycle[1..] {
@@ -540,21 +529,25 @@ fn describe(cycle: &[Entry]) -> String {
     format!("deadlock detected: {}", parts.join("; "))
 }
 
-/// Leaves `message` for `member`'s wait, unless another detector got there first or the
-/// wait has ended, and wakes it.
-fn tell(table: &Table, member: &Entry, message: &str) {
-    let slot = &table.slots[member.index];
-    let generation = member.generation;
-    if slot
-        .verdict
+/// Takes the right to write the verdict of the wait `generation` in `slot`: false when
+/// another detector has it already, or the wait has ended.
+fn claim_verdict(slot: &Slot, generation: u64) -> bool {
+    slot.verdict
         .compare_exchange(
             generation << 2 | NONE,
             generation << 2 | WRITING,
             SeqCst,
             SeqCst,
         )
-        .is_err()
-    {
+        .is_ok()
+}
+
+/// Leaves `message` for `member`'s wait, unless another detector got there first or the
+/// wait has ended, and wakes it.
+fn tell(table: &Table, member: &Entry, message: &str) {
+    let slot = &table.slots[member.index];
+    let generation = member.generation;
+    if !claim_verdict(slot, generation) {
         return;
     }
     store_text(&slot.message, &slot.message_len, message);
