@@ -38,8 +38,8 @@ const DISCARD: u64 = u64::MAX;
 /// - `count` is the number of messages whose header is written and not yet taken by a
 ///   consumer; when bounded, `count <= maxsize`.
 /// - At most one producer streams at a time (`writer != 0`); its message is the last
-///   in the stream, its header at `writer_header`, `writer_left` payload bytes still to
-///   come. Messages that fit in the buffer are written whole in one hold.
+///   in the stream, its header at `writer_header`. Messages that fit in the buffer are
+///   written whole in one hold.
 /// - At most one consumer reads a message in pieces (`reader != 0`); `reader_left`
 ///   payload bytes of it are still to be read (some may not be written yet). `reader_cut`
 ///   says its producer gave up, so what remains is all there will be.
@@ -57,7 +57,6 @@ struct RingState {
     closed: AtomicU64,
     writer: AtomicU64,
     writer_header: AtomicU64,
-    writer_left: AtomicU64,
     reader: AtomicU64,
     reader_left: AtomicU64,
     reader_cut: AtomicU64,
@@ -228,7 +227,6 @@ impl Ring {
             s.reader_cut.store(1, Relaxed);
         }
         s.writer.store(0, Relaxed);
-        s.writer_left.store(0, Relaxed);
         s.monitor.notify_all();
     }
 
@@ -273,7 +271,6 @@ impl Ring {
                 streaming = true;
                 s.writer.store(me, Relaxed);
                 s.writer_header.store(tail, Relaxed);
-                s.writer_left.store(length, Relaxed);
                 s.tail.store(tail + HEADER_BYTES, Relaxed);
                 return self.stream_piece(s, message, &mut written);
             }
@@ -311,8 +308,6 @@ impl Ring {
             self.copy_in(tail, &message[from..from + piece as usize]);
             s.tail.store(tail + piece, Relaxed);
             *written += piece;
-            s.writer_left
-                .store(message.len() as u64 - *written, Relaxed);
             s.monitor.notify_all();
         }
         if *written == message.len() as u64 {
