@@ -599,6 +599,16 @@ fn output_of_threads_and_processes_streams_while_the_cell_waits() {
     }
 }
 
+/// The MIME bundle of the timeline chart a cell displayed.
+fn timeline_display(ex: &kernel_support::Execution) -> &serde_json::Value {
+    let display = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "display_data")
+        .expect("a timeline display");
+    &display.content["data"]
+}
+
 #[test]
 fn timeline_draws_one_row_per_worker() {
     let mut k = Kernel::start();
@@ -608,17 +618,12 @@ fn timeline_draws_one_row_per_worker() {
          let p = spawn_process(work, 0.1); a.join(); b.join(); p.join(); }); spans.len()",
     );
     assert_eq!(ex.result().as_deref(), Some("4"), "{:?}", ex.error());
-    let display = ex
-        .iopub
-        .iter()
-        .find(|m| m.msg_type() == "display_data")
-        .expect("a timeline display");
-    let svg = display.content["data"]["image/svg+xml"].as_str().unwrap();
+    let svg = timeline_display(&ex)["image/svg+xml"].as_str().unwrap();
     assert_eq!(svg.matches("<rect class=\"span\"").count(), 4, "{svg}");
     for row in ["MainThread", "Thread-", "Process-"] {
         assert!(svg.contains(row), "{row} row missing");
     }
-    let text = display.content["data"]["text/plain"].as_str().unwrap();
+    let text = timeline_display(&ex)["text/plain"].as_str().unwrap();
     assert!(
         text.contains("4 workers") && text.contains("CPU utilisation"),
         "{text}"
@@ -628,12 +633,7 @@ fn timeline_draws_one_row_per_worker() {
     // The same for a whole cell with %%timeline.
     let ex = k.execute("%%timeline\nthread_pool(2).map(work, [0.05, 0.05])");
     assert_eq!(ex.status(), "ok", "{:?}", ex.error());
-    let display = ex
-        .iopub
-        .iter()
-        .find(|m| m.msg_type() == "display_data")
-        .expect("a timeline display");
-    let svg = display.content["data"]["image/svg+xml"].as_str().unwrap();
+    let svg = timeline_display(&ex)["image/svg+xml"].as_str().unwrap();
     assert_eq!(
         svg.matches("<rect class=\"span\"").count(),
         3,
@@ -705,12 +705,7 @@ let s = spans.filter(|x| x.label == \"second\")[0];
     let ex = k.execute(code);
     assert_eq!(ex.status(), "ok", "{:?}", ex.error());
     assert_eq!(ex.result().as_deref(), Some("[true, true, true]"));
-    let display = ex
-        .iopub
-        .iter()
-        .find(|m| m.msg_type() == "display_data")
-        .expect("a timeline display");
-    let svg = display.content["data"]["image/svg+xml"].as_str().unwrap();
+    let svg = timeline_display(&ex)["image/svg+xml"].as_str().unwrap();
     let bars = bars(svg);
     let find = |label: &str| -> Vec<&Bar> { bars.iter().filter(|b| b.label == label).collect() };
     let together = find("together");
