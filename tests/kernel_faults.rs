@@ -226,7 +226,7 @@ fn file_descriptors_return_to_their_baseline() {
 
 /// A kernel whose shared memory is small (RHAI_KERNEL_SHM_MIB=1) runs out of it: creating
 /// one more shared object is a clear error, catchable and uncaught alike, the objects made
-/// before still work, and the kernel goes on.
+/// before still work, the kernel goes on, and dropping objects makes room again.
 #[test]
 fn full_shared_memory_is_a_clear_error_and_the_kernel_survives() {
     let mut k = Kernel::start_with_env(&[("RHAI_KERNEL_SHM_MIB", "1")]);
@@ -257,4 +257,9 @@ fn full_shared_memory_is_a_clear_error_and_the_kernel_survives() {
         (made - 1).to_string()
     );
     assert_eq!(k.eval("spawn_thread(|| 40 + 2).join()"), "42");
+    // Dropping the objects gives their memory back.
+    assert_eq!(
+        k.eval("kept = (); let qs = []; for i in 0..3 { qs.push(queue()); } qs.len()"),
+        "3"
+    );
 }

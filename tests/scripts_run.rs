@@ -139,3 +139,24 @@ fn scripts_pass_as_kernel_cells() {
         );
     }
 }
+
+fn memory_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/memory")
+        .join(name)
+}
+
+/// Shared objects are freed when nothing holds them any more: 100,000 queues and a
+/// million values, locks and semaphores go through a shared memory of 16 MiB (it holds
+/// 60 queues at once), and objects handed to 200 short-lived processes (returned, sent
+/// back, thrown away, killed with) are all given back.
+#[test]
+fn shared_memory_is_given_back() {
+    let small = ("RHAI_KERNEL_SHM_MIB", "16");
+    assert_script_passes(&memory_script("churn.rhai"), &[small]);
+    assert_script_passes(&memory_script("processes.rhai"), &[small]);
+    assert_script_passes(
+        &memory_script("processes.rhai"),
+        &[small, ("RHAI_KERNEL_FORK_SERVER", "off")],
+    );
+}

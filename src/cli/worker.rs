@@ -4,6 +4,7 @@
 //! and results as JSON lines on stdout.
 
 use crate::interpreter::engine::new_engine;
+use crate::runtime::lifetime::Receive;
 use crate::runtime::pools::run_batch;
 use crate::runtime::processes::{self, error_event, Role, WorkerSink};
 use crate::runtime::transfer::{CLOSURE_PREFIX, FORWARDER_PREFIX};
@@ -205,7 +206,7 @@ impl WorkerRuntime {
     pub(crate) fn warm_up(&mut self) {
         let function = FnPtr::new("warm_up")
             .map_err(|e| e.to_string())
-            .and_then(|f| transfer::to_json(&Dynamic::from(f), "warm_up"));
+            .and_then(|f| transfer::to_json(&Dynamic::from(f), "warm_up", &mut Vec::new()));
         let Ok(function) = function else { return };
         let source = "fn warm_up(x) { let parts = [x, #{ text: `${x}` }]; parts.len() }";
         let _ = self.run(Job {
@@ -250,7 +251,7 @@ impl WorkerRuntime {
         let function = match &self.function {
             Some((sent, decoded)) if *sent == job.function => decoded.clone(),
             _ => {
-                let decoded = transfer::from_json(&job.function)
+                let decoded = transfer::from_json(&job.function, Receive::Acquire)
                     .map_err(fail)?
                     .try_cast::<FnPtr>()
                     .ok_or_else(|| fail("the job's function is not a function pointer".into()))?;
@@ -263,7 +264,10 @@ impl WorkerRuntime {
         }
         let mut items = Vec::with_capacity(job.items.len());
         for item in &job.items {
-            let args: Result<Vec<Dynamic>, String> = item.iter().map(transfer::from_json).collect();
+            let args: Result<Vec<Dynamic>, String> = item
+                .iter()
+                .map(|arg| transfer::from_json(arg, Receive::Acquire))
+                .collect();
             items.push(args.map_err(fail)?);
         }
         *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Batch {
@@ -283,12 +287,19 @@ impl WorkerRuntime {
         let batch = self.batch.lock().unwrap_or_else(|e| e.into_inner()).take();
         match outcome {
             Ok(results) => {
-                let encoded: Result<Vec<Value>, String> = results
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| transfer::to_json(r, &format!("the result of item {i}")))
-                    .collect();
-                Ok(json!({ "t": "ok", "value": encoded.map_err(fail)? }))
+                // Results carry their own references: this worker may have ended by the
+                // time its parent reads them.
+                let mut encoded = Vec::with_capacity(results.len());
+                for (i, result) in results.iter().enumerate() {
+                    match transfer::to_message(result, &format!("the result of item {i}")) {
+                        Ok(value) => encoded.push(value),
+                        Err(e) => {
+                            encoded.iter().for_each(transfer::release_message);
+                            return Err(fail(e));
+                        }
+                    }
+                }
+                Ok(json!({ "t": "ok", "value": encoded }))
             }
             Err(err) => {
                 let mut event = error_event(&err);

@@ -102,7 +102,7 @@ pub fn reserve_table(arena: &Arena, size: u64) -> u64 {
     if slots < 2 {
         return 0;
     }
-    let Ok(offset) = arena.alloc(HEADER_BYTES + slots * slot, 64) else {
+    let Ok(offset) = arena.reserve(HEADER_BYTES + slots * slot, 64) else {
         return 0;
     };
     // SAFETY: `offset` was just reserved for the table, zeroed, and no one else knows it.

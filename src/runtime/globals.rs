@@ -10,6 +10,7 @@
 //! Cost: the constants are encoded once per `spawn_process` and once per pool call (not
 //! per task), and a pool worker is sent them only when they differ from what it has.
 
+use super::lifetime::{Held, Receive};
 use super::transfer;
 use rhai::{Dynamic, GlobalRuntimeState, ImmutableString, NativeCallContext};
 use serde_json::{Map, Value};
@@ -24,6 +25,9 @@ pub struct Globals {
     pub version: u64,
     /// `{"values": {name: value…}, "unsendable": {name: why…}}` as JSON text.
     pub json: String,
+    /// The shared objects the constants refer to, kept alive while a job that carries
+    /// them is on its way (see `transfer::to_json`).
+    pub kept: Vec<Held>,
 }
 
 /// The last constants encoded in this process (processes and pools started by one script
@@ -39,11 +43,12 @@ pub fn of_context(ctx: &NativeCallContext) -> Arc<Globals> {
 pub fn of_state(state: &GlobalRuntimeState) -> Arc<Globals> {
     let mut values = Map::new();
     let mut unsendable = Map::new();
+    let mut kept = Vec::new();
     if let Some(constants) = &state.constants {
         // Rhai's own lock around the constants; a poisoned one still holds them.
         let constants = constants.read().unwrap_or_else(|e| e.into_inner());
         for (name, value) in constants.iter() {
-            match transfer::to_json(value, &format!("global::{name}")) {
+            match transfer::to_json(value, &format!("global::{name}"), &mut kept) {
                 Ok(json) => {
                     values.insert(name.to_string(), json);
                 }
@@ -62,7 +67,11 @@ pub fn of_state(state: &GlobalRuntimeState) -> Arc<Globals> {
         Some(globals) if globals.json == json => globals.clone(),
         previous => {
             let version = previous.as_ref().map_or(1, |g| g.version + 1);
-            let globals = Arc::new(Globals { version, json });
+            let globals = Arc::new(Globals {
+                version,
+                json,
+                kept,
+            });
             *last = Some(globals.clone());
             globals
         }
@@ -95,7 +104,7 @@ impl Received {
         let mut constants = BTreeMap::new();
         if let Some(values) = globals["values"].as_object() {
             for (name, value) in values {
-                match transfer::from_json(value) {
+                match transfer::from_json(value, Receive::Acquire) {
                     Ok(value) => {
                         constants.insert(ImmutableString::from(name.as_str()), value);
                     }

@@ -4,7 +4,8 @@
 //! other's locks is reported as a deadlock error instead of hanging (see `deadlock`).
 
 use super::deadlock;
-use super::shm::{arena, Monitor};
+use super::lifetime::Held;
+use super::shm::{arena, kind, Monitor};
 use super::sink::{self, Stream};
 use super::{interrupt, interrupted_error};
 use rhai::plugin::*;
@@ -52,14 +53,20 @@ thread_local! {
     static IDS: Cell<(u64, i32, i32)> = const { Cell::new((u64::MAX, 0, 0)) };
 }
 
-/// This thread's process and thread ids, as lock owners and waiters record them.
-pub fn my_ids() -> (i32, i32) {
+/// How many forks this process came out of since it started counting (a value cached
+/// by a thread of the parent is stale in the child when this differs).
+pub fn fork_generation() -> u64 {
     COUNT_FORKS.call_once(|| {
         // SAFETY: registers a handler that only touches an atomic, which is allowed in a
         // child between fork and exec.
         unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
     });
-    let generation = FORK_GENERATION.load(Relaxed);
+    FORK_GENERATION.load(Relaxed)
+}
+
+/// This thread's process and thread ids, as lock owners and waiters record them.
+pub fn my_ids() -> (i32, i32) {
+    let generation = fork_generation();
     IDS.with(|ids| {
         let (taken_in, pid, tid) = ids.get();
         if taken_in == generation {
@@ -85,10 +92,11 @@ pub fn process_is_gone(pid: i32) -> bool {
 }
 
 impl LockRef {
-    /// Allocates and initialises a new lock.
+    /// Allocates and initialises a new lock; its one reference is the caller's.
     pub fn new(reentrant: bool) -> Result<LockRef, Box<EvalAltResult>> {
         let arena = arena()?;
-        let offset = arena.alloc(std::mem::size_of::<LockState>(), 16)?;
+        let size = std::mem::size_of::<LockState>();
+        let offset = arena.alloc_object(kind::LOCK, size, size)?;
         // SAFETY: fresh zeroed memory of the right size.
         unsafe { Self::init_at(offset, reentrant)? };
         Ok(LockRef { offset })
@@ -107,7 +115,7 @@ impl LockRef {
         Ok(())
     }
 
-    /// Checks an offset received from another process.
+    /// Checks an offset that names a lock (in a waits-for slot).
     pub fn from_offset(offset: u64) -> Result<LockRef, String> {
         if arena()?.contains(offset, std::mem::size_of::<LockState>()) {
             Ok(LockRef { offset })
@@ -299,13 +307,32 @@ fn timeout_from(seconds: f64) -> Result<Option<Duration>, Box<EvalAltResult>> {
         .map_err(|_| format!("invalid timeout {seconds}").into())
 }
 
-/// A lock (Python's `threading.Lock` / `multiprocessing.Lock`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Lock(pub LockRef);
+/// A lock (Python's `threading.Lock` / `multiprocessing.Lock`): the lock, and this
+/// process's reference to the object it lives in (a lock, or a value or shared array
+/// whose lock it is).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lock(pub LockRef, pub Held);
 
 /// A re-entrant lock (Python's `RLock`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RLock(pub LockRef);
+#[derive(Clone, Debug, PartialEq)]
+pub struct RLock(pub LockRef, pub Held);
+
+/// The kinds of object a `Lock` handle may point into.
+pub const LOCK_HOLDERS: [u32; 3] = [kind::LOCK, kind::VALUE, kind::SHARED_ARRAY];
+
+impl Lock {
+    pub fn new() -> Result<Lock, Box<EvalAltResult>> {
+        let lock = LockRef::new(false)?;
+        Ok(Lock(lock, Held::created(lock.offset)))
+    }
+}
+
+impl RLock {
+    pub fn new() -> Result<RLock, Box<EvalAltResult>> {
+        let lock = LockRef::new(true)?;
+        Ok(RLock(lock, Held::created(lock.offset)))
+    }
+}
 
 #[export_module]
 pub mod lock_api {
@@ -322,14 +349,14 @@ pub mod lock_api {
     /// processes waiting for each other's locks is reported as a deadlock error to each.
     #[rhai_fn(return_raw)]
     pub fn lock() -> Result<Lock, Box<EvalAltResult>> {
-        LockRef::new(false).map(Lock)
+        Lock::new()
     }
 
     /// Creates a re-entrant lock: the thread holding it may acquire it again, and must
     /// release it as many times; only the holder may release it.
     #[rhai_fn(return_raw)]
     pub fn rlock() -> Result<RLock, Box<EvalAltResult>> {
-        LockRef::new(true).map(RLock)
+        RLock::new()
     }
 
     /// Waits until the lock is free and takes it. Interruptible.

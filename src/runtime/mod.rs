@@ -13,6 +13,7 @@ pub mod gil;
 pub mod globals;
 pub mod interrupt;
 pub mod io;
+pub mod lifetime;
 pub mod locks;
 pub mod pools;
 pub mod processes;
@@ -46,6 +47,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "values", values::value_api);
         rhai::combine_with_exported_module!(module, "sync", sync::sync_api);
         rhai::combine_with_exported_module!(module, "queues", queues::queue_api);
+        rhai::combine_with_exported_module!(module, "memory", lifetime::memory_api);
         rhai::combine_with_exported_module!(module, "pools", pools::pool_api);
         rhai::combine_with_exported_module!(module, "gil", gil::gil_api);
         rhai::combine_with_exported_module!(module, "timeline", timeline::timeline_api);

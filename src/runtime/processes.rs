@@ -7,6 +7,7 @@
 //! it.
 
 use super::globals::{self, Globals};
+use super::lifetime::{self, Held};
 use super::sink::{self, MimeBundle, OutputSink, Stream};
 use super::threads::{describe_error, report_uncaught};
 use super::worker_process::WorkerProcess;
@@ -86,14 +87,16 @@ pub fn function_sources_versioned() -> (u64, Vec<Arc<str>>) {
 }
 
 /// The job a worker receives on its stdin (one JSON line): call `f` once per item, with
-/// the caller's `global::` constants.
+/// the caller's `global::` constants. The handles of shared objects in `f` go to `kept`
+/// (see `transfer::to_json`).
 pub fn job_json(
     f: &FnPtr,
     items: &[Vec<Value>],
     with_sources: bool,
     globals: &Globals,
+    kept: &mut Vec<Held>,
 ) -> Result<Value, String> {
-    let function = transfer::to_json(&Dynamic::from(f.clone()), "the function")?;
+    let function = transfer::to_json(&Dynamic::from(f.clone()), "the function", kept)?;
     let (version, sources) = function_sources_versioned();
     let mut job = json!({ "version": version, "function": function, "items": items });
     if with_sources {
@@ -104,11 +107,12 @@ pub fn job_json(
     Ok(job)
 }
 
-/// Encodes one call's arguments, naming the culprit when one cannot cross.
-pub fn encode_args(args: &[Dynamic]) -> Result<Vec<Value>, String> {
+/// Encodes one call's arguments, naming the culprit when one cannot cross; the handles
+/// of shared objects in them go to `kept` (see `transfer::to_json`).
+pub fn encode_args(args: &[Dynamic], kept: &mut Vec<Held>) -> Result<Vec<Value>, String> {
     args.iter()
         .enumerate()
-        .map(|(i, a)| transfer::to_json(a, &format!("argument {}", i + 1)))
+        .map(|(i, a)| transfer::to_json(a, &format!("argument {}", i + 1), kept))
         .collect()
 }
 
@@ -400,7 +404,7 @@ fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &Proces
     }
     match event["t"].as_str().unwrap_or_default() {
         "ok" => {
-            let outcome = match transfer::from_json(&event["value"][0]) {
+            let outcome = match transfer::from_message(&event["value"][0]) {
                 Ok(value) => Outcome::Value(value),
                 Err(e) => Outcome::Error(format!("its result could not be received: {e}")),
             };
@@ -437,8 +441,11 @@ pub fn spawn(
     } else {
         format!("Process-{number} ({})", f.fn_name())
     };
-    let mut job = encode_args(&args)
-        .and_then(|args| job_json(&f, &[args], true, globals))
+    // What the job refers to stays alive until the child has ended: by then it has taken
+    // references of its own, or will never need them.
+    let mut kept = globals.kept.clone();
+    let mut job = encode_args(&args, &mut kept)
+        .and_then(|args| job_json(&f, &[args], true, globals, &mut kept))
         .map_err(|e| format!("spawn_process: {e}"))?;
     // The child names itself by it where the user reads about several processes.
     job["name"] = json!(&name);
@@ -479,7 +486,8 @@ pub fn spawn(
         .spawn(move || {
             follow_child(child, BufReader::new(stdout), sink, &reader_state, || {
                 super::timeline::record(reader_state.name.clone(), label, "process", started)
-            })
+            });
+            drop(kept);
         });
     if let Err(e) = reader {
         forget_process(&state);
@@ -514,6 +522,8 @@ fn follow_child(
         }
     }
     let code = child.wait();
+    // What it held and did not give back (it was killed, or never drops at exit).
+    lifetime::release_process(state.pid);
     state.reaped.store(true, Ordering::SeqCst);
     forget_child(state.pid);
     // Before anyone waiting in `join` can go on (a timeline must see this process).

@@ -2,20 +2,30 @@
 //! buffers in shared memory. Items are encoded like `spawn_process` arguments, so data
 //! is copied and shared objects (locks, values, other queues…) cross by reference.
 
+use super::lifetime::Held;
 pub use super::ring::Ring;
 use super::transfer;
 use rhai::plugin::*;
 use std::time::{Duration, Instant};
 
-fn encode(value: &Dynamic, what: &str) -> Result<Vec<u8>, Box<EvalAltResult>> {
-    let json = transfer::to_json(value, what)?;
-    Ok(serde_json::to_vec(&json).map_err(|e| e.to_string())?)
+/// Sends `value` through `ring`; the message carries its own references to the shared
+/// objects in it, released again if it cannot be sent.
+fn send_item(ring: &Ring, value: &Dynamic, what: &str) -> Result<(), Box<EvalAltResult>> {
+    let json = transfer::to_message(value, what)?;
+    let sent = serde_json::to_vec(&json)
+        .map_err(|e| e.to_string().into())
+        .and_then(|bytes| ring.push(&bytes, what));
+    if sent.is_err() {
+        transfer::release_message(&json);
+    }
+    sent
 }
 
+/// Decodes a received message, adopting the references it carries.
 fn decode(bytes: &[u8]) -> Result<Dynamic, Box<EvalAltResult>> {
     let json: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("corrupt message: {e}"))?;
-    Ok(transfer::from_json(&json)?)
+    Ok(transfer::from_message(&json)?)
 }
 
 fn timeout(seconds: f64) -> Result<Duration, Box<EvalAltResult>> {
@@ -24,14 +34,16 @@ fn timeout(seconds: f64) -> Result<Duration, Box<EvalAltResult>> {
 }
 
 /// A first-in first-out queue (Python's `queue.Queue` / `multiprocessing.Queue`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Queue(pub Ring);
+#[derive(Clone, Debug, PartialEq)]
+pub struct Queue(pub Ring, pub Held);
 
-/// One end of a two-way pipe (Python's `multiprocessing.Pipe` connection).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// One end of a two-way pipe (Python's `multiprocessing.Pipe` connection), and this
+/// process's references to both of its rings.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Conn {
     pub outgoing: Ring,
     pub incoming: Ring,
+    pub held: (Held, Held),
 }
 
 #[export_module]
@@ -45,19 +57,21 @@ pub mod queue_api {
     /// `put(x)` adds, `get()` takes the oldest (waiting while it is empty).
     #[rhai_fn(return_raw)]
     pub fn queue() -> Result<super::Queue, Box<EvalAltResult>> {
-        Ok(super::Queue(Ring::new(0)?))
+        let (ring, held) = Ring::new(0)?;
+        Ok(super::Queue(ring, held))
     }
 
     /// Creates a queue holding at most `maxsize` items: `put` waits while it is full.
     #[rhai_fn(name = "queue", return_raw)]
     pub fn queue_bounded(maxsize: i64) -> Result<super::Queue, Box<EvalAltResult>> {
-        Ok(super::Queue(Ring::new(maxsize.max(0) as u64)?))
+        let (ring, held) = Ring::new(maxsize.max(0) as u64)?;
+        Ok(super::Queue(ring, held))
     }
 
     /// Adds `x` at the end (waiting while a bounded queue is full). Interruptible.
     #[rhai_fn(name = "put", return_raw, pure)]
     pub fn put(q: &mut super::Queue, x: Dynamic) -> Result<(), Box<EvalAltResult>> {
-        q.0.push(&encode(&x, "put")?, "put")
+        super::send_item(&q.0, &x, "put")
     }
 
     /// Takes the oldest item, waiting while the queue is empty. Interruptible.
@@ -115,16 +129,18 @@ pub mod queue_api {
     /// `b.recv()` receives, and the other way round.
     #[rhai_fn(return_raw)]
     pub fn pipe() -> Result<rhai::Array, Box<EvalAltResult>> {
-        let there = Ring::new(0)?;
-        let back = Ring::new(0)?;
+        let (there, held_there) = Ring::new(0)?;
+        let (back, held_back) = Ring::new(0)?;
         Ok(vec![
             Dynamic::from(super::Conn {
                 outgoing: there,
                 incoming: back,
+                held: (held_there.clone(), held_back.clone()),
             }),
             Dynamic::from(super::Conn {
                 outgoing: back,
                 incoming: there,
+                held: (held_back, held_there),
             }),
         ])
     }
@@ -132,7 +148,7 @@ pub mod queue_api {
     /// Sends `x` to the other end.
     #[rhai_fn(name = "send", return_raw, pure)]
     pub fn send(c: &mut super::Conn, x: Dynamic) -> Result<(), Box<EvalAltResult>> {
-        c.outgoing.push(&encode(&x, "send")?, "send")
+        super::send_item(&c.outgoing, &x, "send")
     }
 
     /// Receives the next value from the other end, waiting for one. Interruptible;

@@ -3,8 +3,9 @@
 //! larger than the buffer is streamed through it in pieces, so an item of any size
 //! crosses while the memory a queue holds stays fixed.
 
+use super::lifetime::{Held, Receive};
 use super::locks::{my_ids, process_is_gone, POLL};
-use super::shm::{arena, Monitor};
+use super::shm::{arena, kind, Monitor};
 use super::sync::wait_until;
 use rhai::EvalAltResult;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -62,7 +63,8 @@ struct RingState {
     reader_cut: AtomicU64,
 }
 
-/// A ring buffer of messages in shared memory.
+/// A ring buffer of messages in shared memory (a view: the handles that use it, `Queue`
+/// and `Conn`, hold the references that keep it alive).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Ring {
     pub offset: u64,
@@ -109,10 +111,13 @@ impl LivenessCheck {
 }
 
 impl Ring {
-    pub fn new(maxsize: u64) -> Result<Ring, String> {
+    /// A new ring and this process's reference to it.
+    pub fn new(maxsize: u64) -> Result<(Ring, Held), String> {
         let arena = arena()?;
-        let offset = arena.alloc(STATE_BYTES + RING_BYTES as usize, 16)?;
-        // SAFETY: fresh, zeroed memory for the state and its buffer.
+        // Only the state needs zeroes: the buffer is written before it is read.
+        let offset =
+            arena.alloc_object(kind::RING, STATE_BYTES + RING_BYTES as usize, STATE_BYTES)?;
+        // SAFETY: fresh memory for the state (zeroed) and its buffer.
         unsafe {
             let state = arena.at::<RingState>(offset);
             Monitor::init(std::ptr::addr_of_mut!((*state).monitor));
@@ -120,14 +125,32 @@ impl Ring {
             (*state).capacity = RING_BYTES;
             (*state).maxsize = maxsize;
         }
-        Ok(Ring { offset })
+        Ok((Ring { offset }, Held::created(offset)))
     }
 
-    pub fn from_offset(offset: u64) -> Result<Ring, String> {
-        if arena()?.contains(offset, STATE_BYTES + RING_BYTES as usize) {
-            Ok(Ring { offset })
-        } else {
-            Err(format!("invalid queue reference {offset}"))
+    /// A received ring and this process's reference to it.
+    pub fn receive(offset: u64, how: Receive) -> Result<(Ring, Held), String> {
+        let held = how.held(offset, &[kind::RING], STATE_BYTES + RING_BYTES as usize)?;
+        Ok((Ring { offset }, held))
+    }
+
+    /// The ring at `offset`, whose last reference is gone (see [`Ring::release_contents`]).
+    pub fn from_freed(offset: u64) -> Ring {
+        Ring { offset }
+    }
+
+    /// Releases the references that the messages still in the ring carry, before it is
+    /// freed: no one can take them any more. A message cut short is only skipped.
+    pub fn release_contents(&self) {
+        loop {
+            match self.pop(Some(Duration::ZERO), "free") {
+                Ok(Some(message)) => {
+                    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&message) {
+                        super::transfer::release_message(&json);
+                    }
+                }
+                Ok(None) | Err(_) => return,
+            }
         }
     }
 

@@ -2,8 +2,9 @@
 //! shared memory, for threads and processes alike (Python's `threading` and
 //! `multiprocessing` versions of the same objects).
 
+use super::lifetime::{Held, Receive};
 use super::locks::{my_ids, Lock, LockRef, POLL};
-use super::shm::{arena, Monitor};
+use super::shm::{arena, kind, Monitor};
 use super::{interrupt, interrupted_error};
 use rhai::plugin::*;
 use rhai::FnPtr;
@@ -48,10 +49,12 @@ pub(crate) fn wait_until(
 
 /// Allocates a zeroed `T` in shared memory and initialises its leading monitor.
 fn alloc_with_monitor<T>(
+    kind: u32,
     monitor_of: impl Fn(*mut T) -> *mut Monitor,
 ) -> Result<(u64, *mut T), String> {
     let arena = arena()?;
-    let offset = arena.alloc(std::mem::size_of::<T>(), 16)?;
+    let size = std::mem::size_of::<T>();
+    let offset = arena.alloc_object(kind, size, size)?;
     // SAFETY: fresh, zeroed memory sized for T.
     unsafe {
         let ptr = arena.at::<T>(offset);
@@ -60,12 +63,9 @@ fn alloc_with_monitor<T>(
     }
 }
 
-fn checked<T>(offset: u64, kind: &str) -> Result<u64, String> {
-    if arena()?.contains(offset, std::mem::size_of::<T>()) {
-        Ok(offset)
-    } else {
-        Err(format!("invalid {kind} reference {offset}"))
-    }
+/// This process's reference to a received object of `kind`, laid out as a `T`.
+fn received<T>(offset: u64, kind: u32, how: Receive) -> Result<Held, String> {
+    how.held(offset, &[kind], std::mem::size_of::<T>())
 }
 
 fn state<T>(offset: u64) -> &'static T {
@@ -88,17 +88,23 @@ struct SemaphoreState {
 }
 
 /// A counting semaphore (Python's `Semaphore`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Semaphore {
     pub offset: u64,
+    held: Held,
 }
 
 impl Semaphore {
+    /// This process's reference to the object.
+    pub fn held(&self) -> &Held {
+        &self.held
+    }
+
     pub fn new(value: i64) -> Result<Semaphore, Box<EvalAltResult>> {
         if value < 0 {
             return Err("semaphore(n): n must not be negative".into());
         }
-        let (offset, ptr) = alloc_with_monitor::<SemaphoreState>(|p| unsafe {
+        let (offset, ptr) = alloc_with_monitor::<SemaphoreState>(kind::SEMAPHORE, |p| unsafe {
             std::ptr::addr_of_mut!((*p).monitor)
         })?;
         // SAFETY: just allocated.
@@ -106,11 +112,15 @@ impl Semaphore {
             (*ptr).serial = arena()?.serial();
             (*ptr).value.store(value, Relaxed);
         }
-        Ok(Semaphore { offset })
+        Ok(Semaphore {
+            offset,
+            held: Held::created(offset),
+        })
     }
 
-    pub fn from_offset(offset: u64) -> Result<Semaphore, String> {
-        checked::<SemaphoreState>(offset, "semaphore").map(|offset| Semaphore { offset })
+    pub fn receive(offset: u64, how: Receive) -> Result<Semaphore, String> {
+        let held = received::<SemaphoreState>(offset, kind::SEMAPHORE, how)?;
+        Ok(Semaphore { offset, held })
     }
 
     fn state(&self) -> &'static SemaphoreState {
@@ -147,22 +157,33 @@ struct EventState {
 }
 
 /// A flag threads and processes can wait for (Python's `Event`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     pub offset: u64,
+    held: Held,
 }
 
 impl Event {
-    pub fn new() -> Result<Event, Box<EvalAltResult>> {
-        let (offset, ptr) =
-            alloc_with_monitor::<EventState>(|p| unsafe { std::ptr::addr_of_mut!((*p).monitor) })?;
-        // SAFETY: just allocated.
-        unsafe { (*ptr).serial = arena()?.serial() };
-        Ok(Event { offset })
+    /// This process's reference to the object.
+    pub fn held(&self) -> &Held {
+        &self.held
     }
 
-    pub fn from_offset(offset: u64) -> Result<Event, String> {
-        checked::<EventState>(offset, "event").map(|offset| Event { offset })
+    pub fn new() -> Result<Event, Box<EvalAltResult>> {
+        let (offset, ptr) = alloc_with_monitor::<EventState>(kind::EVENT, |p| unsafe {
+            std::ptr::addr_of_mut!((*p).monitor)
+        })?;
+        // SAFETY: just allocated.
+        unsafe { (*ptr).serial = arena()?.serial() };
+        Ok(Event {
+            offset,
+            held: Held::created(offset),
+        })
+    }
+
+    pub fn receive(offset: u64, how: Receive) -> Result<Event, String> {
+        let held = received::<EventState>(offset, kind::EVENT, how)?;
+        Ok(Event { offset, held })
     }
 
     fn state(&self) -> &'static EventState {
@@ -195,14 +216,20 @@ struct ConditionState {
 }
 
 /// A condition variable tied to a lock (Python's `Condition`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Condition {
     pub offset: u64,
+    held: Held,
 }
 
 impl Condition {
+    /// This process's reference to the object.
+    pub fn held(&self) -> &Held {
+        &self.held
+    }
+
     pub fn new(lock: Lock) -> Result<Condition, Box<EvalAltResult>> {
-        let (offset, ptr) = alloc_with_monitor::<ConditionState>(|p| unsafe {
+        let (offset, ptr) = alloc_with_monitor::<ConditionState>(kind::CONDITION, |p| unsafe {
             std::ptr::addr_of_mut!((*p).monitor)
         })?;
         // SAFETY: just allocated.
@@ -210,15 +237,28 @@ impl Condition {
             (*ptr).serial = arena()?.serial();
             (*ptr).lock = lock.0.offset;
         }
-        Ok(Condition { offset })
+        // The condition's own reference to its lock's object, released when the
+        // condition is freed (see `lock_offset_of`).
+        super::lifetime::retain(lock.0.offset);
+        Ok(Condition {
+            offset,
+            held: Held::created(offset),
+        })
     }
 
-    pub fn from_offset(offset: u64) -> Result<Condition, String> {
-        checked::<ConditionState>(offset, "condition").map(|offset| Condition { offset })
+    pub fn receive(offset: u64, how: Receive) -> Result<Condition, String> {
+        let held = received::<ConditionState>(offset, kind::CONDITION, how)?;
+        Ok(Condition { offset, held })
     }
 
     fn state(&self) -> &'static ConditionState {
         state(self.offset)
+    }
+
+    /// The offset of the lock of the condition at `offset`, which the condition holds a
+    /// reference to (released by `lifetime` when the condition is freed).
+    pub fn lock_offset_of(offset: u64) -> u64 {
+        state::<ConditionState>(offset).lock
     }
 
     pub fn lock(&self) -> LockRef {
@@ -287,17 +327,23 @@ struct BarrierState {
 }
 
 /// A meeting point for `n` threads or processes (Python's `Barrier`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Barrier {
     pub offset: u64,
+    held: Held,
 }
 
 impl Barrier {
+    /// This process's reference to the object.
+    pub fn held(&self) -> &Held {
+        &self.held
+    }
+
     pub fn new(parties: i64) -> Result<Barrier, Box<EvalAltResult>> {
         if parties < 1 {
             return Err("barrier(n): n must be at least 1".into());
         }
-        let (offset, ptr) = alloc_with_monitor::<BarrierState>(|p| unsafe {
+        let (offset, ptr) = alloc_with_monitor::<BarrierState>(kind::BARRIER, |p| unsafe {
             std::ptr::addr_of_mut!((*p).monitor)
         })?;
         // SAFETY: just allocated.
@@ -305,11 +351,15 @@ impl Barrier {
             (*ptr).serial = arena()?.serial();
             (*ptr).parties = parties as u64;
         }
-        Ok(Barrier { offset })
+        Ok(Barrier {
+            offset,
+            held: Held::created(offset),
+        })
     }
 
-    pub fn from_offset(offset: u64) -> Result<Barrier, String> {
-        checked::<BarrierState>(offset, "barrier").map(|offset| Barrier { offset })
+    pub fn receive(offset: u64, how: Receive) -> Result<Barrier, String> {
+        let held = received::<BarrierState>(offset, kind::BARRIER, how)?;
+        Ok(Barrier { offset, held })
     }
 
     fn state(&self) -> &'static BarrierState {
@@ -410,7 +460,7 @@ pub mod sync_api {
         s: &mut Semaphore,
         f: FnPtr,
     ) -> Result<Dynamic, Box<EvalAltResult>> {
-        let s = *s;
+        let s = s.clone();
         hold_with(
             &ctx,
             || s.acquire(None),
@@ -470,7 +520,7 @@ pub mod sync_api {
     /// calls `notify()`, and takes it again before returning.
     #[rhai_fn(return_raw)]
     pub fn condition() -> Result<Condition, Box<EvalAltResult>> {
-        super::Condition::new(Lock(LockRef::new(false)?))
+        super::Condition::new(Lock::new()?)
     }
 
     /// Creates a condition variable that uses `lock`.

@@ -1,8 +1,14 @@
 //! Values crossing a process boundary: plain data as JSON (ints and floats stay distinct),
 //! runtime objects by reference (an offset into the shared memory both processes map),
 //! function pointers by name with their curried (captured) values.
+//!
+//! A reference on its way must keep its object alive (see `lifetime`): a job's sender
+//! keeps the handles it encoded ([`to_json`] hands them over) until the worker has its
+//! own; a message that may outlive its sender (a queue item, a result) carries its own
+//! references ([`to_message`]), which the receiver adopts ([`from_message`]).
 
-use super::locks::{Lock, LockRef, RLock};
+use super::lifetime::{self, Held, Receive};
+use super::locks::{Lock, LockRef, RLock, LOCK_HOLDERS};
 use super::queues::{Conn, Queue};
 use super::ring::Ring;
 use super::sync::{Barrier, Condition, Event, Semaphore};
@@ -33,8 +39,50 @@ fn local_name(name: &str) -> String {
     }
 }
 
-/// Encodes a value; `what` names it in the error (e.g. "argument 2").
-pub fn to_json(value: &Dynamic, what: &str) -> Result<Value, String> {
+/// Encodes a value carrying its own references to the shared objects in it; the receiver
+/// decodes it with [`from_message`], or [`release_message`] gives them up.
+pub fn to_message(value: &Dynamic, what: &str) -> Result<Value, String> {
+    let mut kept = Vec::new();
+    let json = to_json(value, what, &mut kept)?;
+    for held in &kept {
+        lifetime::retain(held.offset());
+    }
+    Ok(json)
+}
+
+/// Decodes a value made by [`to_message`], taking over the references it carries.
+pub fn from_message(value: &Value) -> Result<Dynamic, String> {
+    from_json(value, Receive::Adopt)
+}
+
+/// Gives up the references a message made by [`to_message`] carries, when it will never
+/// be decoded.
+pub fn release_message(value: &Value) {
+    match value {
+        Value::Array(items) => items.iter().for_each(release_message),
+        Value::Object(map) => match map.get(TAG).and_then(Value::as_str) {
+            Some("Fn") => {
+                if let Some(curry) = map.get("curry") {
+                    release_message(curry);
+                }
+            }
+            Some(_) => {
+                for key in ["offset", "incoming"] {
+                    if let Some(offset) = map.get(key).and_then(Value::as_u64) {
+                        lifetime::release(offset);
+                    }
+                }
+            }
+            None => map.values().for_each(release_message),
+        },
+        _ => {}
+    }
+}
+
+/// Encodes a value; `what` names it in the error (e.g. "argument 2"). The handles of the
+/// shared objects in it go to `kept`: the sender keeps them until the receiver has
+/// decoded it with [`from_json`] and [`Receive::Acquire`].
+pub fn to_json(value: &Dynamic, what: &str, kept: &mut Vec<Held>) -> Result<Value, String> {
     let value = if value.is_shared() {
         value.flatten_clone()
     } else {
@@ -64,14 +112,17 @@ pub fn to_json(value: &Dynamic, what: &str) -> Result<Value, String> {
         let encoded: Result<Vec<Value>, String> = items
             .iter()
             .enumerate()
-            .map(|(i, item)| to_json(item, &format!("{what}[{i}]")))
+            .map(|(i, item)| to_json(item, &format!("{what}[{i}]"), kept))
             .collect();
         return encoded.map(Value::Array);
     }
     if let Some(map) = value.read_lock::<Map>() {
         let mut out = serde_json::Map::new();
         for (key, item) in map.iter() {
-            out.insert(key.to_string(), to_json(item, &format!("{what}.{key}"))?);
+            out.insert(
+                key.to_string(),
+                to_json(item, &format!("{what}.{key}"), kept)?,
+            );
         }
         return Ok(Value::Object(out));
     }
@@ -79,38 +130,44 @@ pub fn to_json(value: &Dynamic, what: &str) -> Result<Value, String> {
         let curry: Result<Vec<Value>, String> = f
             .iter_curry()
             .enumerate()
-            .map(|(i, c)| to_json(c, &format!("{what} (captured value {})", i + 1)))
+            .map(|(i, c)| to_json(c, &format!("{what} (captured value {})", i + 1), kept))
             .collect();
         return Ok(json!({ TAG: "Fn", "name": wire_name(f.fn_name()), "curry": curry? }));
     }
+    let mut keep = |held: &Held, tag: &str| {
+        kept.push(held.clone());
+        Ok(json!({ TAG: tag, "offset": held.offset() }))
+    };
     if let Some(lock) = value.read_lock::<Lock>() {
-        return Ok(json!({ TAG: "Lock", "offset": lock.0.offset }));
+        return keep(&lock.1, "Lock");
     }
     if let Some(lock) = value.read_lock::<RLock>() {
-        return Ok(json!({ TAG: "RLock", "offset": lock.0.offset }));
+        return keep(&lock.1, "RLock");
     }
     if let Some(v) = value.read_lock::<SharedValue>() {
-        return Ok(json!({ TAG: "Value", "offset": v.offset }));
+        return keep(v.held(), "Value");
     }
     if let Some(a) = value.read_lock::<SharedArray>() {
-        return Ok(json!({ TAG: "SharedArray", "offset": a.offset }));
+        return keep(a.held(), "SharedArray");
     }
     if let Some(s) = value.read_lock::<Semaphore>() {
-        return Ok(json!({ TAG: "Semaphore", "offset": s.offset }));
+        return keep(s.held(), "Semaphore");
     }
     if let Some(e) = value.read_lock::<Event>() {
-        return Ok(json!({ TAG: "Event", "offset": e.offset }));
+        return keep(e.held(), "Event");
     }
     if let Some(c) = value.read_lock::<Condition>() {
-        return Ok(json!({ TAG: "Condition", "offset": c.offset }));
+        return keep(c.held(), "Condition");
     }
     if let Some(b) = value.read_lock::<Barrier>() {
-        return Ok(json!({ TAG: "Barrier", "offset": b.offset }));
+        return keep(b.held(), "Barrier");
     }
     if let Some(q) = value.read_lock::<Queue>() {
-        return Ok(json!({ TAG: "Queue", "offset": q.0.offset }));
+        return keep(&q.1, "Queue");
     }
     if let Some(c) = value.read_lock::<Conn>() {
+        kept.push(c.held.0.clone());
+        kept.push(c.held.1.clone());
         return Ok(
             json!({ TAG: "Conn", "offset": c.outgoing.offset, "incoming": c.incoming.offset }),
         );
@@ -124,8 +181,9 @@ pub fn to_json(value: &Dynamic, what: &str) -> Result<Value, String> {
     ))
 }
 
-/// Decodes a value produced by [`to_json`] (in this or another process).
-pub fn from_json(value: &Value) -> Result<Dynamic, String> {
+/// Decodes a value produced by [`to_json`] (in this or another process), taking
+/// references to its shared objects as `how` says.
+pub fn from_json(value: &Value, how: Receive) -> Result<Dynamic, String> {
     Ok(match value {
         Value::Null => Dynamic::UNIT,
         Value::Bool(b) => Dynamic::from_bool(*b),
@@ -135,15 +193,16 @@ pub fn from_json(value: &Value) -> Result<Dynamic, String> {
         },
         Value::String(s) => Dynamic::from(s.clone()),
         Value::Array(items) => {
-            let items: Result<rhai::Array, String> = items.iter().map(from_json).collect();
+            let items: Result<rhai::Array, String> =
+                items.iter().map(|item| from_json(item, how)).collect();
             Dynamic::from_array(items?)
         }
         Value::Object(map) => match map.get(TAG).and_then(Value::as_str) {
-            Some(kind) => object_from_json(kind, map)?,
+            Some(kind) => object_from_json(kind, map, how)?,
             None => {
                 let mut out = Map::new();
                 for (key, item) in map {
-                    out.insert(key.as_str().into(), from_json(item)?);
+                    out.insert(key.as_str().into(), from_json(item, how)?);
                 }
                 Dynamic::from_map(out)
             }
@@ -151,7 +210,11 @@ pub fn from_json(value: &Value) -> Result<Dynamic, String> {
     })
 }
 
-fn object_from_json(kind: &str, map: &serde_json::Map<String, Value>) -> Result<Dynamic, String> {
+fn object_from_json(
+    kind: &str,
+    map: &serde_json::Map<String, Value>,
+    how: Receive,
+) -> Result<Dynamic, String> {
     let offset = || {
         map.get("offset")
             .and_then(Value::as_u64)
@@ -163,28 +226,43 @@ fn object_from_json(kind: &str, map: &serde_json::Map<String, Value>) -> Result<
             let mut f = FnPtr::new(local_name(name)).map_err(|e| e.to_string())?;
             if let Some(curry) = map.get("curry").and_then(Value::as_array) {
                 for item in curry {
-                    f.add_curry(from_json(item)?);
+                    f.add_curry(from_json(item, how)?);
                 }
             }
             Dynamic::from(f)
         }
-        "Lock" => Dynamic::from(Lock(LockRef::from_offset(offset()?)?)),
-        "RLock" => Dynamic::from(RLock(LockRef::from_offset(offset()?)?)),
-        "Value" => Dynamic::from(SharedValue::from_offset(offset()?)?),
-        "SharedArray" => Dynamic::from(SharedArray::from_offset(offset()?)?),
-        "Semaphore" => Dynamic::from(Semaphore::from_offset(offset()?)?),
-        "Event" => Dynamic::from(Event::from_offset(offset()?)?),
-        "Condition" => Dynamic::from(Condition::from_offset(offset()?)?),
-        "Barrier" => Dynamic::from(Barrier::from_offset(offset()?)?),
-        "Queue" => Dynamic::from(Queue(Ring::from_offset(offset()?)?)),
+        "Lock" | "RLock" => {
+            let offset = offset()?;
+            let size = std::mem::size_of::<super::locks::LockState>();
+            let held = how.held(offset, &LOCK_HOLDERS, size)?;
+            let lock = LockRef { offset };
+            if kind == "Lock" {
+                Dynamic::from(Lock(lock, held))
+            } else {
+                Dynamic::from(RLock(lock, held))
+            }
+        }
+        "Value" => Dynamic::from(SharedValue::receive(offset()?, how)?),
+        "SharedArray" => Dynamic::from(SharedArray::receive(offset()?, how)?),
+        "Semaphore" => Dynamic::from(Semaphore::receive(offset()?, how)?),
+        "Event" => Dynamic::from(Event::receive(offset()?, how)?),
+        "Condition" => Dynamic::from(Condition::receive(offset()?, how)?),
+        "Barrier" => Dynamic::from(Barrier::receive(offset()?, how)?),
+        "Queue" => {
+            let (ring, held) = Ring::receive(offset()?, how)?;
+            Dynamic::from(Queue(ring, held))
+        }
         "Conn" => {
             let incoming = map
                 .get("incoming")
                 .and_then(Value::as_u64)
                 .ok_or("a Conn without its incoming side")?;
+            let (outgoing, held_out) = Ring::receive(offset()?, how)?;
+            let (incoming, held_in) = Ring::receive(incoming, how)?;
             Dynamic::from(Conn {
-                outgoing: Ring::from_offset(offset()?)?,
-                incoming: Ring::from_offset(incoming)?,
+                outgoing,
+                incoming,
+                held: (held_out, held_in),
             })
         }
         other => return Err(format!("unknown object kind {other:?}")),
@@ -206,9 +284,9 @@ mod tests {
             Dynamic::from("text"),
             Dynamic::from_map(map),
         ]);
-        let json = to_json(&value, "argument 1").unwrap();
+        let json = to_json(&value, "argument 1", &mut Vec::new()).unwrap();
         assert_eq!(json, json!([null, true, "text", {"a": 1, "b": 1.0}]));
-        let back = from_json(&json).unwrap();
+        let back = from_json(&json, Receive::Acquire).unwrap();
         assert_eq!(back.to_string(), value.to_string());
         let b = back.into_array().unwrap()[3].clone().cast::<Map>()["b"].clone();
         assert!(b.is_float(), "a float stays a float");
@@ -216,7 +294,12 @@ mod tests {
 
     #[test]
     fn unsupported_values_name_the_argument() {
-        let err = to_json(&Dynamic::from(std::time::Instant::now()), "argument 2").unwrap_err();
+        let err = to_json(
+            &Dynamic::from(std::time::Instant::now()),
+            "argument 2",
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(err.starts_with("argument 2 is a"), "{err}");
     }
 }

@@ -3,8 +3,9 @@
 //! then a write, so concurrent increments lose updates, exactly like Python's
 //! `multiprocessing.Value`; `add` is the atomic alternative, `get_lock()` the classic one.
 
+use super::lifetime::{Held, Receive};
 use super::locks::{Lock, LockRef, LockState};
-use super::shm::arena;
+use super::shm::{arena, kind as object_kind};
 use rhai::plugin::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -71,18 +72,25 @@ fn bits_for(kind: u32, value: &Dynamic) -> Result<u64, Box<EvalAltResult>> {
 }
 
 /// A number or bool in shared memory.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SharedValue {
     pub offset: u64,
+    held: Held,
 }
 
 /// A fixed-size array of numbers in shared memory.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SharedArray {
     pub offset: u64,
+    held: Held,
 }
 
 impl SharedValue {
+    /// This process's reference to the object.
+    pub fn held(&self) -> &Held {
+        &self.held
+    }
+
     pub fn new(initial: &Dynamic) -> Result<SharedValue, Box<EvalAltResult>> {
         let (kind, bits) = encode(initial).ok_or_else(|| {
             format!(
@@ -91,7 +99,8 @@ impl SharedValue {
             )
         })?;
         let arena = arena()?;
-        let offset = arena.alloc(std::mem::size_of::<ValueState>(), 16)?;
+        let size = std::mem::size_of::<ValueState>();
+        let offset = arena.alloc_object(object_kind::VALUE, size, size)?;
         // SAFETY: fresh zeroed memory for a ValueState; the lock is its first field.
         unsafe {
             LockRef::init_at(offset, false)?;
@@ -99,15 +108,16 @@ impl SharedValue {
             (*state).kind = kind;
             (*state).bits.store(bits, Ordering::Release);
         }
-        Ok(SharedValue { offset })
+        Ok(SharedValue {
+            offset,
+            held: Held::created(offset),
+        })
     }
 
-    pub fn from_offset(offset: u64) -> Result<SharedValue, String> {
-        if arena()?.contains(offset, std::mem::size_of::<ValueState>()) {
-            Ok(SharedValue { offset })
-        } else {
-            Err(format!("invalid value reference {offset}"))
-        }
+    pub fn receive(offset: u64, how: Receive) -> Result<SharedValue, String> {
+        let size = std::mem::size_of::<ValueState>();
+        let held = how.held(offset, &[object_kind::VALUE], size)?;
+        Ok(SharedValue { offset, held })
     }
 
     fn state(&self) -> &ValueState {
@@ -163,13 +173,21 @@ impl SharedValue {
     }
 
     pub fn lock(&self) -> Lock {
-        Lock(LockRef {
-            offset: self.offset,
-        })
+        Lock(
+            LockRef {
+                offset: self.offset,
+            },
+            self.held.clone(),
+        )
     }
 }
 
 impl SharedArray {
+    /// This process's reference to the object.
+    pub fn held(&self) -> &Held {
+        &self.held
+    }
+
     pub fn new(len: i64, fill: &Dynamic) -> Result<SharedArray, Box<EvalAltResult>> {
         let (kind, bits) = encode(fill)
             .filter(|(k, _)| *k != KIND_BOOL)
@@ -183,7 +201,7 @@ impl SharedArray {
             usize::try_from(len).map_err(|_| format!("shared_array: invalid length {len}"))?;
         let arena = arena()?;
         let size = std::mem::size_of::<ArrayHeader>() + len * 8;
-        let offset = arena.alloc(size, 16)?;
+        let offset = arena.alloc_object(object_kind::SHARED_ARRAY, size, size)?;
         // SAFETY: fresh zeroed memory for the header and `len` cells.
         unsafe {
             LockRef::init_at(offset, false)?;
@@ -191,22 +209,23 @@ impl SharedArray {
             (*header).kind = kind;
             (*header).len = len as u64;
         }
-        let array = SharedArray { offset };
+        let array = SharedArray {
+            offset,
+            held: Held::created(offset),
+        };
         for cell in array.cells() {
             cell.store(bits, Ordering::Relaxed);
         }
         Ok(array)
     }
 
-    pub fn from_offset(offset: u64) -> Result<SharedArray, String> {
-        let arena = arena()?;
-        if !arena.contains(offset, std::mem::size_of::<ArrayHeader>()) {
-            return Err(format!("invalid shared array reference {offset}"));
-        }
-        // SAFETY: the header lies inside the mapping (checked above).
-        let len = unsafe { (*arena.at::<ArrayHeader>(offset)).len } as usize;
-        if arena.contains(offset, std::mem::size_of::<ArrayHeader>() + len * 8) {
-            Ok(SharedArray { offset })
+    pub fn receive(offset: u64, how: Receive) -> Result<SharedArray, String> {
+        let header = std::mem::size_of::<ArrayHeader>();
+        let held = how.held(offset, &[object_kind::SHARED_ARRAY], header)?;
+        // SAFETY: the header lies inside the mapping and the object is alive (checked).
+        let len = unsafe { (*arena()?.at::<ArrayHeader>(offset)).len } as usize;
+        if arena()?.contains(offset, header + len * 8) {
+            Ok(SharedArray { offset, held })
         } else {
             Err(format!("invalid shared array reference {offset}"))
         }
@@ -334,7 +353,7 @@ pub mod value_api {
     /// The lock that belongs to this array.
     #[rhai_fn(name = "get_lock", pure)]
     pub fn array_lock(a: &mut super::SharedArray) -> Lock {
-        Lock(LockRef { offset: a.offset })
+        Lock(LockRef { offset: a.offset }, a.held.clone())
     }
 
     /// Shows the array's elements, like `SharedArray[1, 2, 3]`.

@@ -1,6 +1,7 @@
 //! Process pools: long-lived worker processes, each fed by a driver thread.
 
 use super::super::globals::Globals;
+use super::super::lifetime::{self, Held};
 use super::super::processes::{self, relay_output, start_worker};
 use super::super::sink::OutputSink;
 use super::super::worker_process::{describe_end, WorkerProcess};
@@ -26,6 +27,9 @@ struct ProcessTask {
     fold: bool,
     /// The caller's `global::` constants.
     globals: Arc<Globals>,
+    /// The shared objects the function and items refer to, alive until the task's answer
+    /// (the worker has its own references by then).
+    _kept: Vec<Held>,
     sink: Option<Arc<dyn OutputSink>>,
     cancelled: Arc<AtomicBool>,
     gate: Arc<StartGate>,
@@ -63,7 +67,9 @@ fn reap(worker: &mut Worker) -> String {
     let pid = worker.child.id();
     processes::forget_child(pid as i32);
     worker.child.kill();
-    describe_end(pid, worker.child.wait())
+    let code = worker.child.wait();
+    lifetime::release_process(pid as i32);
+    describe_end(pid, code)
 }
 
 pub(super) struct ProcessExecutor {
@@ -259,6 +265,7 @@ fn drive(
                 None => std::thread::sleep(Duration::from_millis(20)),
             }
         }
+        lifetime::release_process(w.child.id() as i32);
         processes::forget_child(w.child.id() as i32);
     }
 }
@@ -389,7 +396,7 @@ fn await_result(worker: &mut Worker, task: &ProcessTask) -> ChunkResult {
         match reply.t.as_str() {
             "ok" => {
                 let values: Result<Vec<Dynamic>, String> =
-                    reply.value.iter().map(transfer::from_json).collect();
+                    reply.value.iter().map(transfer::from_message).collect();
                 return match values {
                     Ok(values) => ChunkResult::Values(values),
                     Err(e) => ChunkResult::Failed {
@@ -432,13 +439,18 @@ impl Executor for ProcessExecutor {
     }
 
     fn submit(&self, chunk: Chunk, context: &CallContext) -> Result<(), String> {
-        let function = transfer::to_json(&Dynamic::from(chunk.function.clone()), "the function")?;
+        let mut kept = Vec::new();
+        let function = transfer::to_json(
+            &Dynamic::from(chunk.function.clone()),
+            "the function",
+            &mut kept,
+        )?;
         let name = function["name"].as_str().unwrap_or_default().to_string();
         let function = function.to_string();
         let items: Result<Vec<Vec<Value>>, String> = chunk
             .items
             .iter()
-            .map(|args| processes::encode_args(args))
+            .map(|args| processes::encode_args(args, &mut kept))
             .collect();
         let task = ProcessTask {
             function,
@@ -446,6 +458,7 @@ impl Executor for ProcessExecutor {
             items: items?,
             fold: chunk.fold,
             globals: context.globals(),
+            _kept: kept,
             sink: chunk.sink,
             cancelled: chunk.cancelled,
             gate: chunk.gate,
