@@ -279,7 +279,9 @@ impl Arena {
         let bytes = OBJECT_HEADER as usize + size;
         let block = self.allocate(bytes, OBJECT_ALIGN)?;
         let offset = block + OBJECT_HEADER;
-        self.header().used.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.header()
+            .used
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         self.header().objects.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the block was just allocated for the header and `size` bytes, and no one
         // else knows it.
