@@ -1,35 +1,25 @@
-//! The Rhai package of native functions (`sleep`, display, input, help, threads) and the
-//! process-wide services they rely on: the output sink, the interrupt flag and the engine
-//! that script threads run on.
+//! The Rhai package of native functions and the process-wide services they rely on (the
+//! output sink, the interrupt flag, time, display, input and help), with the runtime's
+//! three ideas in their own folders: `shared` objects, the `workers` that share them, and
+//! the tools that `observe` them.
 //!
 //! Nothing in this module knows about Jupyter: output leaves through [`sink::OutputSink`],
 //! which the kernel implements with IOPub and the command-line host with stdout/stderr.
 
-pub mod deadlock;
 pub mod display;
 pub mod docs;
-pub mod fork_server;
-pub mod gil;
-pub mod globals;
 pub mod interrupt;
 pub mod io;
-pub mod lifetime;
-pub mod locks;
-pub mod pools;
-pub mod processes;
-pub mod queues;
-pub mod ring;
-pub mod scaling;
-pub mod shm;
-pub mod shutdown;
+pub mod observe;
+pub mod shared;
 pub mod sink;
-pub mod sync;
-pub mod threads;
 pub mod time;
-pub mod timeline;
-pub mod transfer;
-pub mod values;
-pub mod worker_process;
+pub mod workers;
+
+// The modules by their short names, as the rest of the crate uses them.
+pub use observe::{gil, scaling, timeline};
+pub use shared::{deadlock, lifetime, locks, queues, ring, shm, sync, transfer, values};
+pub use workers::{fork_server, globals, pools, processes, shutdown, threads, worker_process};
 
 use rhai::def_package;
 

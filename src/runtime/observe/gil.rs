@@ -66,7 +66,7 @@ fn acquire() -> bool {
     let mut state = lock_state();
     state.waiting += 1;
     while state.held {
-        if super::interrupt::is_requested() {
+        if crate::runtime::interrupt::is_requested() {
             state.waiting -= 1;
             return false;
         }

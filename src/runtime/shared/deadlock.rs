@@ -7,9 +7,9 @@
 //!
 //! An acquire that gets its lock at once, or at its first wake-up, never touches the table.
 
-use super::locks::{my_ids, LockRef};
-use super::shm::{arena, Arena};
-use super::{processes, threads};
+use crate::runtime::locks::{my_ids, LockRef};
+use crate::runtime::shm::{arena, Arena};
+use crate::runtime::{processes, threads};
 use std::sync::atomic::{
     fence, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst,
 };

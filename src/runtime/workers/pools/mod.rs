@@ -3,8 +3,8 @@
 //! Python's `multiprocessing.Pool` and `concurrent.futures` — but a task that throws or a
 //! worker that dies gives an error (never a hang), and the pool stays usable.
 
-use super::sink::{self, MimeBundle, OutputSink};
-use super::{interrupt, interrupted_error, SCRIPT_STACK_SIZE};
+use crate::runtime::sink::{self, MimeBundle, OutputSink};
+use crate::runtime::{interrupt, interrupted_error, SCRIPT_STACK_SIZE};
 use crossbeam_channel::RecvTimeoutError;
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
@@ -232,7 +232,7 @@ impl Pool {
             chunks += 1;
         }
         drop(tx);
-        super::gil::release_for_wait();
+        crate::runtime::gil::release_for_wait();
         let mut progress = Progress::new(progress, total);
         let mut ordered: Vec<(usize, Vec<Dynamic>)> = Vec::with_capacity(chunks);
         let mut done = 0;
@@ -327,7 +327,7 @@ impl Pool {
             chunks += 1;
         }
         drop(tx);
-        super::gil::release_for_wait();
+        crate::runtime::gil::release_for_wait();
         let mut partials: Vec<(usize, Dynamic)> = Vec::with_capacity(chunks);
         while partials.len() < chunks {
             if interrupt::is_requested() {
@@ -412,7 +412,7 @@ impl Pool {
                 // (which waits for this lock) throws it too.
                 if done_state.waiting.load(Ordering::SeqCst) == 0 {
                     if let Some((worker, message)) = uncaught {
-                        super::threads::report_uncaught(
+                        crate::runtime::threads::report_uncaught(
                             report_sink.as_ref(),
                             &format!("pool task ({label}) on {worker}"),
                             &message,
@@ -430,7 +430,7 @@ impl Pool {
 
 impl Future {
     fn wait(&self, timeout: Option<Duration>) -> Result<Dynamic, Box<EvalAltResult>> {
-        super::gil::release_for_wait();
+        crate::runtime::gil::release_for_wait();
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut outcome = self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
         struct Waiting<'a>(&'a AtomicUsize);
@@ -514,7 +514,7 @@ pub fn register_submit(module: &mut rhai::Module) {
         let pool = pool.try_cast::<Pool>().ok_or("submit: expected a pool")?;
         pool.submit(ctx, f, args).map(Dynamic::from)
     }
-    for arity in 0..=super::threads::MAX_THREAD_ARGS {
+    for arity in 0..=crate::runtime::threads::MAX_THREAD_ARGS {
         let mut types = vec![
             std::any::TypeId::of::<Pool>(),
             std::any::TypeId::of::<FnPtr>(),

@@ -2,9 +2,9 @@
 //! buffers in shared memory. Items are encoded like `spawn_process` arguments, so data
 //! is copied and shared objects (locks, values, other queues…) cross by reference.
 
-use super::lifetime::Held;
-pub use super::ring::Ring;
-use super::transfer;
+use crate::runtime::lifetime::Held;
+pub use crate::runtime::ring::Ring;
+use crate::runtime::transfer;
 use rhai::plugin::*;
 use std::time::{Duration, Instant};
 

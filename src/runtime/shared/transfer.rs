@@ -7,12 +7,12 @@
 //! own; a message that may outlive its sender (a queue item, a result) carries its own
 //! references ([`to_message`]), which the receiver adopts ([`from_message`]).
 
-use super::lifetime::{self, Held, Receive};
-use super::locks::{Lock, LockRef, RLock, LOCK_HOLDERS};
-use super::queues::{Conn, Queue};
-use super::ring::Ring;
-use super::sync::{Barrier, Condition, Event, Semaphore};
-use super::values::{SharedArray, SharedValue};
+use crate::runtime::lifetime::{self, Held, Receive};
+use crate::runtime::locks::{Lock, LockRef, RLock, LOCK_HOLDERS};
+use crate::runtime::queues::{Conn, Queue};
+use crate::runtime::ring::Ring;
+use crate::runtime::sync::{Barrier, Condition, Event, Semaphore};
+use crate::runtime::values::{SharedArray, SharedValue};
 use rhai::{Dynamic, FnPtr, Map};
 use serde_json::{json, Number, Value};
 
@@ -173,7 +173,7 @@ pub fn to_json(value: &Dynamic, what: &str, kept: &mut Vec<Held>) -> Result<Valu
         );
     }
     // The name a script knows the type by (`Thread`, not the Rust type's path).
-    let type_name = super::threads::script_engine()
+    let type_name = crate::runtime::threads::script_engine()
         .map(|engine| engine.map_type_name(value.type_name()).to_string())
         .unwrap_or_else(|_| value.type_name().to_string());
     Err(format!(
@@ -233,7 +233,7 @@ fn object_from_json(
         }
         "Lock" | "RLock" => {
             let offset = offset()?;
-            let size = std::mem::size_of::<super::locks::LockState>();
+            let size = std::mem::size_of::<crate::runtime::locks::LockState>();
             let held = how.held(offset, &LOCK_HOLDERS, size)?;
             let lock = LockRef { offset };
             if kind == "Lock" {

@@ -10,8 +10,8 @@
 //! Cost: the constants are encoded once per `spawn_process` and once per pool call (not
 //! per task), and a pool worker is sent them only when they differ from what it has.
 
-use super::lifetime::{Held, Receive};
-use super::transfer;
+use crate::runtime::lifetime::{Held, Receive};
+use crate::runtime::transfer;
 use rhai::{Dynamic, GlobalRuntimeState, ImmutableString, NativeCallContext};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! while `f` runs, then draw them as a Gantt chart (SVG, one row per worker) with the
 //! wall time and CPU utilisation, plus a text summary for terminals.
 
-use super::display::escape_html;
+use crate::runtime::display::escape_html;
 use rhai::plugin::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -122,7 +122,7 @@ impl Recording {
     }
 
     fn utilisation(&self) -> f64 {
-        let cores = super::cpus() as f64;
+        let cores = crate::runtime::cpus() as f64;
         if self.wall > 0.0 {
             self.cpu / (self.wall * cores)
         } else {
@@ -152,7 +152,7 @@ impl Recording {
             "timeline: {:.3} s wall, CPU utilisation {:.0}% of {} cores, {} workers\n",
             self.wall,
             self.utilisation() * 100.0,
-            super::cpus(),
+            crate::runtime::cpus(),
             rows.len()
         );
         for row in &rows {
@@ -236,7 +236,7 @@ impl Recording {
 
     /// Shows the chart (and the summary as plain text) in the output.
     pub fn show(&self) {
-        super::display::show_chart(self.svg(), self.summary());
+        crate::runtime::display::show_chart(self.svg(), self.summary());
     }
 }
 

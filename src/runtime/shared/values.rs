@@ -3,9 +3,9 @@
 //! then a write, so concurrent increments lose updates, exactly like Python's
 //! `multiprocessing.Value`; `add` is the atomic alternative, `get_lock()` the classic one.
 
-use super::lifetime::{Held, Receive};
-use super::locks::{Lock, LockRef, LockState};
-use super::shm::{arena, kind as object_kind};
+use crate::runtime::lifetime::{Held, Receive};
+use crate::runtime::locks::{Lock, LockRef, LockState};
+use crate::runtime::shm::{arena, kind as object_kind};
 use rhai::plugin::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -2,8 +2,8 @@
 //! returned `Thread` is joined for its result, like Python's `threading.Thread` but with the
 //! return value (and a thrown error) coming back through `join()`.
 
-use super::sink::{self, OutputSink};
-use super::{interrupt, interrupted_error, SCRIPT_STACK_SIZE};
+use crate::runtime::sink::{self, OutputSink};
+use crate::runtime::{interrupt, interrupted_error, SCRIPT_STACK_SIZE};
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, FnPtr, FuncRegistration, Module, NativeCallContext, RhaiFunc, Shared};
 use std::any::TypeId;
@@ -108,7 +108,7 @@ impl ThreadHandle {
 
     /// Waits for the thread, polling the interrupt flag; `None` when interrupted.
     fn wait(&self) -> Option<Result<Dynamic, Failure>> {
-        super::gil::release_for_wait();
+        crate::runtime::gil::release_for_wait();
         let mut outcome = self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             // An interrupt wins over a result, as KeyboardInterrupt does in Python.
@@ -166,7 +166,7 @@ pub fn unfinished() -> Vec<ThreadHandle> {
 fn detach(value: &Dynamic) -> Dynamic {
     if value.is_shared() {
         let inner = value.flatten_clone();
-        if super::is_handle(&inner) {
+        if crate::runtime::is_handle(&inner) {
             return inner;
         }
         value.clone()
@@ -278,8 +278,8 @@ pub fn spawn(
                 Some(sink) => sink::with_sink(sink, run),
                 None => run(),
             }));
-        super::gil::leave();
-        super::timeline::record(thread_handle.0.name.clone(), label, "thread", started);
+        crate::runtime::gil::leave();
+        crate::runtime::timeline::record(thread_handle.0.name.clone(), label, "thread", started);
         set_label(tid as i32, None);
         let outcome = match outcome {
             Ok(Ok(value)) => Ok(value),

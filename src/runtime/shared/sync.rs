@@ -2,10 +2,10 @@
 //! shared memory, for threads and processes alike (Python's `threading` and
 //! `multiprocessing` versions of the same objects).
 
-use super::lifetime::{Held, Receive};
-use super::locks::{my_ids, Lock, LockRef, POLL};
-use super::shm::{arena, kind, Monitor};
-use super::{interrupt, interrupted_error};
+use crate::runtime::lifetime::{Held, Receive};
+use crate::runtime::locks::{my_ids, Lock, LockRef, POLL};
+use crate::runtime::shm::{arena, kind, Monitor};
+use crate::runtime::{interrupt, interrupted_error};
 use rhai::plugin::*;
 use rhai::FnPtr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -239,7 +239,7 @@ impl Condition {
         }
         // The condition's own reference to its lock's object, released when the
         // condition is freed (see `lock_offset_of`).
-        super::lifetime::retain(lock.0.offset);
+        crate::runtime::lifetime::retain(lock.0.offset);
         Ok(Condition {
             offset,
             held: Held::created(offset),

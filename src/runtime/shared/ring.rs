@@ -3,10 +3,10 @@
 //! larger than the buffer is streamed through it in pieces, so an item of any size
 //! crosses while the memory a queue holds stays fixed.
 
-use super::lifetime::{Held, Receive};
-use super::locks::{my_ids, process_is_gone, POLL};
-use super::shm::{arena, kind, Monitor};
-use super::sync::wait_until;
+use crate::runtime::lifetime::{Held, Receive};
+use crate::runtime::locks::{my_ids, process_is_gone, POLL};
+use crate::runtime::shm::{arena, kind, Monitor};
+use crate::runtime::sync::wait_until;
 use rhai::EvalAltResult;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -146,7 +146,7 @@ impl Ring {
             match self.pop(Some(Duration::ZERO), "free") {
                 Ok(Some(message)) => {
                     if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&message) {
-                        super::transfer::release_message(&json);
+                        crate::runtime::transfer::release_message(&json);
                     }
                 }
                 Ok(None) | Err(_) => return,

@@ -169,9 +169,9 @@ fn create() -> Result<Arena, String> {
     }
     let arena = Arena { base, size, fd };
     // Reserved before any worker exists, so every process finds them at the same offset.
-    let table = super::deadlock::reserve_table(&arena, size);
+    let table = crate::runtime::deadlock::reserve_table(&arena, size);
     arena.header().waits_for.store(table, Ordering::Release);
-    let holders = super::lifetime::reserve_table(&arena, size);
+    let holders = crate::runtime::lifetime::reserve_table(&arena, size);
     arena.header().holders.store(holders, Ordering::Release);
     Ok(arena)
 }
@@ -253,7 +253,7 @@ impl Arena {
             });
             match block {
                 Some(offset) => return Ok(offset),
-                None if attempt == 0 => super::lifetime::release_dead_processes(),
+                None if attempt == 0 => crate::runtime::lifetime::release_dead_processes(),
                 None => {}
             }
         }
@@ -445,7 +445,7 @@ impl Monitor {
 impl MonitorGuard<'_> {
     /// Waits for a notification, at most `timeout` (letting other script threads run).
     pub fn wait(&mut self, timeout: Duration) {
-        super::gil::release_for_wait();
+        crate::runtime::gil::release_for_wait();
         let mut now: libc::timespec = unsafe { std::mem::zeroed() };
         // SAFETY: valid pointers; the mutex is held by this guard.
         unsafe {

@@ -1,11 +1,11 @@
 //! Thread pools: chunks run on rayon threads of the kernel process, with the calling
 //! cell's functions.
 
-use super::super::sink;
-use super::super::threads::{describe_error, script_engine};
 use super::executor::{
     run_batch, task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle,
 };
+use crate::runtime::sink;
+use crate::runtime::threads::{describe_error, script_engine};
 use rhai::Dynamic;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -63,13 +63,13 @@ impl Executor for ThreadExecutor {
                             None => run(),
                         }
                     }));
-                super::super::gil::leave();
-                if super::super::timeline::recording() {
+                crate::runtime::gil::leave();
+                if crate::runtime::timeline::recording() {
                     let worker = std::thread::current()
                         .name()
                         .unwrap_or("pool thread")
                         .to_string();
-                    super::super::timeline::record(
+                    crate::runtime::timeline::record(
                         worker,
                         task_label(&chunk.function),
                         "task",

@@ -8,8 +8,8 @@
 //! worker's two pipe ends as `SCM_RIGHTS`; the server answers with the new pid, and later
 //! reports each worker's exit status, because the workers are its children.
 
-use super::processes;
-use super::worker_process::{ExitSlot, WorkerProcess};
+use crate::runtime::processes;
+use crate::runtime::worker_process::{ExitSlot, WorkerProcess};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -1,7 +1,7 @@
 //! The end of a script (or of a worker process): as in Python, wait for the threads and
 //! processes that are not daemons, and say which ones an interrupt stopped.
 
-use super::{interrupt, processes, threads};
+use crate::runtime::{interrupt, processes, threads};
 
 /// Waits until every thread and process this process started with `spawn_thread` or
 /// `spawn_process` (not a daemon) has finished, including those started meanwhile.

@@ -1,9 +1,9 @@
 //! What every pool executor shares: chunks of work, how they end, the `Executor` trait,
 //! the pool lifecycle (closed, terminated, pending work) and `run_batch`.
 
-use super::super::globals::{self, Globals};
-use super::super::sink::OutputSink;
-use super::super::{interrupt, interrupted_error};
+use crate::runtime::globals::{self, Globals};
+use crate::runtime::sink::OutputSink;
+use crate::runtime::{interrupt, interrupted_error};
 use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -169,7 +169,7 @@ impl Pending {
         self.idle.notify_all();
     }
     pub(super) fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {
-        super::super::gil::release_for_wait();
+        crate::runtime::gil::release_for_wait();
         let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
         while *count > 0 {
             if interrupt::is_requested() {

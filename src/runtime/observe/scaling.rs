@@ -2,7 +2,7 @@
 //! Karp–Flatt serial fraction of a computation run on 1, 2, 4, … workers, drawn as an SVG
 //! chart of measured speedup against Amdahl's law, with a text table for terminals.
 
-use super::display::escape_html;
+use crate::runtime::display::escape_html;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
 use std::time::Instant;
@@ -311,7 +311,7 @@ impl Scaling {
     }
 
     fn show(&self) {
-        super::display::show_chart(self.svg(), self.summary());
+        crate::runtime::display::show_chart(self.svg(), self.summary());
     }
 }
 
@@ -320,7 +320,7 @@ const PALETTE: [&str; 6] = [
 ];
 
 fn machine_cores() -> usize {
-    super::processes::process_api::cpu_count().max(1) as usize
+    crate::runtime::processes::process_api::cpu_count().max(1) as usize
 }
 
 fn ints(values: &[usize]) -> Array {

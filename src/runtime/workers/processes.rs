@@ -6,12 +6,12 @@
 //! reference, and the child's output comes back over its stdout to the cell that started
 //! it.
 
-use super::globals::{self, Globals};
-use super::lifetime::{self, Held};
-use super::sink::{self, MimeBundle, OutputSink, Stream};
-use super::threads::{describe_error, report_uncaught};
-use super::worker_process::WorkerProcess;
-use super::{fork_server, interrupt, interrupted_error, shm, transfer};
+use crate::runtime::globals::{self, Globals};
+use crate::runtime::lifetime::{self, Held};
+use crate::runtime::sink::{self, MimeBundle, OutputSink, Stream};
+use crate::runtime::threads::{describe_error, report_uncaught};
+use crate::runtime::worker_process::WorkerProcess;
+use crate::runtime::{fork_server, interrupt, interrupted_error, shm, transfer};
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
 use serde_json::{json, Value};
@@ -329,7 +329,7 @@ impl ProcessHandle {
 
     /// Waits until the child has exited and been reaped; `None` when interrupted.
     fn wait(&self) -> Option<(Outcome, i64)> {
-        super::gil::release_for_wait();
+        crate::runtime::gil::release_for_wait();
         let mut code = self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if interrupt::is_requested() {
@@ -484,10 +484,21 @@ pub fn spawn(
     let reader = std::thread::Builder::new()
         .name(format!("process-{pid}"))
         .spawn(move || {
-            follow_child(child, BufReader::new(stdout), sink, &reader_state, || {
-                super::timeline::record(reader_state.name.clone(), label, "process", started)
-            });
-            drop(kept);
+            follow_child(
+                child,
+                BufReader::new(stdout),
+                sink,
+                &reader_state,
+                || {
+                    crate::runtime::timeline::record(
+                        reader_state.name.clone(),
+                        label,
+                        "process",
+                        started,
+                    )
+                },
+                kept,
+            );
         });
     if let Err(e) = reader {
         forget_process(&state);
@@ -501,12 +512,14 @@ pub fn spawn(
 }
 
 /// Relays a child's events until it closes its stdout, then reaps it.
+/// `kept` holds the shared objects its job refers to, until it has ended.
 fn follow_child(
     mut child: WorkerProcess,
     stdout: BufReader<std::fs::File>,
     sink: Option<Arc<dyn OutputSink>>,
     state: &ProcessState,
     on_exit: impl FnOnce(),
+    kept: Vec<Held>,
 ) {
     for line in stdout.lines() {
         let Ok(line) = line else { break };
@@ -524,6 +537,8 @@ fn follow_child(
     let code = child.wait();
     // What it held and did not give back (it was killed, or never drops at exit).
     lifetime::release_process(state.pid);
+    // Before `join` returns: what only the job referred to is freed by then.
+    drop(kept);
     state.reaped.store(true, Ordering::SeqCst);
     forget_child(state.pid);
     // Before anyone waiting in `join` can go on (a timeline must see this process).
@@ -571,7 +586,7 @@ const SPAWN_DAEMON_DOC: &str = "\
 /// ```";
 
 pub fn register_spawn_process(module: &mut rhai::Module) {
-    super::threads::register_spawner(
+    crate::runtime::threads::register_spawner(
         module,
         "spawn_process",
         SPAWN_DOC,
@@ -580,7 +595,7 @@ pub fn register_spawn_process(module: &mut rhai::Module) {
             spawn(f, args, &globals::of_context(ctx), false).map(Dynamic::from)
         },
     );
-    super::threads::register_spawner(
+    crate::runtime::threads::register_spawner(
         module,
         "spawn_daemon_process",
         SPAWN_DAEMON_DOC,

@@ -1,12 +1,12 @@
 //! Process pools: long-lived worker processes, each fed by a driver thread.
 
-use super::super::globals::Globals;
-use super::super::lifetime::{self, Held};
-use super::super::processes::{self, relay_output, start_worker};
-use super::super::sink::OutputSink;
-use super::super::worker_process::{describe_end, WorkerProcess};
-use super::super::{interrupt, transfer, INTERRUPTED};
 use super::executor::{CallContext, Chunk, ChunkResult, Executor, Lifecycle, Pending, StartGate};
+use crate::runtime::globals::Globals;
+use crate::runtime::lifetime::{self, Held};
+use crate::runtime::processes::{self, relay_output, start_worker};
+use crate::runtime::sink::OutputSink;
+use crate::runtime::worker_process::{describe_end, WorkerProcess};
+use crate::runtime::{interrupt, transfer, INTERRUPTED};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rhai::Dynamic;
 use serde_json::{json, Value};
@@ -29,7 +29,7 @@ struct ProcessTask {
     globals: Arc<Globals>,
     /// The shared objects the function and items refer to, alive until the task's answer
     /// (the worker has its own references by then).
-    _kept: Vec<Held>,
+    kept: Vec<Held>,
     sink: Option<Arc<dyn OutputSink>>,
     cancelled: Arc<AtomicBool>,
     gate: Arc<StartGate>,
@@ -218,14 +218,14 @@ fn drive(
         let started = front.sent_at.max(last_done);
         last_done = Instant::now();
         durations.record(&front.task, last_done - started);
-        if super::super::timeline::recording() {
+        if crate::runtime::timeline::recording() {
             let name = &front.task.name;
             let label = if name.is_empty() || name.starts_with(transfer::CLOSURE_PREFIX) {
                 "closure".to_string()
             } else {
                 name.clone()
             };
-            super::super::timeline::record(
+            crate::runtime::timeline::record(
                 format!("pool worker {}", w.child.id()),
                 label,
                 "task",
@@ -271,7 +271,10 @@ fn drive(
 }
 
 fn finish(task: ProcessTask, result: ChunkResult, pending: &Pending) {
-    (task.reply)(result);
+    let ProcessTask { reply, kept, .. } = task;
+    // Before the caller has its answer: what only the task referred to is freed by then.
+    drop(kept);
+    reply(result);
     pending.done();
 }
 
@@ -458,7 +461,7 @@ impl Executor for ProcessExecutor {
             items: items?,
             fold: chunk.fold,
             globals: context.globals(),
-            _kept: kept,
+            kept,
             sink: chunk.sink,
             cancelled: chunk.cancelled,
             gate: chunk.gate,

@@ -3,11 +3,11 @@
 //! hanging forever), and a cycle of threads (of one process or several) waiting for each
 //! other's locks is reported as a deadlock error instead of hanging (see `deadlock`).
 
-use super::deadlock;
-use super::lifetime::Held;
-use super::shm::{arena, kind, Monitor};
-use super::sink::{self, Stream};
-use super::{interrupt, interrupted_error};
+use crate::runtime::deadlock;
+use crate::runtime::lifetime::Held;
+use crate::runtime::shm::{arena, kind, Monitor};
+use crate::runtime::sink::{self, Stream};
+use crate::runtime::{interrupt, interrupted_error};
 use rhai::plugin::*;
 use rhai::FnPtr;
 use std::cell::Cell;

@@ -21,8 +21,8 @@
 //!   alive by its sender until the worker has answered or ended, and the worker takes
 //!   references of its own ([`Held::acquire`]).
 
-use super::locks::{fork_generation, my_ids, process_is_gone};
-use super::shm::{arena, kind, Arena, Monitor};
+use crate::runtime::locks::{fork_generation, my_ids, process_is_gone};
+use crate::runtime::shm::{arena, kind, Arena, Monitor};
 use rhai::plugin::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -324,8 +324,8 @@ pub fn release(offset: u64) {
         return;
     }
     match header.kind.load(Ordering::Acquire) {
-        kind::RING => super::ring::Ring::from_freed(offset).release_contents(),
-        kind::CONDITION => release(super::sync::Condition::lock_offset_of(offset)),
+        kind::RING => crate::runtime::ring::Ring::from_freed(offset).release_contents(),
+        kind::CONDITION => release(crate::runtime::sync::Condition::lock_offset_of(offset)),
         _ => {}
     }
     arena.free_object(offset);

@@ -1,0 +1,11 @@
+//! Workers: what runs script code concurrently — threads, processes (forked by the fork
+//! server or executed), thread and process pools — with what they need from their
+//! starter (`global::` constants) and what waits for them when a script ends.
+
+pub mod fork_server;
+pub mod globals;
+pub mod pools;
+pub mod processes;
+pub mod shutdown;
+pub mod threads;
+pub mod worker_process;
