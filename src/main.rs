@@ -78,9 +78,7 @@ fn main() {
             }
         },
         Command::Run { file, args } => {
-            rhai_kernel::runtime::processes::set_role(
-                rhai_kernel::runtime::processes::Role::Script,
-            );
+            rhai_kernel::runtime::launch::set_role(rhai_kernel::runtime::launch::Role::Script);
             rhai_kernel::cli::run::run_file(&file, args)
         }
     };

@@ -6,7 +6,7 @@
 
 use super::worker::{serve_jobs, WorkerRuntime};
 use crate::runtime::fork_server::{encode, ENDED, FAILED, MESSAGE_LEN, STARTED};
-use crate::runtime::processes::{self, Role};
+use crate::runtime::launch::{self, Role};
 use crate::runtime::worker_process::exit_code;
 use std::os::fd::RawFd;
 use std::os::unix::process::ExitStatusExt;
@@ -16,7 +16,7 @@ const SOCKET: RawFd = libc::STDIN_FILENO;
 /// Serves spawn requests until the parent closes the socket. In a forked worker this
 /// returns the worker's own exit code.
 pub fn run_fork_server() -> i32 {
-    processes::set_role(Role::Worker);
+    launch::set_role(Role::Worker);
     // Ctrl-C under `rhai-kernel run` reaches the whole process group: the server is not
     // interrupted, only the workers it forked (which set up their own handling).
     // SAFETY: ignoring a signal has no preconditions.

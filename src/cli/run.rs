@@ -5,7 +5,7 @@ use crate::interpreter::engine::SCRIPT_STACK_SIZE;
 use crate::interpreter::errors::render_for_terminal;
 use crate::interpreter::RhaiSession;
 use crate::runtime::sink::{self, InputError, MimeBundle, OutputSink, Stream};
-use crate::runtime::{interrupt, processes, shutdown};
+use crate::runtime::{interrupt, launch, shutdown};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -137,7 +137,7 @@ pub fn run_file(path: &Path, args: Vec<String>) -> i32 {
     }
     // Daemon processes (and the fork server) are stopped here rather than left to die
     // with this process.
-    processes::kill_all();
+    launch::kill_all();
     code
 }
 

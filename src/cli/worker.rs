@@ -4,9 +4,10 @@
 //! and results as JSON lines on stdout.
 
 use crate::interpreter::engine::new_engine;
+use crate::runtime::launch::{self, Role};
 use crate::runtime::lifetime::Receive;
 use crate::runtime::pools::run_batch;
-use crate::runtime::processes::{self, error_event, Role, WorkerSink};
+use crate::runtime::processes::{error_event, WorkerSink};
 use crate::runtime::transfer::{CLOSURE_PREFIX, FORWARDER_PREFIX};
 use crate::runtime::{globals, interrupt, sink, threads, transfer, SCRIPT_STACK_SIZE};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, AST};
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 /// Runs jobs from stdin until it closes; returns the exit code (1 if the last job failed).
 pub fn run_worker() -> i32 {
-    processes::set_role(Role::Worker);
+    launch::set_role(Role::Worker);
     serve_jobs(WorkerRuntime::new())
 }
 
@@ -108,7 +109,7 @@ fn stdin_readable() -> bool {
     unsafe { libc::poll(&mut fd, 1, 0) > 0 && fd.revents & libc::POLLIN != 0 }
 }
 
-/// One job line from the parent (see `processes::job_json`).
+/// One job line from the parent (see `launch::job_json`).
 #[derive(serde::Deserialize)]
 struct Job {
     #[serde(default)]
@@ -220,7 +221,7 @@ impl WorkerRuntime {
         });
         self.program = None;
         self.function = None;
-        processes::set_function_sources(Vec::new());
+        launch::set_function_sources(Vec::new());
     }
 
     /// Runs one job and returns the event reporting its outcome.
@@ -234,13 +235,11 @@ impl WorkerRuntime {
         let fail = |message: String| json!({ "t": "err", "message": message });
         let version = job.version;
         if let Some(name) = &job.name {
-            processes::set_process_name(name);
+            launch::set_process_name(name);
         }
         if self.program.as_ref().is_none_or(|(v, _)| *v != version) || job.sources.is_some() {
             let sources = job.sources.unwrap_or_default();
-            processes::set_function_sources(
-                sources.iter().map(|s| Arc::from(s.as_str())).collect(),
-            );
+            launch::set_function_sources(sources.iter().map(|s| Arc::from(s.as_str())).collect());
             let library = function_library(&self.engine, &sources).map_err(fail)?;
             let entry = self
                 .engine

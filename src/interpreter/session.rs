@@ -4,7 +4,7 @@ use super::errors::{render_traceback, ScriptError};
 use super::{completeness, completion, engine, inspection, magics};
 use super::{Completeness, Completion, Interpreter, LanguageInfo};
 use crate::runtime::display::mime_bundle;
-use crate::runtime::processes;
+use crate::runtime::launch;
 use crate::runtime::sink::{self, MimeBundle};
 use rhai::{Dynamic, Engine, Scope, AST};
 use std::collections::HashMap;
@@ -123,9 +123,7 @@ impl RhaiSession {
         self.sources.retain(|(name, _)| name != source_name);
         self.sources
             .push((source_name.to_string(), Arc::from(code)));
-        processes::set_function_sources(
-            self.sources.iter().map(|(_, code)| code.clone()).collect(),
-        );
+        launch::set_function_sources(self.sources.iter().map(|(_, code)| code.clone()).collect());
         for f in ast.iter_functions() {
             self.function_origins
                 .insert(f.name.to_string(), source_name.to_string());

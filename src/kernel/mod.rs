@@ -164,7 +164,7 @@ fn exit_with_parent() {
                 crate::runtime::interrupt::request();
                 #[cfg(feature = "rust")]
                 crate::interpreter::rust_cells::shutdown();
-                crate::runtime::processes::kill_all();
+                crate::runtime::launch::kill_all();
                 std::process::exit(0);
             }
         })
@@ -175,7 +175,7 @@ fn exit_with_parent() {
 pub fn exit_process(iopub: &iopub::Iopub, code: i32) -> ! {
     #[cfg(feature = "rust")]
     crate::interpreter::rust_cells::shutdown();
-    crate::runtime::processes::kill_all();
+    crate::runtime::launch::kill_all();
     iopub.flush(std::time::Duration::from_secs(2));
     // ZeroMQ sends asynchronously; give its I/O thread a moment to put the last
     // replies on the wire before the process goes away.

@@ -19,7 +19,9 @@ pub mod workers;
 // The modules by their short names, as the rest of the crate uses them.
 pub use observe::{gil, scaling, timeline};
 pub use shared::{deadlock, lifetime, locks, queues, ring, shm, sync, transfer, values};
-pub use workers::{fork_server, globals, pools, processes, shutdown, threads, worker_process};
+pub use workers::{
+    fork_server, globals, launch, pools, processes, shutdown, threads, worker_process,
+};
 
 use rhai::def_package;
 

@@ -9,7 +9,7 @@
 
 use crate::runtime::locks::{my_ids, LockRef};
 use crate::runtime::shm::{arena, Arena};
-use crate::runtime::{processes, threads};
+use crate::runtime::{launch, threads};
 use std::sync::atomic::{
     fence, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst,
 };
@@ -398,7 +398,7 @@ pub fn start_waiting(lock: LockRef) -> Option<Registration> {
     store_text(
         &slot.process,
         &slot.process_len,
-        &processes::process_label().unwrap_or_default(),
+        &launch::process_label().unwrap_or_default(),
     );
     slot.lock.store(lock.offset, SeqCst);
     Some(Registration {

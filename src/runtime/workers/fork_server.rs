@@ -8,7 +8,7 @@
 //! worker's two pipe ends as `SCM_RIGHTS`; the server answers with the new pid, and later
 //! reports each worker's exit status, because the workers are its children.
 
-use crate::runtime::processes;
+use crate::runtime::launch;
 use crate::runtime::worker_process::{ExitSlot, WorkerProcess};
 use std::collections::HashMap;
 use std::fs::File;
@@ -90,13 +90,13 @@ fn start_server() -> Result<Connection, String> {
     }
     // SAFETY: just created, owned here.
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let mut command = processes::worker_command()?;
+    let mut command = launch::worker_command()?;
     command
         .arg("--fork-server")
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::null());
-    let server = processes::spawn_command(command)
-        .map_err(|e| format!("cannot start the fork server: {e}"))?;
+    let server =
+        launch::spawn_command(command).map_err(|e| format!("cannot start the fork server: {e}"))?;
     let socket = Arc::new(ours);
     let server = Arc::new(Mutex::new(server));
     let (tx, rx) = crossbeam_channel::unbounded();

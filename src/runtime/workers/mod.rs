@@ -4,6 +4,7 @@
 
 pub mod fork_server;
 pub mod globals;
+pub mod launch;
 pub mod pools;
 pub mod processes;
 pub mod shutdown;

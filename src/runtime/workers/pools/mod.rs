@@ -3,23 +3,29 @@
 //! Python's `multiprocessing.Pool` and `concurrent.futures` — but a task that throws or a
 //! worker that dies gives an error (never a hang), and the pool stays usable.
 
-use crate::runtime::sink::{self, MimeBundle, OutputSink};
+use crate::runtime::sink;
 use crate::runtime::{interrupt, interrupted_error, SCRIPT_STACK_SIZE};
 use crossbeam_channel::RecvTimeoutError;
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
-use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod executor;
+mod future;
+mod options;
 mod process_executor;
+mod progress;
 mod thread_executor;
 
 pub use executor::run_batch;
 use executor::{task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle, StartGate};
+pub use future::Future;
+use future::FutureState;
+use options::{default_chunksize, items_of, options, Options};
 use process_executor::ProcessExecutor;
+use progress::Progress;
 use thread_executor::ThreadExecutor;
 
 /// A pool of worker processes or threads.
@@ -27,149 +33,6 @@ use thread_executor::ThreadExecutor;
 pub struct Pool {
     executor: Arc<dyn Executor>,
     kind: &'static str,
-}
-
-/// A task submitted with `submit`.
-#[derive(Clone)]
-pub struct Future(Arc<FutureState>);
-
-struct FutureState {
-    outcome: Mutex<Option<Result<Dynamic, String>>>,
-    /// How many `result()` calls are waiting; changed and read with `outcome` locked, so
-    /// a failure either finds a waiter (who throws it) or is reported on stderr.
-    waiting: AtomicUsize,
-    done: Condvar,
-    gate: Arc<StartGate>,
-}
-
-/// Options of `map`: `#{chunksize: k, progress: true}`.
-struct Options {
-    chunksize: Option<usize>,
-    progress: bool,
-}
-
-fn options(map: &rhai::Map) -> Result<Options, Box<EvalAltResult>> {
-    let mut options = Options {
-        chunksize: None,
-        progress: false,
-    };
-    for (key, value) in map {
-        match key.as_str() {
-            "chunksize" => {
-                let k = value.as_int().map_err(|_| "chunksize must be an int")?;
-                if k < 1 {
-                    return Err("chunksize must be at least 1".into());
-                }
-                options.chunksize = Some(k as usize);
-            }
-            "progress" => {
-                options.progress = value
-                    .as_bool()
-                    .map_err(|_| "progress must be true or false")?
-            }
-            other => return Err(format!("unknown option '{other}' (chunksize, progress)").into()),
-        }
-    }
-    Ok(options)
-}
-
-/// The items of an array or a range.
-fn items_of(xs: Dynamic) -> Result<Vec<Dynamic>, Box<EvalAltResult>> {
-    if xs.is_array() {
-        return Ok(xs.into_array().unwrap_or_default());
-    }
-    if let Some(r) = xs.clone().try_cast::<std::ops::Range<i64>>() {
-        return Ok(r.map(Dynamic::from_int).collect());
-    }
-    if let Some(r) = xs.clone().try_cast::<std::ops::RangeInclusive<i64>>() {
-        return Ok(r.map(Dynamic::from_int).collect());
-    }
-    Err(format!(
-        "expected an array or a range of items, got {}",
-        xs.type_name()
-    )
-    .into())
-}
-
-/// Python's default: about four chunks per worker.
-fn default_chunksize(items: usize, workers: usize) -> usize {
-    items.div_ceil((workers * 4).max(1)).max(1)
-}
-
-/// A live progress bar in the output (one display, updated in place).
-struct Progress {
-    sink: Option<Arc<dyn OutputSink>>,
-    id: String,
-    total: usize,
-    start: Instant,
-    last: Instant,
-}
-
-impl Progress {
-    fn new(enabled: bool, total: usize) -> Option<Progress> {
-        let sink = sink::current();
-        enabled.then(|| {
-            let progress = Progress {
-                sink,
-                id: format!("progress-{}", uuid::Uuid::new_v4()),
-                total,
-                start: Instant::now(),
-                last: Instant::now(),
-            };
-            progress.show(0, false);
-            progress
-        })
-    }
-
-    fn bundle(&self, done: usize) -> MimeBundle {
-        let fraction = if self.total == 0 {
-            1.0
-        } else {
-            done as f64 / self.total as f64
-        };
-        let elapsed = self.start.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.0 {
-            done as f64 / elapsed
-        } else {
-            0.0
-        };
-        let eta = if rate > 0.0 {
-            (self.total - done) as f64 / rate
-        } else {
-            0.0
-        };
-        let filled = (fraction * 30.0).round() as usize;
-        let text = format!(
-            "[{}{}] {done}/{} ({:.0}%) {rate:.1} items/s, ETA {eta:.1} s",
-            "#".repeat(filled),
-            "-".repeat(30 - filled.min(30)),
-            self.total,
-            fraction * 100.0
-        );
-        let html = format!(
-            "<div style=\"font-family: monospace\"><progress value=\"{done}\" max=\"{}\" style=\"width: 20em\"></progress> {done}/{} ({:.0}%) · {rate:.1} items/s · ETA {eta:.1} s</div>",
-            self.total.max(1),
-            self.total,
-            fraction * 100.0
-        );
-        let mut bundle = MimeBundle::new();
-        bundle.insert("text/plain".into(), Value::String(text));
-        bundle.insert("text/html".into(), Value::String(html));
-        bundle
-    }
-
-    fn show(&self, done: usize, update: bool) {
-        if let Some(sink) = &self.sink {
-            sink.display(self.bundle(done), Some(&self.id), update);
-        }
-    }
-
-    fn tick(&mut self, done: usize) {
-        if done == self.total || self.last.elapsed() >= Duration::from_millis(100) {
-            self.last = Instant::now();
-            self.show(done, true);
-        }
-    }
 }
 
 /// Which results to wait for and how to order them.
@@ -425,45 +288,6 @@ impl Pool {
         };
         self.executor.submit(chunk, &CallContext::of(ctx))?;
         Ok(Future(state))
-    }
-}
-
-impl Future {
-    fn wait(&self, timeout: Option<Duration>) -> Result<Dynamic, Box<EvalAltResult>> {
-        crate::runtime::gil::release_for_wait();
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut outcome = self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        // Counted with `outcome` locked (see `FutureState::waiting`).
-        self.0.waiting.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.0.waiting);
-        loop {
-            // An interrupt wins over a result that the interrupt itself caused.
-            if interrupt::is_requested() {
-                return Err(interrupted_error());
-            }
-            if let Some(done) = outcome.as_ref() {
-                return done.clone().map_err(Into::into);
-            }
-            let pause = match deadline {
-                Some(d) if Instant::now() >= d => {
-                    return Err("result: the task has not finished yet (timeout)".into())
-                }
-                Some(d) => (d - Instant::now()).min(Duration::from_millis(50)),
-                None => Duration::from_millis(50),
-            };
-            outcome = self
-                .0
-                .done
-                .wait_timeout(outcome, pause)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
     }
 }
 

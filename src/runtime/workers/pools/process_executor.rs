@@ -2,8 +2,9 @@
 
 use super::executor::{CallContext, Chunk, ChunkResult, Executor, Lifecycle, Pending, StartGate};
 use crate::runtime::globals::Globals;
+use crate::runtime::launch::{self, start_worker};
 use crate::runtime::lifetime::{self, Held};
-use crate::runtime::processes::{self, relay_output, start_worker};
+use crate::runtime::processes::relay_output;
 use crate::runtime::sink::OutputSink;
 use crate::runtime::worker_process::{describe_end, WorkerProcess};
 use crate::runtime::{interrupt, transfer, INTERRUPTED};
@@ -65,7 +66,7 @@ fn start_pool_worker() -> Result<Worker, String> {
 /// How a worker ended, for the "broken pool" message.
 fn reap(worker: &mut Worker) -> String {
     let pid = worker.child.id();
-    processes::forget_child(pid as i32);
+    launch::forget_child(pid as i32);
     worker.child.kill();
     let code = worker.child.wait();
     lifetime::release_process(pid as i32);
@@ -266,7 +267,7 @@ fn drive(
             }
         }
         lifetime::release_process(w.child.id() as i32);
-        processes::forget_child(w.child.id() as i32);
+        launch::forget_child(w.child.id() as i32);
     }
 }
 
@@ -344,7 +345,7 @@ fn dispatch(
 /// Writes a task's job line; the notebook's function sources and the `global::` constants
 /// go along when the worker does not have this version of them yet.
 fn send_job(worker: &mut Worker, task: &ProcessTask) -> Result<(), String> {
-    let (version, sources) = processes::function_sources_versioned();
+    let (version, sources) = launch::function_sources_versioned();
     // Written out directly: the function is already JSON text, and a job per task is
     // built thousands of times a second.
     let items = serde_json::to_string(&task.items).map_err(|e| e.to_string())?;
@@ -453,7 +454,7 @@ impl Executor for ProcessExecutor {
         let items: Result<Vec<Vec<Value>>, String> = chunk
             .items
             .iter()
-            .map(|args| processes::encode_args(args, &mut kept))
+            .map(|args| launch::encode_args(args, &mut kept))
             .collect();
         let task = ProcessTask {
             function,
