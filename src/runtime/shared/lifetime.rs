@@ -425,8 +425,8 @@ impl std::fmt::Debug for Held {
 #[export_module]
 pub mod memory_api {
     /// How much shared memory the runtime's objects use: a map with `used` (bytes in
-    /// use, the runtime's own tables included), `objects` (shared objects alive; a pipe
-    /// counts two, one per direction) and `size` (bytes available in all). Locks, values, queues and the other shared objects are freed
+    /// objects), `objects` (shared objects alive; a pipe counts two, one per direction)
+    /// and `size` (bytes for objects in all). Locks, values, queues and the other shared objects are freed
     /// when no thread and no process holds them any more; what a process that ended
     /// still held is released when it is reaped.
     ///
