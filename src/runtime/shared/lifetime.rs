@@ -10,16 +10,17 @@
 //! A process can end without dropping its handles (a worker that exits, one killed with
 //! SIGKILL), so each process also lists the objects it holds in shared memory: a row of
 //! the holders table, with pages of slots. The pages come from a region of their own,
-//! reserved with the table, so they never sit between objects and split free memory. Whoever sees the process end releases what
-//! its list still names: its parent when it reaps it, and any process that finds memory
-//! short (or is asked for `shared_memory()`) for processes that are gone.
+//! reserved with the table, so they never sit between objects and split free memory.
+//! Whoever sees the process end releases what its list still names: its parent when it
+//! reaps it, and any process that finds memory short (or is asked for `shared_memory()`)
+//! for processes that are gone.
 //!
 //! Who keeps an object alive while a reference to it travels:
 //! - a message that may never be read back by its sender (queue items, results) holds
-//!   its own reference, which the receiver adopts ([`Held::adopt`]);
+//!   its own reference, which the receiver adopts ([`Receive::Adopt`]);
 //! - a job sent to a worker (a function, its arguments, `global::` constants) is kept
 //!   alive by its sender until the worker has answered or ended, and the worker takes
-//!   references of its own ([`Held::acquire`]).
+//!   references of its own ([`Receive::Acquire`]).
 
 use crate::runtime::locks::{fork_generation, my_ids, process_is_gone};
 use crate::runtime::shm::{arena, kind, Arena, Monitor};
@@ -144,8 +145,8 @@ fn free_page(offset: u64) {
 }
 
 fn page(offset: u64) -> &'static Page {
-    // SAFETY: page offsets come from `alloc_object` in `record` and are freed only by
-    // `release_row`, after the owner is gone.
+    // SAFETY: page offsets come from `alloc_page` (for `record`) and are given back only
+    // by `release_row`, after the owner is gone.
     unsafe { &*arena().expect("shared memory exists").at::<Page>(offset) }
 }
 
@@ -236,12 +237,7 @@ fn unrecord(slot: u64) {
 fn register() -> Option<usize> {
     let rows = rows();
     let pid = my_ids().0;
-    for (i, row) in rows.iter().enumerate() {
-        let word = row.owner.load(Ordering::Acquire);
-        if word != 0 && word != CLAIMED && owner_pid(word) == pid {
-            release_row(i, word);
-        }
-    }
+    release_process(pid);
     let incarnation = arena().ok()?.incarnation() as u32 as u64;
     let word = ((pid as u32 as u64) << 32) | incarnation.max(1);
     rows.iter().position(|row| {
@@ -278,27 +274,26 @@ fn release_row(index: usize, word: u64) {
     row.owner.store(0, Ordering::Release);
 }
 
-/// Releases what process `pid` held; its parent calls this once it has reaped it.
-pub fn release_process(pid: i32) {
+/// Releases the rows of the processes `dead` says are gone.
+fn release_rows_of(dead: impl Fn(i32) -> bool) {
     for (i, row) in rows().iter().enumerate() {
         let word = row.owner.load(Ordering::Acquire);
-        if word != 0 && word != CLAIMED && owner_pid(word) == pid {
+        if word != 0 && word != CLAIMED && dead(owner_pid(word)) {
             release_row(i, word);
         }
     }
+}
+
+/// Releases what process `pid` held; its parent calls this once it has reaped it.
+pub fn release_process(pid: i32) {
+    release_rows_of(|owner| owner == pid);
 }
 
 /// Releases what every process that is gone still held (processes whose parent died
 /// before reaping them, or that were not reaped by a process of this program).
 pub fn release_dead_processes() {
     let me = my_ids().0;
-    for (i, row) in rows().iter().enumerate() {
-        let word = row.owner.load(Ordering::Acquire);
-        if word != 0 && word != CLAIMED && owner_pid(word) != me && process_is_gone(owner_pid(word))
-        {
-            release_row(i, word);
-        }
-    }
+    release_rows_of(|owner| owner != me && process_is_gone(owner));
 }
 
 // ---- reference counts -------------------------------------------------------------------
@@ -331,7 +326,8 @@ pub fn release(offset: u64) {
     arena.free_object(offset);
 }
 
-/// Checks that `offset` names a live object of one of `kinds`, and adds a reference.
+/// Checks that `offset` names a live object of one of `kinds`, and adds a reference when
+/// `add` says so.
 fn acquire_checked(offset: u64, kinds: &[u32], size: usize, add: bool) -> Result<(), String> {
     let arena = arena()?;
     let invalid = || "a reference to a shared object that no longer exists".to_string();
@@ -381,19 +377,6 @@ impl Held {
         Held::new(offset)
     }
 
-    /// A new reference to an object that someone else keeps alive meanwhile (a job's
-    /// sender); `size` bytes of it must lie in the shared memory.
-    pub fn acquire(offset: u64, kinds: &[u32], size: usize) -> Result<Held, String> {
-        acquire_checked(offset, kinds, size, true)?;
-        Ok(Held::new(offset))
-    }
-
-    /// Takes over the reference a message carried (see [`retain`]).
-    pub fn adopt(offset: u64, kinds: &[u32], size: usize) -> Result<Held, String> {
-        acquire_checked(offset, kinds, size, false)?;
-        Ok(Held::new(offset))
-    }
-
     pub fn offset(&self) -> u64 {
         self.0.offset
     }
@@ -426,9 +409,9 @@ impl std::fmt::Debug for Held {
 pub mod memory_api {
     /// How much shared memory the runtime's objects use: a map with `used` (bytes in
     /// objects), `objects` (shared objects alive; a pipe counts two, one per direction)
-    /// and `size` (bytes for objects in all). Locks, values, queues and the other shared objects are freed
-    /// when no thread and no process holds them any more; what a process that ended
-    /// still held is released when it is reaped.
+    /// and `size` (bytes for objects in all). Locks, values, queues and the other shared
+    /// objects are freed when no thread and no process holds them any more; what a
+    /// process that ended still held is released when it is reaped.
     ///
     /// ```rhai
     /// let before = shared_memory().objects;
@@ -448,20 +431,21 @@ pub mod memory_api {
     }
 }
 
-/// How a received reference becomes this process's: see [`Held::acquire`] and
-/// [`Held::adopt`].
+/// How a received reference becomes this process's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Receive {
+    /// A new reference to an object that someone else keeps alive meanwhile (a job's
+    /// sender).
     Acquire,
+    /// Takes over the reference a message carried (see [`retain`]).
     Adopt,
 }
 
 impl Receive {
-    /// This process's reference to the object of one of `kinds` at `offset`.
+    /// This process's reference to the object of one of `kinds` at `offset`, of which
+    /// `size` bytes must lie in the shared memory.
     pub fn held(self, offset: u64, kinds: &[u32], size: usize) -> Result<Held, String> {
-        match self {
-            Receive::Acquire => Held::acquire(offset, kinds, size),
-            Receive::Adopt => Held::adopt(offset, kinds, size),
-        }
+        acquire_checked(offset, kinds, size, self == Receive::Acquire)?;
+        Ok(Held::new(offset))
     }
 }

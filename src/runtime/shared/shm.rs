@@ -323,7 +323,7 @@ impl Arena {
         self.header().used.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// Bytes and blocks in use, and the arena's size.
+    /// Bytes and objects in use, and the bytes there are for objects.
     pub fn usage(&self) -> Usage {
         let header = self.header();
         Usage {
