@@ -7,7 +7,7 @@
 //!
 //! An acquire that gets its lock at once, or at its first wake-up, never touches the table.
 
-use crate::runtime::locks::{my_ids, LockRef};
+use crate::runtime::locks::{liveness, my_ids, Liveness, LockRef};
 use crate::runtime::shm::{arena, Arena};
 use crate::runtime::{launch, threads};
 use std::sync::atomic::{
@@ -151,40 +151,6 @@ fn pack(pid: i32, tid: i32) -> u64 {
 
 fn unpack(id: u64) -> (i32, i32) {
     ((id >> 32) as u32 as i32, id as u32 as i32)
-}
-
-/// What /proc says about a process.
-#[derive(Debug, PartialEq)]
-enum Liveness {
-    /// Running, started at this time (clock ticks after boot).
-    Started(u64),
-    /// Exited (or a zombie).
-    Gone,
-    /// /proc could not be read (out of file descriptors…): assume it runs.
-    Unknown,
-}
-
-fn liveness(pid: i32) -> Liveness {
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Liveness::Gone,
-        Err(_) => return Liveness::Unknown,
-    };
-    let mut fields = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace();
-    match fields.next() {
-        // Field 3, the state.
-        Some("Z" | "X") => Liveness::Gone,
-        // Field 22, the start time.
-        Some(_) => fields
-            .nth(18)
-            .and_then(|start| start.parse().ok())
-            .map_or(Liveness::Unknown, Liveness::Started),
-        None => Liveness::Unknown,
-    }
 }
 
 thread_local! {

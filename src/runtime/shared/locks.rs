@@ -31,8 +31,8 @@ pub struct LockState {
     reentrant: u32,
 }
 
-/// A reference to a lock in shared memory (copied freely; the lock lives as long as the
-/// shared memory does).
+/// A view of a lock in shared memory (copied freely; the handles that use it, `Lock` and
+/// `RLock`, hold the reference that keeps it alive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockRef {
     pub offset: u64,
@@ -79,16 +79,45 @@ pub fn my_ids() -> (i32, i32) {
     })
 }
 
-/// True when process `pid` has exited (also when it is a zombie not yet reaped).
-pub fn process_is_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-        Err(_) => true,
+/// What /proc says about a process.
+#[derive(Debug, PartialEq)]
+pub enum Liveness {
+    /// Running, started at this time (clock ticks after boot).
+    Started(u64),
+    /// Exited (or a zombie).
+    Gone,
+    /// /proc could not be read (out of file descriptors…): assume it runs.
+    Unknown,
+}
+
+pub fn liveness(pid: i32) -> Liveness {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Liveness::Gone,
+        Err(_) => return Liveness::Unknown,
+    };
+    let mut fields = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace();
+    match fields.next() {
+        // Field 3, the state.
+        Some("Z" | "X") => Liveness::Gone,
+        // Field 22, the start time.
+        Some(_) => fields
+            .nth(18)
+            .and_then(|start| start.parse().ok())
+            .map_or(Liveness::Unknown, Liveness::Started),
+        None => Liveness::Unknown,
     }
+}
+
+/// True when process `pid` has exited (also when it is a zombie not yet reaped). When
+/// /proc cannot be read, the process is taken to be running: whoever asks would otherwise
+/// take its lock, drop its message or free its objects.
+pub fn process_is_gone(pid: i32) -> bool {
+    liveness(pid) == Liveness::Gone
 }
 
 impl LockRef {
