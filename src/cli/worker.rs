@@ -282,7 +282,7 @@ impl WorkerRuntime {
             .ok_or_else(|| fail("no program".into()))?
             .1;
         let outcome = self.engine.eval_ast::<rhai::Array>(program);
-        crate::runtime::gil::leave();
+        crate::runtime::sched::leaving();
         let batch = self.batch.lock().unwrap_or_else(|e| e.into_inner()).take();
         match outcome {
             Ok(results) => {

@@ -63,7 +63,7 @@ pub fn new_engine() -> Engine {
         None => Ok(script_function_pointer(&ctx, name)),
     });
     engine.on_progress(|ops| {
-        crate::runtime::gil::on_operation(ops);
+        crate::runtime::sched::tick(ops);
         if interrupt::is_requested() {
             Some(Dynamic::from(INTERRUPTED))
         } else {

@@ -141,7 +141,7 @@ impl RhaiSession {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             engine.eval_ast_with_scope::<Dynamic>(scope, &program)
         }));
-        crate::runtime::gil::leave();
+        crate::runtime::sched::leaving();
         self.compact_scope();
         match outcome {
             Ok(Ok(value)) => Ok(value),
@@ -304,7 +304,7 @@ impl Interpreter for RhaiSession {
         let outcome = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &program);
-        crate::runtime::gil::leave();
+        crate::runtime::sched::leaving();
         outcome
             .map(|v| mime_bundle(&v))
             .map_err(|e| ScriptError::from_eval(&e, source, |_| None))

@@ -37,7 +37,7 @@ pub mod io_api {
         let Some(sink) = sink::current() else {
             return Err("input() is not available here: no input channel".into());
         };
-        crate::runtime::gil::release_for_wait();
+        crate::runtime::sched::waiting();
         match sink.read_input(prompt, false) {
             Ok(line) => Ok(line),
             Err(InputError::Interrupted) => Err(interrupted_error()),

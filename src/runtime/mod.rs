@@ -11,6 +11,7 @@ pub mod docs;
 pub mod interrupt;
 pub mod io;
 pub mod observe;
+pub mod sched;
 pub mod shared;
 pub mod sink;
 pub mod time;
@@ -29,6 +30,7 @@ def_package! {
     /// The natives this product adds to Rhai's standard library (registered after it, so
     /// its `sleep` replaces the built-in one).
     pub RuntimePackage(module) {
+        install_observers();
         rhai::combine_with_exported_module!(module, "time", time::time_api);
         rhai::combine_with_exported_module!(module, "display", display::display_api);
         rhai::combine_with_exported_module!(module, "io", io::io_api);
@@ -48,6 +50,19 @@ def_package! {
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);
         processes::register_spawn_process(module);
     }
+}
+
+/// Connects the tools that are always there, the GIL and `timeline`, to the scheduling
+/// point that every primitive goes through.
+fn install_observers() {
+    sched::install(sched::Hooks {
+        tick: gil::on_operation,
+        waiting: gil::release_for_wait,
+        leaving: gil::leave,
+        sleeping: gil::sleeping,
+        recording: timeline::recording,
+        record: timeline::record,
+    });
 }
 
 /// The number of CPUs this process may use (affinity and cgroup quota), found once: the

@@ -4,7 +4,7 @@ use rhai::plugin::*;
 
 #[export_module]
 pub mod time_api {
-    use crate::runtime::{interrupt, interrupted_error};
+    use crate::runtime::{interrupt, interrupted_error, sched};
     use std::time::Duration;
 
     /// Pauses the calling thread for `seconds` (a float, e.g. `sleep(0.2)`).
@@ -19,7 +19,15 @@ pub mod time_api {
         } else {
             Duration::ZERO
         };
-        let _sleeping = crate::runtime::gil::Sleeping::start();
+        let op = || {
+            let clock = sched::Object::new(sched::Kind::Clock, 0, 0);
+            sched::Op::new(sched::Action::Sleep, clock, None)
+        };
+        // Under the schedule explorer time is virtual: a sleep only lets others run.
+        if sched::controller().is_some() {
+            return sched::announce(op, || format!("{seconds}"));
+        }
+        let _sleeping = sched::Sleeping::start();
         if interrupt::sleep(duration) {
             Ok(())
         } else {

@@ -154,19 +154,12 @@ pub fn leave() {
 }
 
 /// Counts a thread in `sleep` (to show that sleeps overlap even under the GIL).
-pub struct Sleeping;
-
-impl Sleeping {
-    pub fn start() -> Sleeping {
+pub fn sleeping(starts: bool) {
+    if starts {
         release_for_wait();
         let now = SLEEPING.fetch_add(1, Ordering::SeqCst) + 1;
         MAX_SLEEPING.fetch_max(now, Ordering::SeqCst);
-        Sleeping
-    }
-}
-
-impl Drop for Sleeping {
-    fn drop(&mut self) {
+    } else {
         SLEEPING.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -27,16 +27,11 @@ pub fn recording() -> bool {
 }
 
 /// Adds a finished span to the current recording, if any.
-pub fn record(
-    worker: impl Into<String>,
-    label: impl Into<String>,
-    kind: &'static str,
-    start: Instant,
-) {
+pub fn record(worker: String, label: String, kind: &'static str, start: Instant) {
     if recording() {
         let span = Span {
-            worker: worker.into(),
-            label: label.into(),
+            worker,
+            label,
             kind,
             start,
             end: Instant::now(),

@@ -5,18 +5,15 @@
 
 use crate::runtime::deadlock;
 use crate::runtime::lifetime::Held;
+use crate::runtime::sched::{self, Action, Kind, Object, Op, Order, POLL};
 use crate::runtime::shm::{arena, kind, Monitor};
 use crate::runtime::sink::{self, Stream};
-use crate::runtime::{interrupt, interrupted_error};
 use rhai::plugin::*;
 use rhai::FnPtr;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Once;
 use std::time::{Duration, Instant};
-
-/// How often a blocked wait looks at the interrupt flag and for deadlocks.
-pub const POLL: Duration = Duration::from_millis(50);
 
 #[repr(C)]
 pub struct LockState {
@@ -162,6 +159,11 @@ impl LockRef {
         }
     }
 
+    /// The serial number people see (`Lock-3`; also a value's or array's number).
+    pub fn serial(&self) -> u64 {
+        self.state().serial
+    }
+
     /// `<Lock-1 locked>` or `<RLock-2 unlocked>`, as scripts print it.
     pub fn describe(&self) -> String {
         let state = if self.locked() { "locked" } else { "unlocked" };
@@ -178,13 +180,23 @@ impl LockRef {
         format!("{kind}-{}", state.serial)
     }
 
+    /// The lock as scheduling points name it.
+    pub fn object(&self) -> Object {
+        let state = self.state();
+        let kind = if state.reentrant != 0 {
+            Kind::RLock
+        } else {
+            Kind::Lock
+        };
+        Object::new(kind, self.offset, state.serial)
+    }
+
     /// Acquires the lock, waiting at most `timeout` (forever when `None`). `Ok(false)` on
     /// timeout; errors on interrupt and deadlock.
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, Box<EvalAltResult>> {
         let (pid, tid) = my_ids();
         let deadline = timeout.map(|t| Instant::now() + t);
         let state = self.state();
-        let mut guard = state.monitor.lock();
         // Set once this thread has waited and registered in the waits-for table (tried
         // once: when the table is full, the wait goes unwatched rather than rescanning it).
         let mut registration: Option<deadlock::Registration> = None;
@@ -192,49 +204,53 @@ impl LockRef {
         let mut waited = false;
         // Looking for a dead holder reads /proc: do it only when a wait lasts, once per POLL.
         let mut last_liveness_check = Instant::now();
-        let result = loop {
+        let take = || {
+            let guard = state.monitor.lock();
             // Checked before the lock itself: every member of a deadlock is told, even one
             // whose lock was just freed by a member that was told first.
             if let Some(message) = registration.as_ref().and_then(|r| r.verdict()) {
-                break Err(message.into());
+                return Err(message.into());
             }
-            if state.owner_tid.load(Relaxed) == 0 {
-                break Ok(true);
-            }
-            let mine = state.owner_pid.load(Relaxed) == pid && state.owner_tid.load(Relaxed) == tid;
-            if mine && state.reentrant != 0 {
+            let owner_pid = state.owner_pid.load(Relaxed);
+            let owner_tid = state.owner_tid.load(Relaxed);
+            let mine = owner_pid == pid && owner_tid == tid;
+            let taken = if owner_tid == 0 {
+                state.depth.store(1, Relaxed);
+                true
+            } else if mine && state.reentrant != 0 {
                 state.depth.fetch_add(1, Relaxed);
-                break Ok(true);
-            }
-            let check_liveness =
-                state.owner_pid.load(Relaxed) != pid && last_liveness_check.elapsed() >= POLL;
-            if check_liveness {
-                last_liveness_check = Instant::now();
-            }
-            if check_liveness && process_is_gone(state.owner_pid.load(Relaxed)) {
-                sink::write(
-                    Stream::Stderr,
-                    &format!(
-                        "{}: its holder (process {}) died without releasing it; acquiring it anyway\n",
-                        self.name(),
-                        state.owner_pid.load(Relaxed)
-                    ),
-                );
-                break Ok(true);
-            }
-            if interrupt::is_requested() {
-                break Err(interrupted_error());
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                break Ok(false);
+                true
+            } else {
+                let check_liveness = owner_pid != pid && last_liveness_check.elapsed() >= POLL;
+                if check_liveness {
+                    last_liveness_check = Instant::now();
+                }
+                if check_liveness && process_is_gone(owner_pid) {
+                    sink::write(
+                        Stream::Stderr,
+                        &format!(
+                            "{}: its holder (process {owner_pid}) died without releasing it; acquiring it anyway\n",
+                            self.name(),
+                        ),
+                    );
+                    state.depth.store(1, Relaxed);
+                    true
+                } else {
+                    false
+                }
+            };
+            if taken {
+                state.owner_pid.store(pid, Relaxed);
+                state.owner_tid.store(tid, Relaxed);
+                return Ok(Some(()));
             }
             if timeout.is_none() && mine {
-                break Err(deadlock::self_deadlock(*self).into());
+                return Err(deadlock::self_deadlock(*self).into());
             }
             // Only a wait that outlasts its first wake-up is registered and checked, so a
-            // briefly contended acquire never touches the shared waits-for table.
-            if timeout.is_none() && waited {
+            // briefly contended acquire never touches the shared waits-for table. Under
+            // the schedule explorer, a deadlock is the explorer's to find.
+            if timeout.is_none() && waited && sched::controller().is_none() {
                 // The detector takes lock monitors: never call it with one held, or two
                 // threads can block each other.
                 drop(guard);
@@ -242,39 +258,41 @@ impl LockRef {
                     registration = deadlock::start_waiting(*self);
                     registration_tried = true;
                 }
-                let verdict = registration.as_ref().and_then(deadlock::check);
-                guard = state.monitor.lock();
-                if let Some(message) = verdict {
-                    break Err(message.into());
-                }
-                if state.owner_tid.load(Relaxed) == 0 {
-                    continue; // freed meanwhile; its wake-up may have come unheard
+                if let Some(message) = registration.as_ref().and_then(deadlock::check) {
+                    return Err(message.into());
                 }
             }
             waited = true;
-            let pause = deadline.map_or(POLL, |d| (d - now).min(POLL));
-            guard.wait(pause);
+            Ok(None)
         };
-        if let Ok(true) = result {
-            if state.owner_tid.load(Relaxed) == 0
-                || state.owner_pid.load(Relaxed) != pid
-                || state.owner_tid.load(Relaxed) != tid
-            {
-                state.owner_pid.store(pid, Relaxed);
-                state.owner_tid.store(tid, Relaxed);
-                state.depth.store(1, Relaxed);
+        let sleep = |pause| {
+            let mut guard = state.monitor.lock();
+            // Freed meanwhile: its wake-up may have come before this wait began.
+            if state.owner_tid.load(Relaxed) != 0 {
+                guard.wait(pause);
             }
-        }
-        drop(guard);
+        };
+        let op = || Op::new(Action::Acquire, self.object(), None);
+        let result = sched::wait(op, deadline, Order::ReadyFirst, take, sleep, |_| {
+            String::new()
+        });
         // Until this line a detector may still see this thread waiting for a lock it now
         // holds; a path through it then ends at itself, which is not a cycle.
         drop(registration);
-        result
+        Ok(result?.is_some())
     }
 
     /// Releases the lock. A plain lock may be released by any thread (as in Python);
     /// a re-entrant one only by its owner.
     pub fn release(&self) -> Result<(), Box<EvalAltResult>> {
+        sched::step(
+            || Op::new(Action::Release, self.object(), None),
+            || self.release_now(),
+            |_| String::new(),
+        )
+    }
+
+    fn release_now(&self) -> Result<(), Box<EvalAltResult>> {
         let (pid, tid) = my_ids();
         let state = self.state();
         let _guard = state.monitor.lock();

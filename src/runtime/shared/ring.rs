@@ -4,7 +4,8 @@
 //! crosses while the memory a queue holds stays fixed.
 
 use crate::runtime::lifetime::{Held, Receive};
-use crate::runtime::locks::{my_ids, process_is_gone, POLL};
+use crate::runtime::locks::{my_ids, process_is_gone};
+use crate::runtime::sched::{Action, Kind, Object, Op, POLL};
 use crate::runtime::shm::{arena, kind, Monitor};
 use crate::runtime::sync::wait_until;
 use rhai::EvalAltResult;
@@ -126,6 +127,20 @@ impl Ring {
             (*state).maxsize = maxsize;
         }
         Ok((Ring { offset }, Held::created(offset)))
+    }
+
+    /// An operation on this ring, for the scheduling point: `what` is the native that does
+    /// it, which tells a pipe (`send`, `recv`, `poll`) from a queue.
+    fn op(&self, action: Action, what: &str) -> Op {
+        let kind = match what {
+            "send" | "recv" | "poll" => Kind::Pipe,
+            _ => Kind::Queue,
+        };
+        Op::new(
+            action,
+            Object::new(kind, self.offset, self.state().serial),
+            None,
+        )
     }
 
     /// A received ring and this process's reference to it.
@@ -267,7 +282,8 @@ impl Ring {
         let mut streaming = false;
         let mut written = 0u64;
         let mut lost = false;
-        let outcome = wait_until(&s.monitor, None, || {
+        let op = || self.op(Action::Put, what);
+        let outcome = wait_until(&s.monitor, None, op, || {
             self.tidy(s, &mut liveness);
             let tail = s.tail.load(Relaxed);
             let free = s.capacity - (tail - s.head.load(Relaxed));
@@ -360,7 +376,8 @@ impl Ring {
             // A message in pieces is finished without the deadline that bounds the wait
             // for one to begin.
             let deadline = if taken.is_some() { None } else { until };
-            let outcome = wait_until(&s.monitor, deadline, || {
+            let op = || self.op(Action::Get, what);
+            let outcome = wait_until(&s.monitor, deadline, op, || {
                 self.tidy(s, &mut liveness);
                 if taken.is_none() {
                     match self.take_header(s, me) {
@@ -457,7 +474,8 @@ impl Ring {
     /// Whether a message is ready to be taken, waiting at most until `until`.
     pub fn wait_ready(&self, until: Option<Instant>) -> Result<bool, Box<EvalAltResult>> {
         let s = self.state();
-        wait_until(&s.monitor, until, || s.count.load(Relaxed) > 0)
+        let op = || self.op(Action::Wait, "poll");
+        wait_until(&s.monitor, until, op, || s.count.load(Relaxed) > 0)
     }
 
     /// Messages waiting to be taken.

@@ -445,7 +445,6 @@ impl Monitor {
 impl MonitorGuard<'_> {
     /// Waits for a notification, at most `timeout` (letting other script threads run).
     pub fn wait(&mut self, timeout: Duration) {
-        crate::runtime::gil::release_for_wait();
         let mut now: libc::timespec = unsafe { std::mem::zeroed() };
         // SAFETY: valid pointers; the mutex is held by this guard.
         unsafe {

@@ -3,11 +3,12 @@
 //! `multiprocessing` versions of the same objects).
 
 use crate::runtime::lifetime::{Held, Receive};
-use crate::runtime::locks::{my_ids, Lock, LockRef, POLL};
+use crate::runtime::locks::{my_ids, Lock, LockRef};
+use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::shm::{arena, kind, Monitor};
-use crate::runtime::{interrupt, interrupted_error};
 use rhai::plugin::*;
 use rhai::FnPtr;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -23,28 +24,45 @@ fn deadline(timeout: Option<f64>) -> Result<Option<Instant>, Box<EvalAltResult>>
 }
 
 /// Waits on `monitor` until `ready` is true (then returns `Ok(true)`), the deadline passes
-/// (`Ok(false)`) or an interrupt arrives (an error). `ready` runs with the monitor held.
+/// (`Ok(false)`) or an interrupt arrives (an error). `ready` runs with the monitor held and
+/// may take what it waits for (a semaphore's unit, a condition's signal): it is called
+/// again only after it said no. `op` says what is awaited, for the scheduling point.
 pub(crate) fn wait_until(
     monitor: &Monitor,
     until: Option<Instant>,
-    mut ready: impl FnMut() -> bool,
+    op: impl FnOnce() -> Op,
+    ready: impl FnMut() -> bool,
 ) -> Result<bool, Box<EvalAltResult>> {
-    let mut guard = monitor.lock();
-    loop {
-        if ready() {
-            return Ok(true);
-        }
-        if interrupt::is_requested() {
-            return Err(interrupted_error());
-        }
-        let now = Instant::now();
-        let pause = match until {
-            Some(d) if now >= d => return Ok(false),
-            Some(d) => (d - now).min(POLL),
-            None => POLL,
-        };
-        guard.wait(pause);
-    }
+    let ready = RefCell::new(ready);
+    // Set when `sleep` found it ready (and so took it): the next `take` reports it.
+    let taken = Cell::new(false);
+    let outcome = sched::wait(
+        op,
+        until,
+        Order::ReadyFirst,
+        || {
+            if taken.get() {
+                return Ok(Some(()));
+            }
+            let _guard = monitor.lock();
+            Ok((ready.borrow_mut())().then_some(()))
+        },
+        |pause| {
+            let mut guard = monitor.lock();
+            if (ready.borrow_mut())() {
+                taken.set(true);
+            } else {
+                guard.wait(pause);
+            }
+        },
+        |_| String::new(),
+    )?;
+    Ok(outcome.is_some())
+}
+
+/// An operation on the object at `offset`, whose serial number is in its state.
+fn op_on(action: Action, kind: Kind, offset: u64, serial: u64) -> Op {
+    Op::new(action, Object::new(kind, offset, serial), None)
 }
 
 /// Allocates a zeroed `T` in shared memory and initialises its leading monitor.
@@ -127,9 +145,14 @@ impl Semaphore {
         state(self.offset)
     }
 
+    fn op(&self, action: Action) -> Op {
+        op_on(action, Kind::Semaphore, self.offset, self.state().serial)
+    }
+
     fn acquire(&self, timeout: Option<f64>) -> Result<bool, Box<EvalAltResult>> {
         let s = self.state();
-        wait_until(&s.monitor, deadline(timeout)?, || {
+        let op = || self.op(Action::Acquire);
+        wait_until(&s.monitor, deadline(timeout)?, op, || {
             if s.value.load(Relaxed) > 0 {
                 s.value.fetch_sub(1, Relaxed);
                 true
@@ -139,11 +162,15 @@ impl Semaphore {
         })
     }
 
-    fn release(&self) {
+    fn release(&self) -> Result<(), Box<EvalAltResult>> {
         let s = self.state();
-        let _guard = s.monitor.lock();
-        s.value.fetch_add(1, Relaxed);
-        s.monitor.notify_all();
+        let release = || {
+            let _guard = s.monitor.lock();
+            s.value.fetch_add(1, Relaxed);
+            s.monitor.notify_all();
+            Ok(())
+        };
+        sched::step(|| self.op(Action::Release), release, |_| String::new())
     }
 }
 
@@ -190,16 +217,28 @@ impl Event {
         state(self.offset)
     }
 
-    fn set(&self, on: bool) {
+    fn op(&self, action: Action) -> Op {
+        op_on(action, Kind::Event, self.offset, self.state().serial)
+    }
+
+    fn set(&self, on: bool) -> Result<(), Box<EvalAltResult>> {
         let s = self.state();
-        let _guard = s.monitor.lock();
-        s.flag.store(on as u64, Relaxed);
-        s.monitor.notify_all();
+        let set = || {
+            let _guard = s.monitor.lock();
+            s.flag.store(on as u64, Relaxed);
+            s.monitor.notify_all();
+            Ok(())
+        };
+        let action = if on { Action::Set } else { Action::Clear };
+        sched::step(|| self.op(action), set, |_| String::new())
     }
 
     fn wait(&self, timeout: Option<f64>) -> Result<bool, Box<EvalAltResult>> {
         let s = self.state();
-        wait_until(&s.monitor, deadline(timeout)?, || s.flag.load(Relaxed) != 0)
+        let op = || self.op(Action::Wait);
+        wait_until(&s.monitor, deadline(timeout)?, op, || {
+            s.flag.load(Relaxed) != 0
+        })
     }
 }
 
@@ -280,7 +319,8 @@ impl Condition {
             s.waiters.fetch_add(1, Relaxed);
         }
         lock.release()?;
-        let woken = wait_until(&s.monitor, until, || {
+        let op = || op_on(Action::Wait, Kind::Condition, self.offset, s.serial);
+        let woken = wait_until(&s.monitor, until, op, || {
             if s.signals.load(Relaxed) > 0 {
                 s.signals.fetch_sub(1, Relaxed);
                 true
@@ -304,14 +344,18 @@ impl Condition {
             return Err("notify(): the condition's lock must be held by this thread".into());
         }
         let s = self.state();
-        let _guard = s.monitor.lock();
-        let waiting = s
-            .waiters
-            .load(Relaxed)
-            .saturating_sub(s.signals.load(Relaxed));
-        s.signals.fetch_add(n.min(waiting), Relaxed);
-        s.monitor.notify_all();
-        Ok(())
+        let notify = || {
+            let _guard = s.monitor.lock();
+            let waiting = s
+                .waiters
+                .load(Relaxed)
+                .saturating_sub(s.signals.load(Relaxed));
+            s.signals.fetch_add(n.min(waiting), Relaxed);
+            s.monitor.notify_all();
+            Ok(())
+        };
+        let op = || op_on(Action::Notify, Kind::Condition, self.offset, s.serial);
+        sched::step(op, notify, |_| String::new())
     }
 }
 
@@ -368,19 +412,24 @@ impl Barrier {
 
     fn wait(&self, timeout: Option<f64>) -> Result<i64, Box<EvalAltResult>> {
         let s = self.state();
-        let (index, generation) = {
+        let op = || op_on(Action::Wait, Kind::Barrier, self.offset, s.serial);
+        let arrive = || {
             let _guard = s.monitor.lock();
             let index = s.arrived.fetch_add(1, Relaxed);
             let generation = s.generation.load(Relaxed);
-            if index + 1 == s.parties {
+            let last = index + 1 == s.parties;
+            if last {
                 s.arrived.store(0, Relaxed);
                 s.generation.fetch_add(1, Relaxed);
                 s.monitor.notify_all();
-                return Ok(index as i64);
             }
-            (index, generation)
+            Ok((index, generation, last))
         };
-        let passed = wait_until(&s.monitor, deadline(timeout)?, || {
+        let (index, generation, last) = sched::step(op, arrive, |_| String::new())?;
+        if last {
+            return Ok(index as i64);
+        }
+        let passed = wait_until(&s.monitor, deadline(timeout)?, op, || {
             s.generation.load(Relaxed) != generation
         });
         match passed {
@@ -448,9 +497,9 @@ pub mod sync_api {
     }
 
     /// Gives a permit back.
-    #[rhai_fn(name = "release", pure)]
-    pub fn sem_release(s: &mut Semaphore) {
-        s.release();
+    #[rhai_fn(name = "release", return_raw, pure)]
+    pub fn sem_release(s: &mut Semaphore) -> Result<(), Box<EvalAltResult>> {
+        s.release()
     }
 
     /// Runs `f` holding a permit; the permit is given back even if `f` throws.
@@ -461,15 +510,7 @@ pub mod sync_api {
         f: FnPtr,
     ) -> Result<Dynamic, Box<EvalAltResult>> {
         let s = s.clone();
-        hold_with(
-            &ctx,
-            || s.acquire(None),
-            || {
-                s.release();
-                Ok(())
-            },
-            f,
-        )
+        hold_with(&ctx, || s.acquire(None), || s.release(), f)
     }
 
     /// The number of free permits.
@@ -485,15 +526,15 @@ pub mod sync_api {
     }
 
     /// Sets the flag and wakes everyone waiting for it.
-    #[rhai_fn(name = "set", pure)]
-    pub fn event_set(e: &mut Event) {
-        e.set(true);
+    #[rhai_fn(name = "set", return_raw, pure)]
+    pub fn event_set(e: &mut Event) -> Result<(), Box<EvalAltResult>> {
+        e.set(true)
     }
 
     /// Clears the flag.
-    #[rhai_fn(name = "clear", pure)]
-    pub fn event_clear(e: &mut Event) {
-        e.set(false);
+    #[rhai_fn(name = "clear", return_raw, pure)]
+    pub fn event_clear(e: &mut Event) -> Result<(), Box<EvalAltResult>> {
+        e.set(false)
     }
 
     /// Whether the flag is set.

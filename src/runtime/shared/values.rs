@@ -5,6 +5,7 @@
 
 use crate::runtime::lifetime::{Held, Receive};
 use crate::runtime::locks::{Lock, LockRef, LockState};
+use crate::runtime::sched::{self, Action, Kind, Object, Op};
 use crate::runtime::shm::{arena, kind as object_kind};
 use rhai::plugin::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,6 +130,37 @@ impl SharedValue {
         }
     }
 
+    /// The value as scheduling points name it.
+    pub fn object(&self) -> Object {
+        let serial = LockRef {
+            offset: self.offset,
+        }
+        .serial();
+        Object::new(Kind::Value, self.offset, serial)
+    }
+
+    /// `v.value`, as a scheduling point.
+    pub fn read(&self, ctx: &NativeCallContext) -> Result<Dynamic, Box<EvalAltResult>> {
+        let op = || Op::new(Action::Read, self.object(), Some(ctx));
+        sched::step(op, || Ok(self.get()), |v| format!("→ {v}"))
+    }
+
+    /// `v.value = x`, as a scheduling point.
+    pub fn write(&self, ctx: &NativeCallContext, x: &Dynamic) -> Result<(), Box<EvalAltResult>> {
+        let op = || Op::new(Action::Write, self.object(), Some(ctx));
+        sched::step(op, || self.set(x), |_| format!("← {x}"))
+    }
+
+    /// `v.add(d)`, as a scheduling point.
+    pub fn update(
+        &self,
+        ctx: &NativeCallContext,
+        d: &Dynamic,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let op = || Op::new(Action::Update, self.object(), Some(ctx));
+        sched::step(op, || self.add(d), |v| format!("{d} → {v}"))
+    }
+
     pub fn get(&self) -> Dynamic {
         let state = self.state();
         decode(state.kind, state.bits.load(Ordering::SeqCst))
@@ -249,6 +281,15 @@ impl SharedArray {
         }
     }
 
+    /// Element `index` as scheduling points name it.
+    fn object(&self, index: u64) -> Object {
+        let serial = LockRef {
+            offset: self.offset,
+        }
+        .serial();
+        Object::new(Kind::Array, self.offset, serial).element(index)
+    }
+
     fn cell(&self, index: i64) -> Result<&AtomicU64, Box<EvalAltResult>> {
         let cells = self.cells();
         let len = cells.len() as i64;
@@ -279,21 +320,32 @@ pub mod value_api {
     }
 
     /// The current value.
-    #[rhai_fn(get = "value", pure)]
-    pub fn get_value(v: &mut SharedValue) -> Dynamic {
-        v.get()
+    #[rhai_fn(get = "value", return_raw, pure)]
+    pub fn get_value(
+        ctx: NativeCallContext,
+        v: &mut SharedValue,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        v.read(&ctx)
     }
 
     /// Replaces the value (of the same type; an int is accepted for a float value).
     #[rhai_fn(set = "value", return_raw, pure)]
-    pub fn set_value(v: &mut SharedValue, x: Dynamic) -> Result<(), Box<EvalAltResult>> {
-        v.set(&x)
+    pub fn set_value(
+        ctx: NativeCallContext,
+        v: &mut SharedValue,
+        x: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        v.write(&ctx, &x)
     }
 
     /// Atomically adds `delta` and returns the new value.
     #[rhai_fn(name = "add", return_raw, pure)]
-    pub fn add(v: &mut SharedValue, delta: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
-        v.add(&delta)
+    pub fn add(
+        ctx: NativeCallContext,
+        v: &mut SharedValue,
+        delta: Dynamic,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        v.update(&ctx, &delta)
     }
 
     /// The lock that belongs to this value (for read-modify-write sequences).
@@ -317,21 +369,36 @@ pub mod value_api {
 
     /// Reads element `i` (negative indices count from the end).
     #[rhai_fn(index_get, return_raw, pure)]
-    pub fn array_get(a: &mut super::SharedArray, i: i64) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn array_get(
+        ctx: NativeCallContext,
+        a: &mut super::SharedArray,
+        i: i64,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
         let kind = a.header().kind;
-        Ok(decode(kind, a.cell(i)?.load(Ordering::SeqCst)))
+        let cell = a.cell(i)?;
+        let index = (cell as *const AtomicU64 as usize - a.cells().as_ptr() as usize) / 8;
+        let op = || Op::new(Action::Read, a.object(index as u64), Some(&ctx));
+        let read = || Ok(decode(kind, cell.load(Ordering::SeqCst)));
+        sched::step(op, read, |v| format!("→ {v}"))
     }
 
     /// Writes element `i`.
     #[rhai_fn(index_set, return_raw, pure)]
     pub fn array_set(
+        ctx: NativeCallContext,
         a: &mut super::SharedArray,
         i: i64,
         x: Dynamic,
     ) -> Result<(), Box<EvalAltResult>> {
         let bits = bits_for(a.header().kind, &x)?;
-        a.cell(i)?.store(bits, Ordering::SeqCst);
-        Ok(())
+        let cell = a.cell(i)?;
+        let index = (cell as *const AtomicU64 as usize - a.cells().as_ptr() as usize) / 8;
+        let op = || Op::new(Action::Write, a.object(index as u64), Some(&ctx));
+        let write = || {
+            cell.store(bits, Ordering::SeqCst);
+            Ok(())
+        };
+        sched::step(op, write, |_| format!("← {x}"))
     }
 
     /// The number of elements.

@@ -9,17 +9,17 @@
 use crate::runtime::globals::{self, Globals};
 use crate::runtime::launch::{encode_args, forget_child, job_json, role, start_worker, Role};
 use crate::runtime::lifetime::{self, Held};
+use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::{self, MimeBundle, OutputSink, Stream};
 use crate::runtime::threads::{describe_error, report_uncaught};
 use crate::runtime::worker_process::WorkerProcess;
-use crate::runtime::{interrupt, interrupted_error, transfer};
+use crate::runtime::{interrupted_error, transfer};
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 // ---- the parent's view of a child ---------------------------------------------------
 
@@ -84,35 +84,42 @@ impl ProcessHandle {
 
     /// Waits until the child has exited and been reaped; `None` when interrupted.
     fn wait(&self) -> Option<(Outcome, i64)> {
-        crate::runtime::gil::release_for_wait();
-        let mut code = self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if interrupt::is_requested() {
-                return None;
-            }
-            if let Some(code) = *code {
-                let outcome = self
-                    .0
-                    .outcome
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                let outcome = outcome.unwrap_or_else(|| {
-                    Outcome::Error(if code < 0 {
-                        format!("killed by signal {}", -code)
-                    } else {
-                        format!("exited with code {code} before returning a result")
-                    })
-                });
-                return Some((outcome, code));
-            }
-            code = self
-                .0
-                .finished
-                .wait_timeout(code, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let exit_code = || self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner());
+        let code = sched::wait(
+            || Op::new(Action::Join, self.object(), None),
+            None,
+            Order::InterruptFirst,
+            || Ok(*exit_code()),
+            |pause| {
+                let guard = exit_code();
+                if guard.is_none() {
+                    let _ = self.0.finished.wait_timeout(guard, pause);
+                }
+            },
+            |_| self.0.name.clone(),
+        );
+        let Ok(Some(code)) = code else {
+            return None;
+        };
+        let outcome = self
+            .0
+            .outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let outcome = outcome.unwrap_or_else(|| {
+            Outcome::Error(if code < 0 {
+                format!("killed by signal {}", -code)
+            } else {
+                format!("exited with code {code} before returning a result")
+            })
+        });
+        Some((outcome, code))
+    }
+
+    /// The process as scheduling points name it.
+    pub fn object(&self) -> Object {
+        Object::new(Kind::Process, self.0.pid as u64, self.0.pid as u64)
     }
 }
 
@@ -245,12 +252,9 @@ pub fn spawn(
                 sink,
                 &reader_state,
                 || {
-                    crate::runtime::timeline::record(
-                        reader_state.name.clone(),
-                        label,
-                        "process",
-                        started,
-                    )
+                    crate::runtime::sched::worked("process", started, || {
+                        (reader_state.name.clone(), label)
+                    })
                 },
                 kept,
             );

@@ -2,8 +2,9 @@
 //! returned `Thread` is joined for its result, like Python's `threading.Thread` but with the
 //! return value (and a thrown error) coming back through `join()`.
 
+use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::{self, OutputSink};
-use crate::runtime::{interrupt, interrupted_error, SCRIPT_STACK_SIZE};
+use crate::runtime::SCRIPT_STACK_SIZE;
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, FnPtr, FuncRegistration, Module, NativeCallContext, RhaiFunc, Shared};
 use std::any::TypeId;
@@ -76,6 +77,8 @@ fn os_thread_id() -> i64 {
 
 struct ThreadState {
     name: String,
+    /// The N of `Thread-N`.
+    number: u64,
     /// A daemon thread is not waited for at the end of a script.
     daemon: bool,
     os_id: AtomicI64,
@@ -106,25 +109,29 @@ impl ThreadHandle {
             .clone()
     }
 
-    /// Waits for the thread, polling the interrupt flag; `None` when interrupted.
-    fn wait(&self) -> Option<Result<Dynamic, Failure>> {
-        crate::runtime::gil::release_for_wait();
-        let mut outcome = self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            // An interrupt wins over a result, as KeyboardInterrupt does in Python.
-            if interrupt::is_requested() {
-                return None;
-            }
-            if let Some(done) = outcome.as_ref() {
-                return Some(done.clone());
-            }
-            outcome = self
-                .0
-                .finished
-                .wait_timeout(outcome, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+    /// The thread as scheduling points name it.
+    pub fn object(&self) -> Object {
+        Object::new(Kind::Thread, Arc::as_ptr(&self.0) as u64, self.0.number)
+    }
+
+    /// Waits for the thread; an error when interrupted (an interrupt wins over a result,
+    /// as KeyboardInterrupt does in Python).
+    fn wait(&self) -> Result<Result<Dynamic, Failure>, Box<EvalAltResult>> {
+        let outcome = || self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        let waited = sched::wait(
+            || Op::new(Action::Join, self.object(), None),
+            None,
+            Order::InterruptFirst,
+            || Ok(outcome().clone()),
+            |pause| {
+                let guard = outcome();
+                if guard.is_none() {
+                    let _ = self.0.finished.wait_timeout(guard, pause);
+                }
+            },
+            |_| self.0.name.clone(),
+        )?;
+        waited.ok_or_else(|| "join: the thread did not finish".into())
     }
 
     fn finish(&self, outcome: Result<Dynamic, Failure>) {
@@ -147,7 +154,7 @@ impl ThreadHandle {
 
     /// Waits until the thread has finished; `false` when interrupted first.
     pub fn wait_finished(&self) -> bool {
-        self.wait().is_some()
+        self.wait().is_ok()
     }
 }
 
@@ -211,11 +218,23 @@ pub fn spawn(
 ) -> Result<ThreadHandle, Box<EvalAltResult>> {
     let daemon = daemon || CURRENT.with(|c| c.borrow().as_ref().is_some_and(|t| t.daemon));
     let engine = script_engine()?;
-    let number = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
-    let name = if f.is_anonymous() {
-        format!("Thread-{number}")
+    let label = if f.is_anonymous() {
+        "closure".to_string()
     } else {
-        format!("Thread-{number} ({})", f.fn_name())
+        f.fn_name().to_string()
+    };
+    sched::announce(
+        || Op::new(Action::Spawn, Object::new(Kind::Thread, 0, 0), Some(ctx)),
+        || label.clone(),
+    )?;
+    let number = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    // Under the schedule explorer the new thread is one more worker it runs, named by
+    // the explorer so that every rerun names it alike.
+    let controlled = sched::controller().map(|c| c.spawn(&label));
+    let name = match &controlled {
+        Some((_, name)) => name.clone(),
+        None if f.is_anonymous() => format!("Thread-{number}"),
+        None => format!("Thread-{number} ({})", f.fn_name()),
     };
     let mut f = f;
     for value in f.iter_curry_mut() {
@@ -238,13 +257,16 @@ pub fn spawn(
     let sink: Option<Arc<dyn OutputSink>> = sink::current();
     let handle = ThreadHandle(Arc::new(ThreadState {
         name: name.clone(),
+        number,
         daemon,
         os_id: AtomicI64::new(0),
         outcome: Mutex::new(None),
         finished: Condvar::new(),
     }));
     let thread_handle = handle.clone();
+    let controller = controlled.as_ref().map(|(c, _)| c.clone());
     let body = move || {
+        let _controlled = controller.clone().map(sched::control);
         let tid = os_thread_id();
         thread_handle.0.os_id.store(tid, Ordering::Release);
         set_label(tid as i32, Some(thread_handle.0.name.clone()));
@@ -263,11 +285,6 @@ pub fn spawn(
         }
         let _forget_name = ForgetName;
         let started = std::time::Instant::now();
-        let label = if f.is_anonymous() {
-            "closure".to_string()
-        } else {
-            f.fn_name().to_string()
-        };
         let run = || {
             #[allow(deprecated)]
             let ctx = store.create_context(&engine);
@@ -278,8 +295,8 @@ pub fn spawn(
                 Some(sink) => sink::with_sink(sink, run),
                 None => run(),
             }));
-        crate::runtime::gil::leave();
-        crate::runtime::timeline::record(thread_handle.0.name.clone(), label, "thread", started);
+        crate::runtime::sched::leaving();
+        crate::runtime::sched::worked("thread", started, || (thread_handle.0.name.clone(), label));
         set_label(tid as i32, None);
         let outcome = match outcome {
             Ok(Ok(value)) => Ok(value),
@@ -293,7 +310,8 @@ pub fn spawn(
         };
         // Reported now, as Python does, because nobody may ever join this thread; before
         // `finish`, so that whoever waits for the thread sees the report first.
-        if let Err(Failure::Error(message)) = &outcome {
+        // (Not under the explorer: its reruns would repeat the report; it shows outcomes.)
+        if let (Err(Failure::Error(message)), None) = (&outcome, &controller) {
             report_uncaught(
                 sink.as_ref(),
                 &format!("thread {}", thread_handle.0.name),
@@ -301,6 +319,9 @@ pub fn spawn(
             );
         }
         thread_handle.finish(outcome);
+        if let Some(controller) = &controller {
+            controller.finished(thread_handle.object());
+        }
     };
     UNFINISHED
         .lock()
@@ -309,6 +330,9 @@ pub fn spawn(
     if let Err(e) = run_on_script_thread(Box::new(body)) {
         handle.finish(Err(Failure::Error("it could not be started".into())));
         return Err(format!("spawn_thread: cannot start a thread: {e}").into());
+    }
+    if let Some((controller, _)) = controlled {
+        controller.started()?;
     }
     Ok(handle)
 }
@@ -488,14 +512,13 @@ pub mod thread_api {
     #[rhai_fn(return_raw, pure)]
     pub fn join(thread: &mut ThreadHandle) -> Result<Dynamic, Box<EvalAltResult>> {
         let thread = thread.clone();
-        match thread.wait() {
-            None => Err(interrupted_error()),
+        match thread.wait()? {
             // Interrupted earlier (the cell that was interrupted is over): a catchable error.
-            Some(Err(Failure::Interrupted)) => {
+            Err(Failure::Interrupted) => {
                 Err(format!("thread '{}' was interrupted", thread.0.name).into())
             }
-            Some(Ok(value)) => Ok(value),
-            Some(Err(Failure::Error(message))) => {
+            Ok(value) => Ok(value),
+            Err(Failure::Error(message)) => {
                 Err(format!("thread '{}' failed: {message}", thread.0.name).into())
             }
         }

@@ -2,12 +2,12 @@
 //! the pool lifecycle (closed, terminated, pending work) and `run_batch`.
 
 use crate::runtime::globals::{self, Globals};
+use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::OutputSink;
 use crate::runtime::{interrupt, interrupted_error};
 use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::Duration;
 
 // ---- work items -----------------------------------------------------------------------
 
@@ -169,18 +169,21 @@ impl Pending {
         self.idle.notify_all();
     }
     pub(super) fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {
-        crate::runtime::gil::release_for_wait();
-        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        while *count > 0 {
-            if interrupt::is_requested() {
-                return Err(interrupted_error());
-            }
-            count = self
-                .idle
-                .wait_timeout(count, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let count = || self.count.lock().unwrap_or_else(|e| e.into_inner());
+        let object = Object::new(Kind::Future, self as *const Pending as u64, 0);
+        sched::wait(
+            || Op::new(Action::Join, object, None),
+            None,
+            Order::InterruptFirst,
+            || Ok((*count() == 0).then_some(())),
+            |pause| {
+                let guard = count();
+                if *guard > 0 {
+                    let _ = self.idle.wait_timeout(guard, pause);
+                }
+            },
+            |_| String::new(),
+        )?;
         // The interrupt also stops the tasks, which may empty the pool before the loop
         // above sees the flag: `join()` must still report the interrupt, not return.
         if interrupt::is_requested() {

@@ -1,7 +1,7 @@
 //! `Future`: a task submitted with `submit`, whose result a script waits for.
 
 use super::executor::StartGate;
-use crate::runtime::{interrupt, interrupted_error};
+use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use rhai::{Dynamic, EvalAltResult};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -22,9 +22,8 @@ pub(super) struct FutureState {
 
 impl Future {
     pub(super) fn wait(&self, timeout: Option<Duration>) -> Result<Dynamic, Box<EvalAltResult>> {
-        crate::runtime::gil::release_for_wait();
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut outcome = self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = || self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
@@ -32,29 +31,29 @@ impl Future {
             }
         }
         // Counted with `outcome` locked (see `FutureState::waiting`).
-        self.0.waiting.fetch_add(1, Ordering::SeqCst);
+        {
+            let _outcome = outcome();
+            self.0.waiting.fetch_add(1, Ordering::SeqCst);
+        }
         let _waiting = Waiting(&self.0.waiting);
-        loop {
+        let object = Object::new(Kind::Future, Arc::as_ptr(&self.0) as u64, 0);
+        let done = sched::wait(
+            || Op::new(Action::Join, object, None),
+            deadline,
             // An interrupt wins over a result that the interrupt itself caused.
-            if interrupt::is_requested() {
-                return Err(interrupted_error());
-            }
-            if let Some(done) = outcome.as_ref() {
-                return done.clone().map_err(Into::into);
-            }
-            let pause = match deadline {
-                Some(d) if Instant::now() >= d => {
-                    return Err("result: the task has not finished yet (timeout)".into())
+            Order::InterruptFirst,
+            || Ok(outcome().clone()),
+            |pause| {
+                let guard = outcome();
+                if guard.is_none() {
+                    let _ = self.0.done.wait_timeout(guard, pause);
                 }
-                Some(d) => (d - Instant::now()).min(Duration::from_millis(50)),
-                None => Duration::from_millis(50),
-            };
-            outcome = self
-                .0
-                .done
-                .wait_timeout(outcome, pause)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            },
+            |_| String::new(),
+        )?;
+        match done {
+            Some(done) => done.map_err(Into::into),
+            None => Err("result: the task has not finished yet (timeout)".into()),
         }
     }
 }

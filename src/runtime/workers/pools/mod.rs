@@ -3,11 +3,13 @@
 //! Python's `multiprocessing.Pool` and `concurrent.futures` — but a task that throws or a
 //! worker that dies gives an error (never a hang), and the pool stays usable.
 
+use crate::runtime::sched::{self, Action, Kind, Object, Op};
 use crate::runtime::sink;
 use crate::runtime::{interrupt, interrupted_error, SCRIPT_STACK_SIZE};
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{Receiver, TryRecvError};
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -95,24 +97,11 @@ impl Pool {
             chunks += 1;
         }
         drop(tx);
-        crate::runtime::gil::release_for_wait();
         let mut progress = Progress::new(progress, total);
         let mut ordered: Vec<(usize, Vec<Dynamic>)> = Vec::with_capacity(chunks);
         let mut done = 0;
         for _ in 0..chunks {
-            let (start, result) = loop {
-                if interrupt::is_requested() {
-                    cancelled.store(true, Ordering::SeqCst);
-                    return Err(interrupted_error());
-                }
-                match rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(received) => break received,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        return Err(format!("the {} stopped before finishing", self.kind).into())
-                    }
-                }
-            };
+            let (start, result) = receive(&rx, self.kind, &cancelled)?;
             match result {
                 ChunkResult::Values(values) => {
                     done += values.len();
@@ -190,34 +179,23 @@ impl Pool {
             chunks += 1;
         }
         drop(tx);
-        crate::runtime::gil::release_for_wait();
         let mut partials: Vec<(usize, Dynamic)> = Vec::with_capacity(chunks);
         while partials.len() < chunks {
-            if interrupt::is_requested() {
-                cancelled.store(true, Ordering::SeqCst);
-                return Err(interrupted_error());
-            }
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok((n, ChunkResult::Values(mut v))) => {
-                    partials.push((n, v.pop().unwrap_or_default()))
-                }
+            match receive(&rx, self.kind, &cancelled)? {
+                (n, ChunkResult::Values(mut v)) => partials.push((n, v.pop().unwrap_or_default())),
                 // A task that the interrupt stopped fails; the interrupt is what to report
                 // (as in `run`).
-                Ok(_) if interrupt::is_requested() => {
+                _ if interrupt::is_requested() => {
                     cancelled.store(true, Ordering::SeqCst);
                     return Err(interrupted_error());
                 }
-                Ok((n, ChunkResult::Failed { index, message, .. })) => {
+                (n, ChunkResult::Failed { index, message, .. }) => {
                     cancelled.store(true, Ordering::SeqCst);
                     return Err(
                         format!("reduce step {} failed: {message}", n * chunksize + index).into(),
                     );
                 }
-                Ok((_, ChunkResult::Broken(message))) => return Err(message.into()),
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err("the pool stopped before finishing".into())
-                }
+                (_, ChunkResult::Broken(message)) => return Err(message.into()),
             }
         }
         partials.sort_by_key(|(n, _)| *n);
@@ -373,6 +351,44 @@ pub fn register_submit(module: &mut rhai::Module) {
                 },
             );
     }
+}
+
+/// Waits for the next reply of a pool's tasks; on an interrupt, cancels the tasks not
+/// started yet.
+fn receive<T>(
+    rx: &Receiver<T>,
+    kind: &str,
+    cancelled: &AtomicBool,
+) -> Result<T, Box<EvalAltResult>> {
+    // A reply `sleep` received, for the next `take`.
+    let received = Cell::new(None);
+    let replies = Object::new(Kind::Future, rx as *const Receiver<T> as u64, 0);
+    let reply = sched::wait(
+        || Op::new(Action::Get, replies, None),
+        None,
+        sched::Order::InterruptFirst,
+        || {
+            if let Some(reply) = received.take() {
+                return Ok(Some(reply));
+            }
+            match rx.try_recv() {
+                Ok(reply) => Ok(Some(reply)),
+                Err(TryRecvError::Empty) => Ok(None),
+                Err(TryRecvError::Disconnected) => {
+                    Err(format!("the {kind} stopped before finishing").into())
+                }
+            }
+        },
+        |pause| received.set(rx.recv_timeout(pause).ok()),
+        |_| String::new(),
+    );
+    if reply
+        .as_ref()
+        .is_err_and(|e| matches!(**e, EvalAltResult::ErrorTerminated(..)))
+    {
+        cancelled.store(true, Ordering::SeqCst);
+    }
+    reply?.ok_or_else(|| format!("the {kind} stopped before finishing").into())
 }
 
 #[export_module]

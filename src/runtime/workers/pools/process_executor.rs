@@ -219,20 +219,15 @@ fn drive(
         let started = front.sent_at.max(last_done);
         last_done = Instant::now();
         durations.record(&front.task, last_done - started);
-        if crate::runtime::timeline::recording() {
+        crate::runtime::sched::worked("task", started, || {
             let name = &front.task.name;
             let label = if name.is_empty() || name.starts_with(transfer::CLOSURE_PREFIX) {
                 "closure".to_string()
             } else {
                 name.clone()
             };
-            crate::runtime::timeline::record(
-                format!("pool worker {}", w.child.id()),
-                label,
-                "task",
-                started,
-            );
-        }
+            (format!("pool worker {}", w.child.id()), label)
+        });
         if in_flight.is_empty() {
             w.busy.store(false, Ordering::SeqCst);
         }

@@ -63,19 +63,14 @@ impl Executor for ThreadExecutor {
                             None => run(),
                         }
                     }));
-                crate::runtime::gil::leave();
-                if crate::runtime::timeline::recording() {
+                crate::runtime::sched::leaving();
+                crate::runtime::sched::worked("task", started, || {
                     let worker = std::thread::current()
                         .name()
                         .unwrap_or("pool thread")
                         .to_string();
-                    crate::runtime::timeline::record(
-                        worker,
-                        task_label(&chunk.function),
-                        "task",
-                        started,
-                    );
-                }
+                    (worker, task_label(&chunk.function))
+                });
                 outcome.unwrap_or_else(|_| {
                     ChunkResult::Broken("a task panicked in a native function".into())
                 })
