@@ -359,3 +359,32 @@ fn interrupt_stops_threads_waiting_for_the_gil() {
     );
     assert_eq!(k.eval("40 + 2"), "42");
 }
+
+#[test]
+fn interrupt_stops_an_exploration_and_keeps_the_variables() {
+    let mut k = Kernel::start();
+    assert_eq!(
+        k.execute("let kept = 5; let said = value(false);").status(),
+        "ok"
+    );
+    // Four threads of three increments each have far too many schedules to finish.
+    let ex = run_and_interrupt(
+        &mut k,
+        r#"explore(|| {
+               if !said.value { said.value = true; print("started"); }
+               let counter = value(0);
+               let ts = [];
+               for i in 0..4 { ts.push(spawn_thread(|| { for j in 0..3 { counter.value += 1; } })); }
+               for t in ts { t.join(); }
+               counter.value
+           }, #{ preemptions: 20, max_schedules: 1000000000 })"#,
+        control_interrupt,
+    );
+    assert_interrupted(&ex);
+    assert_eq!(k.eval("kept"), "5");
+    // The next exploration starts from scratch.
+    assert_eq!(
+        k.eval("explore(|| spawn_thread(|| 7).join(), #{ show: false }).outcomes"),
+        r#"#{"7": 1}"#
+    );
+}

@@ -57,10 +57,16 @@ fn cell_html(value: &Value) -> String {
 /// Shows a chart: the SVG where the frontend can draw it, `text` where it cannot (and in
 /// terminals).
 pub fn show_chart(svg: String, text: String) {
+    show_rich("image/svg+xml", svg, text);
+}
+
+/// Shows `content` of type `mime` where the frontend can show it, `text` where it cannot
+/// (and in terminals).
+pub fn show_rich(mime: &str, content: String, text: String) {
     match super::sink::current() {
         Some(sink) => {
             let mut bundle = MimeBundle::new();
-            bundle.insert("image/svg+xml".into(), Value::String(svg));
+            bundle.insert(mime.into(), Value::String(content));
             bundle.insert("text/plain".into(), Value::String(text));
             sink.display(bundle, None, false)
         }

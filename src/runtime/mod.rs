@@ -18,7 +18,7 @@ pub mod time;
 pub mod workers;
 
 // The modules by their short names, as the rest of the crate uses them.
-pub use observe::{gil, scaling, timeline};
+pub use observe::{explorer, gil, scaling, timeline};
 pub use shared::{deadlock, lifetime, locks, queues, ring, shm, sync, transfer, values};
 pub use workers::{
     fork_server, globals, launch, pools, processes, shutdown, threads, worker_process,
@@ -46,6 +46,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "gil", gil::gil_api);
         rhai::combine_with_exported_module!(module, "timeline", timeline::timeline_api);
         rhai::combine_with_exported_module!(module, "scaling", scaling::scaling_api);
+        rhai::combine_with_exported_module!(module, "explorer", explorer::explorer_api);
         pools::register_submit(module);
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);
         processes::register_spawn_process(module);

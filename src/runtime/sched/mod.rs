@@ -12,7 +12,7 @@ mod wait;
 
 pub use wait::{wait, Order, POLL};
 
-use rhai::{EvalAltResult, NativeCallContext};
+use rhai::{EvalAltResult, FnPtr, NativeCallContext};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -136,6 +136,7 @@ impl Object {
             Kind::Lock => format!("Lock-{}", self.serial),
             Kind::RLock => format!("RLock-{}", self.serial),
             Kind::Clock => "clock".into(),
+            Kind::Thread => format!("Thread-{}", self.serial),
             kind => format!("{}#{}", kind.noun(), self.serial),
         }
     }
@@ -209,8 +210,15 @@ pub trait Controller: Send + Sync {
     /// `op` cannot go on yet: let others run, and come back when it may.
     fn blocked(&self, op: &Op, timed: bool) -> Result<Wake, Box<EvalAltResult>>;
     /// A thread this worker starts, running `function`: the controller of the new worker,
-    /// and the thread's name (numbered within the controller's run, so reruns agree).
-    fn spawn(&self, function: &str) -> (Arc<dyn Controller>, String);
+    /// and the thread's number (within the controller's run, so that reruns agree).
+    /// `args` are its arguments and `ctx` the spawner's call context (the names of the
+    /// function's parameters and captured variables name the objects it uses).
+    fn spawn(
+        &self,
+        function: &FnPtr,
+        args: &[rhai::Dynamic],
+        ctx: &NativeCallContext,
+    ) -> (Arc<dyn Controller>, u64);
     /// Called by the spawner on the new worker's controller once its thread is started:
     /// waits until that worker reaches its first operation (or ends), so that only one
     /// worker runs at a time.

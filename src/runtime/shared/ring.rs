@@ -136,11 +136,12 @@ impl Ring {
             "send" | "recv" | "poll" => Kind::Pipe,
             _ => Kind::Queue,
         };
-        Op::new(
-            action,
-            Object::new(kind, self.offset, self.state().serial),
-            None,
-        )
+        Op::new(action, self.object(kind), None)
+    }
+
+    /// The ring as scheduling points name it, as a queue or a pipe.
+    pub fn object(&self, kind: Kind) -> Object {
+        Object::new(kind, self.offset, self.state().serial)
     }
 
     /// A received ring and this process's reference to it.

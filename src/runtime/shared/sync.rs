@@ -60,11 +60,6 @@ pub(crate) fn wait_until(
     Ok(outcome.is_some())
 }
 
-/// An operation on the object at `offset`, whose serial number is in its state.
-fn op_on(action: Action, kind: Kind, offset: u64, serial: u64) -> Op {
-    Op::new(action, Object::new(kind, offset, serial), None)
-}
-
 /// Allocates a zeroed `T` in shared memory and initialises its leading monitor.
 fn alloc_with_monitor<T>(
     kind: u32,
@@ -146,7 +141,12 @@ impl Semaphore {
     }
 
     fn op(&self, action: Action) -> Op {
-        op_on(action, Kind::Semaphore, self.offset, self.state().serial)
+        Op::new(action, self.object(), None)
+    }
+
+    /// The semaphore as scheduling points name it.
+    pub fn object(&self) -> Object {
+        Object::new(Kind::Semaphore, self.offset, self.state().serial)
     }
 
     fn acquire(&self, timeout: Option<f64>) -> Result<bool, Box<EvalAltResult>> {
@@ -218,7 +218,12 @@ impl Event {
     }
 
     fn op(&self, action: Action) -> Op {
-        op_on(action, Kind::Event, self.offset, self.state().serial)
+        Op::new(action, self.object(), None)
+    }
+
+    /// The event as scheduling points name it.
+    pub fn object(&self) -> Object {
+        Object::new(Kind::Event, self.offset, self.state().serial)
     }
 
     fn set(&self, on: bool) -> Result<(), Box<EvalAltResult>> {
@@ -306,6 +311,11 @@ impl Condition {
         }
     }
 
+    /// The condition as scheduling points name it.
+    pub fn object(&self) -> Object {
+        Object::new(Kind::Condition, self.offset, self.state().serial)
+    }
+
     /// Releases the lock, waits for a notification (or the timeout), takes the lock again.
     fn wait(&self, timeout: Option<f64>) -> Result<bool, Box<EvalAltResult>> {
         let lock = self.lock();
@@ -319,7 +329,7 @@ impl Condition {
             s.waiters.fetch_add(1, Relaxed);
         }
         lock.release()?;
-        let op = || op_on(Action::Wait, Kind::Condition, self.offset, s.serial);
+        let op = || Op::new(Action::Wait, self.object(), None);
         let woken = wait_until(&s.monitor, until, op, || {
             if s.signals.load(Relaxed) > 0 {
                 s.signals.fetch_sub(1, Relaxed);
@@ -354,7 +364,7 @@ impl Condition {
             s.monitor.notify_all();
             Ok(())
         };
-        let op = || op_on(Action::Notify, Kind::Condition, self.offset, s.serial);
+        let op = || Op::new(Action::Notify, self.object(), None);
         sched::step(op, notify, |_| String::new())
     }
 }
@@ -410,9 +420,14 @@ impl Barrier {
         state(self.offset)
     }
 
+    /// The barrier as scheduling points name it.
+    pub fn object(&self) -> Object {
+        Object::new(Kind::Barrier, self.offset, self.state().serial)
+    }
+
     fn wait(&self, timeout: Option<f64>) -> Result<i64, Box<EvalAltResult>> {
         let s = self.state();
-        let op = || op_on(Action::Wait, Kind::Barrier, self.offset, s.serial);
+        let op = || Op::new(Action::Wait, self.object(), None);
         let arrive = || {
             let _guard = s.monitor.lock();
             let index = s.arrived.fetch_add(1, Relaxed);

@@ -282,7 +282,7 @@ impl SharedArray {
     }
 
     /// Element `index` as scheduling points name it.
-    fn object(&self, index: u64) -> Object {
+    pub fn object(&self, index: u64) -> Object {
         let serial = LockRef {
             offset: self.offset,
         }

@@ -227,14 +227,17 @@ pub fn spawn(
         || Op::new(Action::Spawn, Object::new(Kind::Thread, 0, 0), Some(ctx)),
         || label.clone(),
     )?;
-    let number = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
-    // Under the schedule explorer the new thread is one more worker it runs, named by
+    // Under the schedule explorer the new thread is one more worker it runs, numbered by
     // the explorer so that every rerun names it alike.
-    let controlled = sched::controller().map(|c| c.spawn(&label));
-    let name = match &controlled {
-        Some((_, name)) => name.clone(),
-        None if f.is_anonymous() => format!("Thread-{number}"),
-        None => format!("Thread-{number} ({})", f.fn_name()),
+    let controlled = sched::controller().map(|c| c.spawn(&f, &args, ctx));
+    let number = match &controlled {
+        Some((_, number)) => *number,
+        None => THREAD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1,
+    };
+    let name = if f.is_anonymous() {
+        format!("Thread-{number}")
+    } else {
+        format!("Thread-{number} ({})", f.fn_name())
     };
     let mut f = f;
     for value in f.iter_curry_mut() {

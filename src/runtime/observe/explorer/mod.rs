@@ -1,0 +1,413 @@
+//! The schedule explorer: `explore(f)` runs `f` — which starts threads and returns a
+//! result — again and again, letting one worker run at a time and choosing who runs next
+//! at every shared operation, until every schedule within a bound on preemptions has run
+//! (or at random, or by PCT). `replay(f, schedule)` runs one schedule again, step for
+//! step. Inside, `sleep` only lets others run (virtual time), and a deadlock is an
+//! outcome with its trace, never a hang.
+
+mod names;
+mod report;
+mod run;
+mod strategy;
+
+use crate::runtime::display::show_rich;
+use crate::runtime::sched::{self, Kind, Object};
+use crate::runtime::threads::describe_error;
+use names::Names;
+use report::{Summary, Trace};
+use rhai::plugin::*;
+use rhai::{FnPtr, Map};
+use run::{Ending, Run};
+use std::collections::BTreeMap;
+use strategy::Strategy;
+
+/// What `explore` found.
+#[derive(Clone, Debug, Default)]
+pub struct Exploration {
+    schedules: i64,
+    complete: bool,
+    bound: String,
+    outcomes: BTreeMap<String, i64>,
+    failures: i64,
+    deadlocks: Vec<Trace>,
+    first_failure: Option<Trace>,
+}
+
+/// What `replay` did.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    result: Dynamic,
+    trace: Trace,
+}
+
+struct Options {
+    strategy: Strategy,
+    bound: String,
+    max_schedules: i64,
+    max_steps: usize,
+    expect: Option<FnPtr>,
+    show: bool,
+}
+
+fn int_option(options: &Map, key: &str, default: i64) -> Result<i64, Box<EvalAltResult>> {
+    match options.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_int()
+            .map_err(|t| format!("explore: option '{key}' must be an int, not {t}").into()),
+    }
+}
+
+fn parse_options(options: &Map) -> Result<Options, Box<EvalAltResult>> {
+    const KNOWN: [&str; 7] = [
+        "preemptions",
+        "max_schedules",
+        "max_steps",
+        "strategy",
+        "seed",
+        "expect",
+        "show",
+    ];
+    if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(format!(
+            "explore: unknown option '{unknown}' (known: {})",
+            KNOWN.join(", ")
+        )
+        .into());
+    }
+    let preemptions = int_option(options, "preemptions", 2)?;
+    if !(0..=1000).contains(&preemptions) {
+        return Err("explore: 'preemptions' must be between 0 and 1000".into());
+    }
+    let seed = int_option(options, "seed", 1)? as u64;
+    let name = match options.get("strategy") {
+        None => "dfs".to_string(),
+        Some(v) => v
+            .clone()
+            .into_string()
+            .map_err(|t| format!("explore: option 'strategy' must be a string, not {t}"))?,
+    };
+    let strategy = match name.as_str() {
+        "dfs" => Strategy::dfs(preemptions as u32),
+        "random" => Strategy::Random {
+            rng: strategy::Rng::new(seed),
+        },
+        "pct" => Strategy::pct(seed, preemptions as u32 + 1),
+        other => {
+            return Err(format!(
+                "explore: unknown strategy '{other}' (\"dfs\", \"random\" or \"pct\")"
+            )
+            .into())
+        }
+    };
+    let bound = match name.as_str() {
+        "dfs" => format!("dfs, at most {preemptions} preemptions"),
+        "pct" => format!("pct, depth {}, seed {seed}", preemptions + 1),
+        _ => format!("random, seed {seed}"),
+    };
+    let max_schedules = int_option(options, "max_schedules", 1000)?;
+    let max_steps = int_option(options, "max_steps", 10_000)?;
+    if max_schedules < 1 || max_steps < 1 {
+        return Err("explore: 'max_schedules' and 'max_steps' must be at least 1".into());
+    }
+    let expect = match options.get("expect") {
+        None => None,
+        Some(v) if v.is_fnptr() => Some(v.clone().cast::<FnPtr>()),
+        Some(v) => {
+            return Err(format!(
+                "explore: option 'expect' must be a function, not {}",
+                v.type_name()
+            )
+            .into())
+        }
+    };
+    let show = match options.get("show") {
+        None => true,
+        Some(v) => v
+            .as_bool()
+            .map_err(|t| format!("explore: option 'show' must be a bool, not {t}"))?,
+    };
+    Ok(Options {
+        strategy,
+        bound,
+        max_schedules,
+        max_steps: max_steps as usize,
+        expect,
+        show,
+    })
+}
+
+/// One run of `f` under `strategy`: its result and what the run recorded.
+fn run_once(
+    ctx: &NativeCallContext,
+    f: &FnPtr,
+    strategy: Strategy,
+    max_steps: usize,
+) -> (Result<Dynamic, Box<EvalAltResult>>, run::Record) {
+    let mut names = Names::default();
+    names.capture(ctx, f, &[]);
+    let run = Run::new(strategy, max_steps, names);
+    let main = run.main();
+    let result = {
+        let _controlled = sched::control(main.clone());
+        let result = f.call_within_context::<Dynamic>(ctx, ());
+        main.finished(Object::new(Kind::Thread, 0, 0));
+        result
+    };
+    (result, run.finish())
+}
+
+fn no_nesting() -> Result<(), Box<EvalAltResult>> {
+    if sched::controller().is_some() {
+        return Err("explore and replay cannot run inside an exploration".into());
+    }
+    Ok(())
+}
+
+fn explore_with(
+    ctx: &NativeCallContext,
+    f: &FnPtr,
+    options: Options,
+) -> Result<Exploration, Box<EvalAltResult>> {
+    no_nesting()?;
+    let mut found = Exploration {
+        bound: options.bound.clone(),
+        ..Exploration::default()
+    };
+    let mut strategy = options.strategy;
+    loop {
+        let (result, record) = run_once(ctx, f, strategy, options.max_steps);
+        if record.ending == Some(Ending::Interrupted) || crate::runtime::interrupt::is_requested() {
+            return Err(crate::runtime::interrupted_error());
+        }
+        found.schedules += 1;
+        let (outcome, failed) = match (&record.ending, result) {
+            (Some(Ending::Deadlock), _) => ("deadlock".to_string(), true),
+            (Some(Ending::StepLimit(n)), _) => (format!("more than {n} steps"), true),
+            (Some(Ending::Unfit(message)), _) => return Err(message.clone().into()),
+            (_, Err(e)) => (format!("error: {}", describe_error(&e)), true),
+            (_, Ok(value)) => {
+                let passed = match &options.expect {
+                    None => true,
+                    Some(expect) => expect
+                        .call_within_context::<Dynamic>(ctx, (value.clone(),))
+                        .is_ok_and(|ok| ok.as_bool().unwrap_or(false)),
+                };
+                (value.to_string(), !passed)
+            }
+        };
+        *found.outcomes.entry(outcome).or_insert(0) += 1;
+        let trace = || Trace {
+            schedule: strategy::encode(&record.decisions),
+            workers: record.workers.clone(),
+            steps: record.steps.clone(),
+        };
+        if failed {
+            found.failures += 1;
+            if found.first_failure.is_none() {
+                found.first_failure = Some(trace());
+            }
+        }
+        if record.ending == Some(Ending::Deadlock) && found.deadlocks.len() < 10 {
+            found.deadlocks.push(trace());
+        }
+        strategy = record.strategy;
+        if !strategy.advance(&record.decisions) {
+            found.complete = matches!(strategy, Strategy::Dfs { .. });
+            break;
+        }
+        if found.schedules >= options.max_schedules {
+            break;
+        }
+    }
+    if options.show {
+        let summary = found.summary();
+        show_rich("text/html", summary.html(), summary.text());
+    }
+    Ok(found)
+}
+
+impl Exploration {
+    fn summary(&self) -> Summary<'_> {
+        Summary {
+            schedules: self.schedules,
+            complete: self.complete,
+            bound: self.bound.clone(),
+            outcomes: &self.outcomes,
+            failures: self.failures,
+            deadlocks: self.deadlocks.len(),
+            first_failure: self.first_failure.as_ref(),
+        }
+    }
+}
+
+fn lines(trace: &Trace) -> rhai::Array {
+    trace.lines().into_iter().map(Dynamic::from).collect()
+}
+
+#[export_module]
+pub mod explorer_api {
+    use super::*;
+
+    pub type Exploration = super::Exploration;
+    pub type Replay = super::Replay;
+
+    /// Runs `f` — a function that starts threads and returns a result — under every
+    /// schedule with at most 2 preemptions (depth first, as CHESS and Loom), one worker
+    /// at a time, switching only at shared operations (`.value` reads and writes, lock
+    /// acquire and release, queue put and get, spawn, join, sleep…). Shows a table of the
+    /// outcomes and the trace of the first failing schedule, and returns an `Exploration`
+    /// (`schedules`, `complete`, `outcomes`, `failures`, `deadlocks`, `first_failure`).
+    ///
+    /// ```rhai
+    /// let r = explore(|| {
+    ///     let counter = value(0);
+    ///     let a = spawn_thread(|| counter.value += 1);
+    ///     let b = spawn_thread(|| counter.value += 1);
+    ///     a.join(); b.join();
+    ///     counter.value
+    /// });
+    /// r.outcomes   // #{"1": …, "2": …}
+    /// ```
+    #[rhai_fn(name = "explore", return_raw)]
+    pub fn explore(ctx: NativeCallContext, f: FnPtr) -> Result<Exploration, Box<EvalAltResult>> {
+        explore_with(&ctx, &f, parse_options(&Map::new())?)
+    }
+
+    /// `explore(f, #{ preemptions: 2, max_schedules: 1000, strategy: "dfs", seed: 1,
+    /// expect: |result| …, max_steps: 10000, show: true })`: `strategy` is `"dfs"` (every
+    /// schedule within `preemptions`), `"random"` or `"pct"` (probabilistic concurrency
+    /// testing with depth `preemptions + 1`), reproducible by `seed`; a schedule whose
+    /// result fails `expect` (or that throws, deadlocks or runs more than `max_steps`
+    /// steps) is a failure.
+    #[rhai_fn(name = "explore", return_raw)]
+    pub fn explore_options(
+        ctx: NativeCallContext,
+        f: FnPtr,
+        options: Map,
+    ) -> Result<Exploration, Box<EvalAltResult>> {
+        explore_with(&ctx, &f, parse_options(&options)?)
+    }
+
+    /// Runs `f` once more under `schedule` (as `first_failure` gives it) and returns a
+    /// `Replay` with its `result` and `steps`, one line per step: the same schedule gives
+    /// the same steps.
+    #[rhai_fn(return_raw)]
+    pub fn replay(
+        ctx: NativeCallContext,
+        f: FnPtr,
+        schedule: &str,
+    ) -> Result<Replay, Box<EvalAltResult>> {
+        no_nesting()?;
+        let choices = strategy::decode(schedule)?;
+        let (result, record) = run_once(&ctx, &f, Strategy::Fixed { choices }, 10_000);
+        let result = match &record.ending {
+            Some(Ending::Interrupted) => return Err(crate::runtime::interrupted_error()),
+            Some(Ending::Unfit(message)) => return Err(message.clone().into()),
+            Some(Ending::Deadlock) => Dynamic::from("deadlock".to_string()),
+            _ => result.unwrap_or_else(|e| Dynamic::from(format!("error: {}", describe_error(&e)))),
+        };
+        Ok(Replay {
+            result,
+            trace: Trace {
+                schedule: strategy::encode(&record.decisions),
+                workers: record.workers,
+                steps: record.steps,
+            },
+        })
+    }
+
+    /// How many schedules ran.
+    #[rhai_fn(get = "schedules", pure)]
+    pub fn schedules(e: &mut Exploration) -> i64 {
+        e.schedules
+    }
+
+    /// `true` when every schedule within the bound ran (depth-first search finished).
+    #[rhai_fn(get = "complete", pure)]
+    pub fn complete(e: &mut Exploration) -> bool {
+        e.complete
+    }
+
+    /// Each distinct result (as text; `"deadlock"`, `"error: …"`) and how many schedules
+    /// gave it.
+    #[rhai_fn(get = "outcomes", pure)]
+    pub fn outcomes(e: &mut Exploration) -> Map {
+        e.outcomes
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), Dynamic::from_int(*v)))
+            .collect()
+    }
+
+    /// How many schedules failed: their result failed `expect`, or they threw, deadlocked
+    /// or ran too long.
+    #[rhai_fn(get = "failures", pure)]
+    pub fn failures(e: &mut Exploration) -> i64 {
+        e.failures
+    }
+
+    /// The schedules that deadlocked (at most 10): `#{schedule, steps}` each.
+    #[rhai_fn(get = "deadlocks", pure)]
+    pub fn deadlocks(e: &mut Exploration) -> rhai::Array {
+        e.deadlocks
+            .iter()
+            .map(|t| {
+                let mut map = Map::new();
+                map.insert("schedule".into(), Dynamic::from(t.schedule.clone()));
+                map.insert("steps".into(), Dynamic::from_array(lines(t)));
+                Dynamic::from_map(map)
+            })
+            .collect()
+    }
+
+    /// The first failing schedule, as a string to pass to `replay`; `()` if none failed.
+    #[rhai_fn(get = "first_failure", pure)]
+    pub fn first_failure(e: &mut Exploration) -> Dynamic {
+        e.first_failure
+            .as_ref()
+            .map_or(Dynamic::UNIT, |t| Dynamic::from(t.schedule.clone()))
+    }
+
+    /// The steps of the first failing schedule, one line each; `()` if none failed.
+    #[rhai_fn(get = "trace", pure)]
+    pub fn trace(e: &mut Exploration) -> Dynamic {
+        e.first_failure
+            .as_ref()
+            .map_or(Dynamic::UNIT, |t| Dynamic::from_array(lines(t)))
+    }
+
+    /// Shows the exploration's summary and outcomes.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn exploration_to_string(e: &mut Exploration) -> String {
+        e.summary().text()
+    }
+
+    /// What the replayed schedule returned (`"deadlock"` or `"error: …"` if it did not).
+    #[rhai_fn(get = "result", pure)]
+    pub fn result(r: &mut Replay) -> Dynamic {
+        r.result.clone()
+    }
+
+    /// The replayed schedule's steps, one line each (`Thread-1: read counter.value → 0`).
+    #[rhai_fn(get = "steps", pure)]
+    pub fn steps(r: &mut Replay) -> rhai::Array {
+        lines(&r.trace)
+    }
+
+    /// The schedule that ran (the decisions taken, as `first_failure` writes them).
+    #[rhai_fn(get = "schedule", pure)]
+    pub fn schedule(r: &mut Replay) -> String {
+        r.trace.schedule.clone()
+    }
+
+    /// Shows the replay's trace, one numbered line per step.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn replay_to_string(r: &mut Replay) -> String {
+        format!(
+            "replay {:?} → {}\n{}",
+            r.trace.schedule,
+            r.result,
+            r.trace.text()
+        )
+    }
+}

@@ -1,0 +1,416 @@
+//! One controlled run of the program under the explorer: the workers (the main function
+//! and the threads it starts) take turns, one at a time, and at every scheduling point
+//! the strategy picks who goes next. Each worker reaches the run through its own
+//! [`Worker`] handle, the [`Controller`] installed on its thread.
+
+use super::names::Names;
+use super::strategy::{Decision, Strategy};
+use crate::runtime::interrupted_error;
+use crate::runtime::sched::{Action, Controller, Detail, Object, Op, Wake, POLL};
+use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// Started, not at its first operation yet.
+    Starting,
+    /// Waiting for its turn (or running, when it is `running`).
+    Ready,
+    /// Its operation cannot go on until another worker acts on `blocked_on`.
+    Blocked,
+    Finished,
+}
+
+#[derive(Debug)]
+struct WorkerState {
+    name: String,
+    status: Status,
+    blocked_on: Option<Object>,
+    /// Another worker acted on `blocked_on` since this one blocked.
+    woken: bool,
+    /// The blocked wait has a timeout: the explorer may let it run out.
+    timed: bool,
+}
+
+impl WorkerState {
+    fn can_run(&self) -> bool {
+        match self.status {
+            Status::Ready => true,
+            Status::Blocked => self.woken || self.timed,
+            Status::Starting | Status::Finished => false,
+        }
+    }
+}
+
+/// Why a run was cut short.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ending {
+    /// Every worker still there was blocked.
+    Deadlock,
+    /// The schedule took more steps than allowed (a worker that spins forever).
+    StepLimit(usize),
+    Interrupted,
+    /// A replayed schedule names a worker that cannot run.
+    Unfit(String),
+}
+
+impl Ending {
+    fn error(&self) -> Box<EvalAltResult> {
+        match self {
+            Ending::Deadlock => "deadlock: every thread is waiting for another one".into(),
+            Ending::StepLimit(n) => {
+                format!("explore: this schedule ran more than {n} steps").into()
+            }
+            Ending::Interrupted => interrupted_error(),
+            Ending::Unfit(message) => message.clone().into(),
+        }
+    }
+}
+
+/// One line of a trace: what a worker did.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub worker: usize,
+    pub text: String,
+    /// The worker got its turn by preempting another one.
+    pub preempted: bool,
+    /// A data access: the object and whether it wrote (for the race highlighted in traces).
+    pub access: Option<(Object, bool)>,
+    /// The named shared values after the step (`counter = 1`).
+    pub values: String,
+}
+
+struct State {
+    workers: Vec<WorkerState>,
+    running: Option<usize>,
+    strategy: Strategy,
+    decisions: Vec<Decision>,
+    preemptions: u32,
+    steps: Vec<Step>,
+    ending: Option<Ending>,
+    step_limit: usize,
+    /// The next step is a preemption.
+    preempting: bool,
+    names: Names,
+}
+
+/// What a finished run leaves.
+pub struct Record {
+    pub strategy: Strategy,
+    pub decisions: Vec<Decision>,
+    pub steps: Vec<Step>,
+    pub ending: Option<Ending>,
+    pub workers: Vec<String>,
+}
+
+pub struct Run {
+    state: Mutex<State>,
+    turn: Condvar,
+}
+
+impl Run {
+    pub fn new(strategy: Strategy, step_limit: usize, names: Names) -> Arc<Run> {
+        Arc::new(Run {
+            state: Mutex::new(State {
+                workers: vec![WorkerState {
+                    name: "main".into(),
+                    status: Status::Ready,
+                    blocked_on: None,
+                    woken: false,
+                    timed: false,
+                }],
+                running: Some(0),
+                strategy,
+                decisions: Vec::new(),
+                preemptions: 0,
+                steps: Vec::new(),
+                ending: None,
+                step_limit,
+                preempting: false,
+                names,
+            }),
+            turn: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The handle of the main worker (number 0), for the thread that calls `f`.
+    pub fn main(self: &Arc<Run>) -> Arc<dyn Controller> {
+        Arc::new(Worker {
+            run: self.clone(),
+            id: 0,
+        })
+    }
+
+    /// Waits until every worker has finished, and returns what the run recorded.
+    pub fn finish(&self) -> Record {
+        let mut state = self.lock();
+        while state.workers.iter().any(|w| w.status != Status::Finished) {
+            if crate::runtime::interrupt::is_requested() && state.ending.is_none() {
+                state.ending = Some(Ending::Interrupted);
+                self.turn.notify_all();
+            }
+            state = self
+                .turn
+                .wait_timeout(state, POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Record {
+            strategy: std::mem::replace(&mut state.strategy, Strategy::dfs(0)),
+            decisions: std::mem::take(&mut state.decisions),
+            steps: std::mem::take(&mut state.steps),
+            ending: state.ending.clone(),
+            workers: state.workers.iter().map(|w| w.name.clone()).collect(),
+        }
+    }
+
+    /// Waits until it is `me`'s turn.
+    fn await_turn<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        me: usize,
+    ) -> Result<MutexGuard<'a, State>, Box<EvalAltResult>> {
+        loop {
+            if let Some(ending) = &state.ending {
+                return Err(ending.error());
+            }
+            if state.running == Some(me) {
+                return Ok(state);
+            }
+            if crate::runtime::interrupt::is_requested() {
+                state.ending = Some(Ending::Interrupted);
+                self.turn.notify_all();
+                return Err(interrupted_error());
+            }
+            state = self
+                .turn
+                .wait_timeout(state, POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// `me` stops running (at a scheduling point, blocked or finished): picks who runs
+    /// next. `yielding`: `me` sleeps, so running another worker preempts nobody.
+    fn decide(&self, state: &mut State, me: usize, yielding: bool) -> Result<(), Ending> {
+        let enabled: Vec<usize> = (0..state.workers.len())
+            .filter(|&w| state.workers[w].can_run())
+            .collect();
+        if enabled.is_empty() {
+            state.running = None;
+            self.turn.notify_all();
+            if state.workers.iter().any(|w| w.status == Status::Blocked) {
+                state.ending = Some(Ending::Deadlock);
+                return Err(Ending::Deadlock);
+            }
+            return Ok(());
+        }
+        let me_can_run = state.workers[me].can_run();
+        let current = (me_can_run && !yielding).then_some(me);
+        let default = match current {
+            Some(me) => me,
+            // After a yield, or when `me` stopped: the next worker after `me`, in turn.
+            None => enabled
+                .iter()
+                .copied()
+                .find(|&w| w > me)
+                .unwrap_or(enabled[0]),
+        };
+        let chosen = if enabled.len() == 1 {
+            enabled[0]
+        } else {
+            let index = state.decisions.len();
+            let chosen = match state.strategy.choose(index, &enabled, me, default) {
+                Ok(chosen) => chosen,
+                Err(message) => {
+                    state.ending = Some(Ending::Unfit(message.clone()));
+                    self.turn.notify_all();
+                    return Err(Ending::Unfit(message));
+                }
+            };
+            state.decisions.push(Decision {
+                enabled,
+                chosen,
+                default,
+                current,
+                preemptions: state.preemptions,
+            });
+            if current.is_some_and(|c| c != chosen) {
+                state.preemptions += 1;
+                state.preempting = true;
+            }
+            chosen
+        };
+        state.running = Some(chosen);
+        self.turn.notify_all();
+        Ok(())
+    }
+
+    fn push_step(
+        &self,
+        state: &mut State,
+        worker: usize,
+        text: String,
+        access: Option<(Object, bool)>,
+    ) {
+        let preempted = std::mem::take(&mut state.preempting);
+        let values = state.names.values_now();
+        state.steps.push(Step {
+            worker,
+            text,
+            preempted,
+            access,
+            values,
+        });
+        if state.steps.len() > state.step_limit && state.ending.is_none() {
+            state.ending = Some(Ending::StepLimit(state.step_limit));
+            self.turn.notify_all();
+        }
+    }
+}
+
+/// Wakes the workers blocked on `object` (another worker acted on it).
+fn wake(state: &mut State, object: &Object) {
+    for w in &mut state.workers {
+        if w.status == Status::Blocked
+            && w.blocked_on
+                .is_some_and(|b| b.kind == object.kind && b.id == object.id)
+        {
+            w.woken = true;
+        }
+    }
+}
+
+/// A worker of a run: the controller its thread is under.
+pub struct Worker {
+    run: Arc<Run>,
+    id: usize,
+}
+
+impl Controller for Worker {
+    fn before(&self, op: &Op) -> Result<(), Box<EvalAltResult>> {
+        let run = &self.run;
+        let mut state = run.lock();
+        if let Some(ending) = &state.ending {
+            return Err(ending.error());
+        }
+        let me = self.id;
+        let was = state.workers[me].status;
+        state.workers[me].status = Status::Ready;
+        if state.running == Some(me) {
+            let yielding = op.action == Action::Sleep;
+            run.decide(&mut state, me, yielding)
+                .map_err(|e| e.error())?;
+        } else if was == Status::Starting {
+            // The spawner waits in `started` for this.
+            run.turn.notify_all();
+        }
+        run.await_turn(state, me).map(drop)
+    }
+
+    fn after(&self, op: &Op, detail: Detail) {
+        let mut state = self.run.lock();
+        let text = state.names.describe(op, &detail());
+        let access = op
+            .action
+            .is_access()
+            .then_some((op.object, op.action != Action::Read));
+        self.run.push_step(&mut state, self.id, text, access);
+        if op.action != Action::Read {
+            wake(&mut state, &op.object);
+        }
+    }
+
+    fn blocked(&self, op: &Op, timed: bool) -> Result<Wake, Box<EvalAltResult>> {
+        let run = &self.run;
+        let mut state = run.lock();
+        if let Some(ending) = &state.ending {
+            return Err(ending.error());
+        }
+        let me = self.id;
+        let text = format!("blocked on {}", state.names.name(&op.object));
+        run.push_step(&mut state, me, text, None);
+        let worker = &mut state.workers[me];
+        worker.status = Status::Blocked;
+        worker.blocked_on = Some(op.object);
+        worker.woken = false;
+        worker.timed = timed;
+        run.decide(&mut state, me, false).map_err(|e| e.error())?;
+        let mut state = run.await_turn(state, me)?;
+        let worker = &mut state.workers[me];
+        let woken = worker.woken;
+        worker.status = Status::Ready;
+        worker.blocked_on = None;
+        Ok(if woken { Wake::Retry } else { Wake::TimedOut })
+    }
+
+    fn spawn(
+        &self,
+        function: &FnPtr,
+        args: &[Dynamic],
+        ctx: &NativeCallContext,
+    ) -> (Arc<dyn Controller>, u64) {
+        let mut state = self.run.lock();
+        let id = state.workers.len();
+        let name = if function.is_anonymous() {
+            format!("Thread-{id}")
+        } else {
+            format!("Thread-{id} ({})", function.fn_name())
+        };
+        state.names.capture(ctx, function, args);
+        state.workers.push(WorkerState {
+            name: name.clone(),
+            status: Status::Starting,
+            blocked_on: None,
+            woken: false,
+            timed: false,
+        });
+        // The spawn step (just recorded) names the new thread.
+        if let Some(step) = state.steps.last_mut().filter(|s| s.worker == self.id) {
+            step.text = format!("spawn {name}");
+        }
+        let worker = Worker {
+            run: self.run.clone(),
+            id,
+        };
+        (Arc::new(worker), id as u64)
+    }
+
+    fn started(&self) -> Result<(), Box<EvalAltResult>> {
+        let mut state = self.run.lock();
+        while state.workers[self.id].status == Status::Starting {
+            if let Some(ending) = &state.ending {
+                return Err(ending.error());
+            }
+            if crate::runtime::interrupt::is_requested() {
+                state.ending = Some(Ending::Interrupted);
+                self.run.turn.notify_all();
+                return Err(interrupted_error());
+            }
+            state = self
+                .run
+                .turn
+                .wait_timeout(state, POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
+    fn finished(&self, object: Object) {
+        let run = &self.run;
+        let mut state = run.lock();
+        let me = self.id;
+        state.workers[me].status = Status::Finished;
+        wake(&mut state, &object);
+        if state.running == Some(me) {
+            // A deadlock found here is recorded in the run; nobody is left to tell.
+            let _ = run.decide(&mut state, me, false);
+        }
+        run.turn.notify_all();
+    }
+}
