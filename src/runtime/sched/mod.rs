@@ -207,6 +207,9 @@ pub trait Controller: Send + Sync {
     fn before(&self, op: &Op) -> Result<(), Box<EvalAltResult>>;
     /// `op` happened.
     fn after(&self, op: &Op, detail: Detail);
+    /// Whether waits for objects of `kind` are the controller's to schedule (a worker it
+    /// does not run, such as a process, is waited for as usual).
+    fn controls(&self, kind: Kind) -> bool;
     /// `op` cannot go on yet: let others run, and come back when it may.
     fn blocked(&self, op: &Op, timed: bool) -> Result<Wake, Box<EvalAltResult>>;
     /// A thread this worker starts, running `function`: the controller of the new worker,

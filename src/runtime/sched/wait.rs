@@ -94,8 +94,9 @@ fn watched_wait<T>(
     take: &mut impl FnMut() -> Result<Option<T>, Box<EvalAltResult>>,
     sleep: &mut impl FnMut(Duration),
 ) -> Result<Option<T>, Box<EvalAltResult>> {
-    let Some(controller) = controller() else {
-        return plain_wait(until, order, take, sleep);
+    let controller = match controller() {
+        Some(c) if c.controls(op.object.kind) => c,
+        _ => return plain_wait(until, order, take, sleep),
     };
     // Under the explorer time is virtual: a wait is over when the awaited thing is there,
     // or when the explorer decides that the time ran out.

@@ -6,7 +6,7 @@
 use super::names::Names;
 use super::strategy::{Decision, Strategy};
 use crate::runtime::interrupted_error;
-use crate::runtime::sched::{Action, Controller, Detail, Object, Op, Wake, POLL};
+use crate::runtime::sched::{Action, Controller, Detail, Kind, Object, Op, Wake, POLL};
 use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -323,6 +323,11 @@ impl Controller for Worker {
         if op.action != Action::Read {
             wake(&mut state, &op.object);
         }
+    }
+
+    fn controls(&self, kind: Kind) -> bool {
+        // Processes and pool tasks run outside the explorer: waiting for them is a real wait.
+        !matches!(kind, Kind::Process | Kind::Future)
     }
 
     fn blocked(&self, op: &Op, timed: bool) -> Result<Wake, Box<EvalAltResult>> {
