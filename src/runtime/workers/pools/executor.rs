@@ -5,7 +5,9 @@ use crate::runtime::globals::{self, Globals};
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::OutputSink;
 use crate::runtime::{interrupt, interrupted_error};
+use crossbeam_channel::{Receiver, TryRecvError};
 use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
@@ -214,4 +216,42 @@ pub fn run_batch(
         .enumerate()
         .map(|(index, args)| call(args.clone()).map_err(|err| (index, err)))
         .collect()
+}
+
+/// Waits for the next reply of a pool's tasks; on an interrupt, cancels the tasks not
+/// started yet.
+pub(super) fn receive<T>(
+    rx: &Receiver<T>,
+    kind: &str,
+    cancelled: &AtomicBool,
+) -> Result<T, Box<EvalAltResult>> {
+    // A reply `sleep` received, for the next `take`.
+    let received = Cell::new(None);
+    let replies = Object::new(Kind::Future, rx as *const Receiver<T> as u64, 0);
+    let reply = sched::wait(
+        || Op::new(Action::Get, replies, None),
+        None,
+        Order::InterruptFirst,
+        || {
+            if let Some(reply) = received.take() {
+                return Ok(Some(reply));
+            }
+            match rx.try_recv() {
+                Ok(reply) => Ok(Some(reply)),
+                Err(TryRecvError::Empty) => Ok(None),
+                Err(TryRecvError::Disconnected) => {
+                    Err(format!("the {kind} stopped before finishing").into())
+                }
+            }
+        },
+        |pause| received.set(rx.recv_timeout(pause).ok()),
+        |_| String::new(),
+    );
+    if reply
+        .as_ref()
+        .is_err_and(|e| matches!(**e, EvalAltResult::ErrorTerminated(..)))
+    {
+        cancelled.store(true, Ordering::SeqCst);
+    }
+    reply?.ok_or_else(|| format!("the {kind} stopped before finishing").into())
 }

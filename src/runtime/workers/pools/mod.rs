@@ -3,13 +3,10 @@
 //! Python's `multiprocessing.Pool` and `concurrent.futures` — but a task that throws or a
 //! worker that dies gives an error (never a hang), and the pool stays usable.
 
-use crate::runtime::sched::{self, Action, Kind, Object, Op};
 use crate::runtime::sink;
 use crate::runtime::{interrupt, interrupted_error, SCRIPT_STACK_SIZE};
-use crossbeam_channel::{Receiver, TryRecvError};
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -22,7 +19,9 @@ mod progress;
 mod thread_executor;
 
 pub use executor::run_batch;
-use executor::{task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle, StartGate};
+use executor::{
+    receive, task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle, StartGate,
+};
 pub use future::Future;
 use future::FutureState;
 use options::{default_chunksize, items_of, options, Options};
@@ -351,44 +350,6 @@ pub fn register_submit(module: &mut rhai::Module) {
                 },
             );
     }
-}
-
-/// Waits for the next reply of a pool's tasks; on an interrupt, cancels the tasks not
-/// started yet.
-fn receive<T>(
-    rx: &Receiver<T>,
-    kind: &str,
-    cancelled: &AtomicBool,
-) -> Result<T, Box<EvalAltResult>> {
-    // A reply `sleep` received, for the next `take`.
-    let received = Cell::new(None);
-    let replies = Object::new(Kind::Future, rx as *const Receiver<T> as u64, 0);
-    let reply = sched::wait(
-        || Op::new(Action::Get, replies, None),
-        None,
-        sched::Order::InterruptFirst,
-        || {
-            if let Some(reply) = received.take() {
-                return Ok(Some(reply));
-            }
-            match rx.try_recv() {
-                Ok(reply) => Ok(Some(reply)),
-                Err(TryRecvError::Empty) => Ok(None),
-                Err(TryRecvError::Disconnected) => {
-                    Err(format!("the {kind} stopped before finishing").into())
-                }
-            }
-        },
-        |pause| received.set(rx.recv_timeout(pause).ok()),
-        |_| String::new(),
-    );
-    if reply
-        .as_ref()
-        .is_err_and(|e| matches!(**e, EvalAltResult::ErrorTerminated(..)))
-    {
-        cancelled.store(true, Ordering::SeqCst);
-    }
-    reply?.ok_or_else(|| format!("the {kind} stopped before finishing").into())
 }
 
 #[export_module]
