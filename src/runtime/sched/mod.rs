@@ -10,7 +10,7 @@
 
 mod wait;
 
-pub use wait::{wait, Order, POLL};
+pub use wait::{wait, wait_for_state, Order, POLL};
 
 use rhai::{EvalAltResult, FnPtr, NativeCallContext};
 use std::cell::RefCell;

@@ -6,6 +6,7 @@
 use super::{controller, waiting, watching, Op, Wake};
 use crate::runtime::{interrupt, interrupted_error};
 use rhai::EvalAltResult;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often a blocked wait looks at the interrupt flag (and whatever else its object
@@ -108,4 +109,32 @@ fn watched_wait<T>(
             return Ok(None);
         }
     }
+}
+
+/// [`wait`] for a state behind a mutex that changes with a notification of `changed`:
+/// `ready` looks at the state and gives what is awaited once it is there (it must not
+/// change the state: it is asked again before every sleep).
+pub fn wait_for_state<S, T>(
+    op: impl FnOnce() -> Op,
+    until: Option<Instant>,
+    order: Order,
+    state: &Mutex<S>,
+    changed: &Condvar,
+    ready: impl Fn(&S) -> Option<T>,
+    detail: impl Fn(&Option<T>) -> String,
+) -> Result<Option<T>, Box<EvalAltResult>> {
+    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    wait(
+        op,
+        until,
+        order,
+        || Ok(ready(&lock())),
+        |pause| {
+            let guard = lock();
+            if ready(&guard).is_none() {
+                let _ = changed.wait_timeout(guard, pause);
+            }
+        },
+        detail,
+    )
 }

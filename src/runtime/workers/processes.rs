@@ -84,18 +84,13 @@ impl ProcessHandle {
 
     /// Waits until the child has exited and been reaped; `None` when interrupted.
     fn wait(&self) -> Option<(Outcome, i64)> {
-        let exit_code = || self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner());
-        let code = sched::wait(
+        let code = sched::wait_for_state(
             || Op::new(Action::Join, self.object(), None),
             None,
             Order::InterruptFirst,
-            || Ok(*exit_code()),
-            |pause| {
-                let guard = exit_code();
-                if guard.is_none() {
-                    let _ = self.0.finished.wait_timeout(guard, pause);
-                }
-            },
+            &self.0.exit_code,
+            &self.0.finished,
+            |code| *code,
             |_| self.0.name.clone(),
         );
         let Ok(Some(code)) = code else {

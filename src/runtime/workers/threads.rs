@@ -117,18 +117,13 @@ impl ThreadHandle {
     /// Waits for the thread; an error when interrupted (an interrupt wins over a result,
     /// as KeyboardInterrupt does in Python).
     fn wait(&self) -> Result<Result<Dynamic, Failure>, Box<EvalAltResult>> {
-        let outcome = || self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        let waited = sched::wait(
+        let waited = sched::wait_for_state(
             || Op::new(Action::Join, self.object(), None),
             None,
             Order::InterruptFirst,
-            || Ok(outcome().clone()),
-            |pause| {
-                let guard = outcome();
-                if guard.is_none() {
-                    let _ = self.0.finished.wait_timeout(guard, pause);
-                }
-            },
+            &self.0.outcome,
+            &self.0.finished,
+            Option::clone,
             |_| self.0.name.clone(),
         )?;
         waited.ok_or_else(|| "join: the thread did not finish".into())

@@ -171,19 +171,14 @@ impl Pending {
         self.idle.notify_all();
     }
     pub(super) fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {
-        let count = || self.count.lock().unwrap_or_else(|e| e.into_inner());
         let object = Object::new(Kind::Future, self as *const Pending as u64, 0);
-        sched::wait(
+        sched::wait_for_state(
             || Op::new(Action::Join, object, None),
             None,
             Order::InterruptFirst,
-            || Ok((*count() == 0).then_some(())),
-            |pause| {
-                let guard = count();
-                if *guard > 0 {
-                    let _ = self.idle.wait_timeout(guard, pause);
-                }
-            },
+            &self.count,
+            &self.idle,
+            |count| (*count == 0).then_some(()),
             |_| String::new(),
         )?;
         // The interrupt also stops the tasks, which may empty the pool before the loop

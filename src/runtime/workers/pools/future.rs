@@ -37,18 +37,14 @@ impl Future {
         }
         let _waiting = Waiting(&self.0.waiting);
         let object = Object::new(Kind::Future, Arc::as_ptr(&self.0) as u64, 0);
-        let done = sched::wait(
+        let done = sched::wait_for_state(
             || Op::new(Action::Join, object, None),
             deadline,
             // An interrupt wins over a result that the interrupt itself caused.
             Order::InterruptFirst,
-            || Ok(outcome().clone()),
-            |pause| {
-                let guard = outcome();
-                if guard.is_none() {
-                    let _ = self.0.done.wait_timeout(guard, pause);
-                }
-            },
+            &self.0.outcome,
+            &self.0.done,
+            Option::clone,
             |_| String::new(),
         )?;
         match done {
