@@ -8,8 +8,11 @@ use crate::runtime::launch::{self, Role};
 use crate::runtime::lifetime::Receive;
 use crate::runtime::pools::run_batch;
 use crate::runtime::processes::{error_event, WorkerSink};
+use crate::runtime::sched::{Kind, Object};
 use crate::runtime::transfer::{CLOSURE_PREFIX, FORWARDER_PREFIX};
-use crate::runtime::{globals, interrupt, sink, threads, transfer, SCRIPT_STACK_SIZE};
+use crate::runtime::{
+    globals, interrupt, processes, sched, sink, threads, transfer, SCRIPT_STACK_SIZE,
+};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, AST};
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -125,6 +128,9 @@ struct Job {
     globals: Option<Value>,
     /// The process's name (`Process-1 (work)`), sent by `spawn_process`.
     name: Option<String>,
+    /// For a pool task while the race detector is on: the ids of the objects its
+    /// submitter handed over on and its result is handed over on.
+    handoff: Option<[u64; 2]>,
 }
 
 /// The function and argument lists of the job being run.
@@ -218,6 +224,7 @@ impl WorkerRuntime {
             fold: false,
             globals: None,
             name: None,
+            handoff: None,
         });
         self.program = None;
         self.function = None;
@@ -281,7 +288,32 @@ impl WorkerRuntime {
             .as_ref()
             .ok_or_else(|| fail("no program".into()))?
             .1;
+        // A process started while the race detector is on is one more worker of the check:
+        // it begins with what its starter did, and its joiner sees what it did.
+        // A pool task passes on what happened before it and after it.
+        let me = processes::process_object(std::process::id() as i32);
+        let (before, after) = match job.handoff {
+            Some([submitted, answered]) => (
+                Object::new(Kind::Future, submitted, 0),
+                Object::new(Kind::Future, answered, 0),
+            ),
+            None => (me, me),
+        };
+        let followed = job.name.is_some() || job.handoff.is_some();
+        let observing = followed
+            .then(crate::runtime::races::attach_worker)
+            .flatten();
+        if observing.is_some() {
+            match &job.name {
+                Some(name) => sched::begin(before, name),
+                None => sched::take_over(before),
+            }
+        }
         let outcome = self.engine.eval_ast::<rhai::Array>(program);
+        if let Some(observing) = observing {
+            sched::hand_over(after);
+            drop(observing);
+        }
         crate::runtime::sched::leaving();
         let batch = self.batch.lock().unwrap_or_else(|e| e.into_inner()).take();
         match outcome {

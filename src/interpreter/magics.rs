@@ -1,12 +1,13 @@
 //! Cell magics, IPython style: a first line `%%time` measures the cell, `%%timeline` draws
-//! the threads, processes and pool tasks it ran, `%%rust` runs the cell as Rust (evcxr, in
+//! the threads, processes and pool tasks it ran, `%%races` runs it under the race
+//! detector and shows the data races it found, `%%rust` runs the cell as Rust (evcxr, in
 //! builds with the `rust` feature).
 
 use crate::runtime::sink::{self, Stream};
 use std::time::Instant;
 
 /// The cell magics this kernel knows.
-pub const MAGICS: &[&str] = &["%%time", "%%timeline", "%%rust"];
+pub const MAGICS: &[&str] = &["%%time", "%%timeline", "%%races", "%%rust"];
 
 /// What `%%rust` says in a build without the `rust` feature.
 pub const NO_RUST_CELLS: &str = "this kernel was built without Rust cells; rebuild with \

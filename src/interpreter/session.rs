@@ -5,6 +5,7 @@ use super::{completeness, completion, engine, inspection, magics};
 use super::{Completeness, Completion, Interpreter, LanguageInfo};
 use crate::runtime::display::mime_bundle;
 use crate::runtime::launch;
+use crate::runtime::observe::names::Names;
 use crate::runtime::sink::{self, MimeBundle};
 use rhai::{Dynamic, Engine, Scope, AST};
 use std::collections::HashMap;
@@ -99,6 +100,15 @@ impl RhaiSession {
                         crate::runtime::timeline::capture(|| self.run(&body, source_name));
                     recording.show();
                     result
+                }
+                "%%races" => {
+                    let result = crate::runtime::races::capture(|| self.run(&body, source_name));
+                    // The objects are named after the session's variables, as they are now.
+                    let mut names = Names::default();
+                    for (name, _, value) in self.scope.iter_raw() {
+                        names.add(name, value);
+                    }
+                    result.show(&names)
                 }
                 "%%rust" => self.run_rust(&body, source_name).map(|_| Dynamic::UNIT),
                 other => Err(ScriptError::other(

@@ -18,7 +18,7 @@ pub mod time;
 pub mod workers;
 
 // The modules by their short names, as the rest of the crate uses them.
-pub use observe::{explorer, gil, scaling, timeline};
+pub use observe::{explorer, gil, races, scaling, timeline};
 pub use shared::{deadlock, lifetime, locks, queues, ring, shm, sync, transfer, values};
 pub use workers::{
     fork_server, globals, launch, pools, processes, shutdown, threads, worker_process,
@@ -47,6 +47,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "timeline", timeline::timeline_api);
         rhai::combine_with_exported_module!(module, "scaling", scaling::scaling_api);
         rhai::combine_with_exported_module!(module, "explorer", explorer::explorer_api);
+        rhai::combine_with_exported_module!(module, "races", races::races_api);
         pools::register_submit(module);
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);
         processes::register_spawn_process(module);

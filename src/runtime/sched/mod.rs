@@ -188,6 +188,14 @@ pub trait Observer: Send + Sync {
     fn before(&self, op: &Op);
     /// Just after `op` happened (an acquire learns what the releaser did).
     fn after(&self, op: &Op, detail: Detail);
+    /// What the calling worker did so far is there for whoever next takes `object` over:
+    /// joins a thread, starts as it, takes a task's result (a release).
+    fn hand_over(&self, object: Object);
+    /// The calling worker learns what was handed over on `object` (an acquire).
+    fn take_over(&self, object: Object);
+    /// The calling thread starts running a new worker called `name`, which inherits what
+    /// its starter handed over on `object`.
+    fn begin(&self, object: Object, name: &str);
 }
 
 /// How a blocked wait under a [`Controller`] goes on.
@@ -422,4 +430,27 @@ pub fn announce(
     detail: impl Fn() -> String,
 ) -> Result<(), Box<EvalAltResult>> {
     step(op, || Ok(()), |_| detail())
+}
+
+/// What the calling worker did so far is there for whoever next takes `object` over (a
+/// thread's start or join, a process's, a pool task's start or result).
+pub fn hand_over(object: Object) {
+    if watching() {
+        observers().iter().for_each(|o| o.hand_over(object));
+    }
+}
+
+/// The calling worker learns what was handed over on `object`.
+pub fn take_over(object: Object) {
+    if watching() {
+        observers().iter().for_each(|o| o.take_over(object));
+    }
+}
+
+/// The calling thread starts running a new worker called `name` (a thread, a process),
+/// whose starter handed over on `object`.
+pub fn begin(object: Object, name: &str) {
+    if watching() {
+        observers().iter().for_each(|o| o.begin(object, name));
+    }
 }

@@ -58,6 +58,8 @@ struct Header {
     waits_for: AtomicU64,
     /// Offset of the table of processes holding objects (see `lifetime`); 0 if none.
     holders: AtomicU64,
+    /// Offset of the race detector's table, reserved when it is first used; 0 if never.
+    races: AtomicU64,
     /// Bytes in allocated blocks, and how many script objects there are (statistics for
     /// `shared_memory()`).
     used: AtomicU64,
@@ -341,6 +343,27 @@ impl Arena {
     /// Offset of the table of holding processes reserved at creation (0 when none).
     pub fn holders_table(&self) -> u64 {
         self.header().holders.load(Ordering::Acquire)
+    }
+
+    /// Offset of the race detector's table (0 until [`Arena::reserve_races_table`]).
+    pub fn races_table(&self) -> u64 {
+        self.header().races.load(Ordering::Acquire)
+    }
+
+    /// Reserves the race detector's table of `size` bytes the first time, initialised by
+    /// `init` before any other process can see it; returns its offset.
+    pub fn reserve_races_table(&self, size: usize, init: impl FnOnce(u64)) -> Result<u64, String> {
+        // Only the kernel (or the script) reserves it, from one thread at a time.
+        static RESERVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = RESERVING.lock().unwrap_or_else(|e| e.into_inner());
+        let offset = self.races_table();
+        if offset != 0 {
+            return Ok(offset);
+        }
+        let offset = self.reserve(size, 64)?;
+        init(offset);
+        self.header().races.store(offset, Ordering::Release);
+        Ok(offset)
     }
 
     /// A fresh number for naming objects (`Lock-3`), unique across processes.

@@ -114,8 +114,13 @@ impl ProcessHandle {
 
     /// The process as scheduling points name it.
     pub fn object(&self) -> Object {
-        Object::new(Kind::Process, self.0.pid as u64, self.0.pid as u64)
+        process_object(self.0.pid)
     }
+}
+
+/// The process `pid` as scheduling points name it (in the parent and in the child).
+pub fn process_object(pid: i32) -> Object {
+    Object::new(Kind::Process, pid as u64, pid as u64)
 }
 
 /// Passes an output event of a worker on to `sink` (the cell that started the work);
@@ -208,6 +213,8 @@ pub fn spawn(
     job["name"] = json!(&name);
     let (mut child, _busy) = start_worker(true)?;
     let pid = child.id() as i32;
+    // The child sees what its starter did so far (it begins as this object).
+    sched::hand_over(process_object(pid));
     let mut stdin = child
         .stdin
         .take()

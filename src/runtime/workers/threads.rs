@@ -203,6 +203,12 @@ pub fn describe_error(err: &EvalAltResult) -> String {
     }
 }
 
+/// The name of the script thread running on the calling OS thread (`Thread-1 (work)`),
+/// `None` for the cell or script itself and threads that run no script thread.
+pub fn current_thread_name() -> Option<String> {
+    CURRENT.with(|c| c.borrow().as_ref().map(|t| t.name.clone()))
+}
+
 /// Starts `f(args…)` on a new OS thread carrying the caller's output sink. A thread
 /// started by a daemon thread is a daemon too (Python's rule).
 pub fn spawn(
@@ -262,9 +268,12 @@ pub fn spawn(
         finished: Condvar::new(),
     }));
     let thread_handle = handle.clone();
+    // The new thread sees what its starter did so far.
+    sched::hand_over(handle.object());
     let controller = controlled.as_ref().map(|(c, _)| c.clone());
     let body = move || {
         let _controlled = controller.clone().map(sched::control);
+        sched::begin(thread_handle.object(), &thread_handle.0.name);
         let tid = os_thread_id();
         thread_handle.0.os_id.store(tid, Ordering::Release);
         set_label(tid as i32, Some(thread_handle.0.name.clone()));
@@ -316,6 +325,8 @@ pub fn spawn(
                 message,
             );
         }
+        // Whoever joins the thread sees what it did.
+        sched::hand_over(thread_handle.object());
         thread_handle.finish(outcome);
         if let Some(controller) = &controller {
             controller.finished(thread_handle.object());

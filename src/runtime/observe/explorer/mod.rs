@@ -5,15 +5,15 @@
 //! step. Inside, `sleep` only lets others run (virtual time), and a deadlock is an
 //! outcome with its trace, never a hang.
 
-mod names;
 mod report;
 mod run;
 mod strategy;
 
+use super::names::Names;
 use crate::runtime::display::show_rich;
+use crate::runtime::races;
 use crate::runtime::sched::{self, Kind, Object};
 use crate::runtime::threads::describe_error;
-use names::Names;
 use report::{Summary, Trace};
 use rhai::plugin::*;
 use rhai::{FnPtr, Map};
@@ -31,6 +31,8 @@ pub struct Exploration {
     failures: i64,
     deadlocks: Vec<Trace>,
     first_failure: Option<Trace>,
+    /// The data races the detector found over all schedules.
+    races: Vec<races::Race>,
 }
 
 /// What `replay` did.
@@ -175,8 +177,25 @@ fn explore_with(
         ..Exploration::default()
     };
     let mut strategy = options.strategy;
+    // Every schedule runs under the race detector too: a race may not change this
+    // schedule's result, yet be there.
+    let check = races::Check::start()?;
     loop {
+        if found.schedules > 0 {
+            check.next_run();
+        }
         let (result, record) = run_once(ctx, f, strategy, options.max_steps);
+        // A race is named after the objects of the schedule that found it first.
+        let (now, _) = check.races();
+        for (i, mut race) in now.into_iter().enumerate() {
+            match found.races.get_mut(i) {
+                Some(known) => known.count = race.count,
+                None => {
+                    race.name_by(&record.names);
+                    found.races.push(race);
+                }
+            }
+        }
         if record.ending == Some(Ending::Interrupted) || crate::runtime::interrupt::is_requested() {
             return Err(crate::runtime::interrupted_error());
         }
@@ -220,9 +239,14 @@ fn explore_with(
             break;
         }
     }
+    let (_, lost) = check.races();
+    drop(check);
     if options.show {
         let summary = found.summary();
         show_rich("text/html", summary.html(), summary.text());
+        if !found.races.is_empty() {
+            races::show(&found.races, &lost);
+        }
     }
     Ok(found)
 }
@@ -257,7 +281,8 @@ pub mod explorer_api {
     /// at a time, switching only at shared operations (`.value` reads and writes, lock
     /// acquire and release, queue put and get, spawn, join, sleep…). Shows a table of the
     /// outcomes and the trace of the first failing schedule, and returns an `Exploration`
-    /// (`schedules`, `complete`, `outcomes`, `failures`, `deadlocks`, `first_failure`).
+    /// (`schedules`, `complete`, `outcomes`, `failures`, `deadlocks`, `first_failure`,
+    /// and `races`: the data races the race detector found in any schedule).
     ///
     /// ```rhai
     /// let r = explore(|| {
@@ -358,6 +383,14 @@ pub mod explorer_api {
                 Dynamic::from_map(map)
             })
             .collect()
+    }
+
+    /// The data races that the race detector found in any schedule: an array of
+    /// `#{object, first, second, count}` as `check_races` gives them (`count`: how often,
+    /// over all schedules).
+    #[rhai_fn(get = "races", pure)]
+    pub fn races(e: &mut Exploration) -> rhai::Array {
+        races::to_array(&e.races)
     }
 
     /// The first failing schedule, as a string to pass to `replay`; `()` if none failed.

@@ -3,9 +3,9 @@
 //! the strategy picks who goes next. Each worker reaches the run through its own
 //! [`Worker`] handle, the [`Controller`] installed on its thread.
 
-use super::names::Names;
 use super::strategy::{Decision, Strategy};
 use crate::runtime::interrupted_error;
+use crate::runtime::observe::names::Names;
 use crate::runtime::sched::{Action, Controller, Detail, Kind, Object, Op, Wake, POLL};
 use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -101,6 +101,8 @@ pub struct Record {
     pub steps: Vec<Step>,
     pub ending: Option<Ending>,
     pub workers: Vec<String>,
+    /// What the run's objects are called.
+    pub names: Names,
 }
 
 pub struct Run {
@@ -165,6 +167,7 @@ impl Run {
             steps: std::mem::take(&mut state.steps),
             ending: state.ending.clone(),
             workers: state.workers.iter().map(|w| w.name.clone()).collect(),
+            names: std::mem::take(&mut state.names),
         }
     }
 

@@ -50,6 +50,44 @@ pub(super) struct Chunk {
     /// Decides between starting the chunk and `Future.cancel()`.
     pub(super) gate: Arc<StartGate>,
     pub(super) reply: Box<dyn FnOnce(ChunkResult) + Send>,
+    pub(super) handoff: Handoff,
+}
+
+/// The objects through which what happened before a task and after it is passed on (for
+/// the race detector): the submitter hands over on `submitted` and the task takes it over
+/// before running; the task hands over on `answered`, and whoever takes its result (a
+/// future's `result()`, a map's replies) takes that over.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Handoff {
+    pub(super) submitted: Object,
+    pub(super) answered: Object,
+}
+
+impl Handoff {
+    /// The calling thread submits work to the pool `pool` whose results come through
+    /// `answered`: what it did so far is handed over to the task.
+    pub(super) fn submit(pool: u64, answered: u64) -> Handoff {
+        let handoff = Handoff {
+            submitted: Object::new(Kind::Future, pool, 0),
+            answered: Object::new(Kind::Future, answered, 0),
+        };
+        sched::hand_over(handoff.submitted);
+        handoff
+    }
+
+    /// Runs a task: it begins with what its submitter did, and what it did is passed on
+    /// with its result.
+    pub(super) fn run<T>(&self, task: impl FnOnce() -> T) -> T {
+        sched::take_over(self.submitted);
+        let result = task();
+        sched::hand_over(self.answered);
+        result
+    }
+}
+
+/// The object a map's replies come through, as its scheduling points name it.
+pub(super) fn replies_id<T>(rx: &Receiver<T>) -> u64 {
+    rx as *const Receiver<T> as u64
 }
 
 impl Chunk {
@@ -222,7 +260,7 @@ pub(super) fn receive<T>(
 ) -> Result<T, Box<EvalAltResult>> {
     // A reply `sleep` received, for the next `take`.
     let received = Cell::new(None);
-    let replies = Object::new(Kind::Future, rx as *const Receiver<T> as u64, 0);
+    let replies = Object::new(Kind::Future, replies_id(rx), 0);
     let reply = sched::wait(
         || Op::new(Action::Get, replies, None),
         None,

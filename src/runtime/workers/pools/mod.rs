@@ -20,7 +20,8 @@ mod thread_executor;
 
 pub use executor::run_batch;
 use executor::{
-    receive, task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle, StartGate,
+    receive, replies_id, task_label, CallContext, Chunk, ChunkResult, Executor, Handoff, Lifecycle,
+    StartGate,
 };
 pub use future::Future;
 use future::FutureState;
@@ -43,6 +44,11 @@ enum Order {
 }
 
 impl Pool {
+    /// The pool as scheduling points name it.
+    fn id(&self) -> u64 {
+        Arc::as_ptr(&self.executor) as *const () as u64
+    }
+
     fn check_open(&self) -> Result<(), Box<EvalAltResult>> {
         if self.executor.is_closed() {
             Err(format!("the {} is closed", self.kind).into())
@@ -87,6 +93,7 @@ impl Pool {
                 reply: Box::new(move |result| {
                     let _ = tx.send((start, result));
                 }),
+                handoff: Handoff::submit(self.id(), replies_id(&rx)),
             };
             if let Err(message) = self.executor.submit(chunk, &context) {
                 cancelled.store(true, Ordering::SeqCst);
@@ -171,6 +178,7 @@ impl Pool {
                 reply: Box::new(move |result| {
                     let _ = tx.send((n, result));
                 }),
+                handoff: Handoff::submit(self.id(), replies_id(&rx)),
             };
             self.executor
                 .submit(chunk, &context)
@@ -220,6 +228,7 @@ impl Pool {
             gate: gate.clone(),
         });
         let done_state = state.clone();
+        let handoff = Handoff::submit(self.id(), Arc::as_ptr(&state) as u64);
         let label = task_label(&f);
         let report_sink = sink::current();
         let chunk = Chunk {
@@ -262,6 +271,7 @@ impl Pool {
                 drop(slot);
                 done_state.done.notify_all();
             }),
+            handoff,
         };
         self.executor.submit(chunk, &CallContext::of(ctx))?;
         Ok(Future(state))

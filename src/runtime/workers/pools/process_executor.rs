@@ -1,6 +1,8 @@
 //! Process pools: long-lived worker processes, each fed by a driver thread.
 
-use super::executor::{CallContext, Chunk, ChunkResult, Executor, Lifecycle, Pending, StartGate};
+use super::executor::{
+    CallContext, Chunk, ChunkResult, Executor, Handoff, Lifecycle, Pending, StartGate,
+};
 use crate::runtime::globals::Globals;
 use crate::runtime::launch::{self, start_worker};
 use crate::runtime::lifetime::{self, Held};
@@ -35,6 +37,7 @@ struct ProcessTask {
     cancelled: Arc<AtomicBool>,
     gate: Arc<StartGate>,
     reply: Box<dyn FnOnce(ChunkResult) + Send>,
+    handoff: Handoff,
 }
 
 /// One worker process as its driver thread sees it.
@@ -354,6 +357,14 @@ fn send_job(worker: &mut Worker, task: &ProcessTask) -> Result<(), String> {
         job.push_str(",\"sources\":");
         job.push_str(&sources);
     }
+    if crate::runtime::sched::watching() {
+        // The race detector is on: the worker passes on what happened before and after.
+        let Handoff {
+            submitted,
+            answered,
+        } = task.handoff;
+        job.push_str(&format!(",\"handoff\":[{},{}]", submitted.id, answered.id));
+    }
     if worker.globals != Some(task.globals.version) {
         job.push_str(",\"globals\":");
         job.push_str(&task.globals.json);
@@ -462,6 +473,7 @@ impl Executor for ProcessExecutor {
             cancelled: chunk.cancelled,
             gate: chunk.gate,
             reply: chunk.reply,
+            handoff: chunk.handoff,
         };
         let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         let tx = tasks.as_ref().ok_or("the pool is closed")?;

@@ -55,7 +55,7 @@ impl Executor for ThreadExecutor {
                 ChunkResult::Broken("cancelled".into())
             } else {
                 let started = Instant::now();
-                let run = || run_chunk_here(&chunk, &context);
+                let run = || chunk.handoff.run(|| run_chunk_here(&chunk, &context));
                 let outcome =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         match chunk.sink.clone() {

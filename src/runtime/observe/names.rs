@@ -1,4 +1,4 @@
-//! What traces call things: the variable names of the shared objects a worker's closure
+//! What traces and race reports call things: the variable names of the shared objects a worker's closure
 //! captured (`counter`, `lock_a`), and the values of the named shared values after each
 //! step.
 
