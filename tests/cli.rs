@@ -444,3 +444,41 @@ fn kernel_exits_when_its_launcher_dies() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn play_reads_the_learners_choices_from_stdin_and_finds_a_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(
+        &dir,
+        "play.rhai",
+        "fn two_locks() {\n    let a = lock();\n    let b = lock();\n\
+         let t1 = spawn_thread(|| a.hold(|| b.hold(|| 1)));\n\
+         let t2 = spawn_thread(|| b.hold(|| a.hold(|| 2)));\n\
+         t1.join();\n    t2.join();\n    \"done\"\n}\n\
+         let r = play(two_locks);\nprint(`${r.result} ${r.schedule}`);\n",
+    );
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // main goes on twice; Thread-1 takes `a`; then Thread-2 (2) takes `b`; then Enter.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"\n\n\n2\n\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("2) Thread-2: acquire b"), "{stdout}");
+    assert!(stdout.contains("Thread-2: blocked on a"), "{stdout}");
+    assert!(
+        stdout.contains("Result: deadlock. You broke it!"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("deadlock 00122\n"), "{stdout}");
+}

@@ -771,3 +771,115 @@ fn runtime_objects_in_containers_and_data_races_in_cells() {
     let traceback = ex.reply.content["traceback"].to_string();
     assert!(traceback.contains("line 3, column 13"), "{traceback}");
 }
+
+#[test]
+fn races_magic_reports_the_cells_data_races_by_variable_name() {
+    let mut k = Kernel::start();
+    let setup = "let counter = value(0); let guard = lock(); \
+                 fn bump(c, n) { for i in 0..n { c.value += 1; } }";
+    assert_eq!(k.execute(setup).status(), "ok");
+    let ex = k.execute(
+        "%%races\nlet a = spawn_thread(bump, counter, 50);\nlet b = spawn_process(bump, counter, 50);\na.join(); b.join();",
+    );
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    let display = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "display_data")
+        .expect("a race report");
+    let html = display.content["data"]["text/html"].as_str().unwrap();
+    let text = display.content["data"]["text/plain"].as_str().unwrap();
+    assert!(html.contains("data race on counter.value"), "{html}");
+    assert!(
+        text.contains("WARNING: data race on counter.value"),
+        "{text}"
+    );
+    assert!(
+        text.contains("by Thread-") && text.contains("by Process-"),
+        "{text}"
+    );
+    assert!(
+        text.contains("at line 1, column"),
+        "the place in the function: {text}"
+    );
+
+    // With the lock, the same cell has no race; the session's variables are still there.
+    let locked = "%%races\nfn safe(c, l, n) { for i in 0..n { l.hold(|| c.value += 1); } }\n\
+                  let a = spawn_thread(safe, counter, guard, 50);\n\
+                  let b = spawn_process(safe, counter, guard, 50);\na.join(); b.join();\ncounter.value";
+    let ex = k.execute(locked);
+    assert_eq!(ex.status(), "ok", "{:?}", ex.error());
+    let display = ex
+        .iopub
+        .iter()
+        .find(|m| m.msg_type() == "display_data")
+        .expect("a report");
+    let text = display.content["data"]["text/plain"].as_str().unwrap();
+    assert!(text.starts_with("No data race found"), "{text}");
+    assert!(ex.result().is_some(), "the cell's value is shown");
+}
+
+#[test]
+fn play_asks_the_learner_who_moves_and_replays_what_they_chose() {
+    let mut k = Kernel::start();
+    let define = "fn two_increments() { let counter = value(0); \
+                  let a = spawn_thread(|| counter.value += 1); \
+                  let b = spawn_thread(|| counter.value += 1); \
+                  a.join(); b.join(); counter.value }";
+    assert_eq!(k.execute(define).status(), "ok");
+    let request = k.send_execute("let game = play(two_increments, |v| v == 2); game.schedule");
+    // Let main go on twice, then let Thread-1 read, then Thread-2 read (preempting
+    // Thread-1 before its write), then Enter: the default schedule from there.
+    let mut prompts = Vec::new();
+    for answer in ["", "", "", "2", ""] {
+        let input_request = k
+            .next_stdin(TIMEOUT)
+            .unwrap_or_else(|| panic!("no input_request; stderr:\n{}", k.stderr_text()));
+        prompts.push(
+            input_request.content["prompt"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        let reply = k.session.message(
+            "input_reply",
+            Some(&input_request),
+            Vec::new(),
+            json!({ "value": answer }),
+        );
+        k.send(&k.stdin, &reply);
+    }
+    let ex = k.finish_execute(request);
+    assert_eq!(ex.status(), "ok", "{:?}", ex.reply.content);
+    assert_eq!(prompts[1], "Who moves? 1-3 (q stops): ", "{prompts:?}");
+    let out = ex.stdout();
+    assert!(out.contains("You are the scheduler"), "{out}");
+    assert!(out.contains("3) Thread-2: read counter.value"), "{out}");
+    assert!(out.contains("Thread-2: read counter.value → 0"), "{out}");
+    assert!(out.contains("Result: 1. You broke it!"), "{out}");
+    // What the learner did is a schedule that `replay` runs again.
+    assert_eq!(ex.result().as_deref(), Some("\"00122\""));
+    assert_eq!(k.eval("replay(two_increments, game.schedule).result"), "1");
+
+    // `q` stops the game with an error; the session goes on.
+    let request = k.send_execute("play(two_increments)");
+    let input_request = k.next_stdin(TIMEOUT).expect("an input_request");
+    let reply = k.session.message(
+        "input_reply",
+        Some(&input_request),
+        Vec::new(),
+        json!({ "value": "q" }),
+    );
+    k.send(&k.stdin, &reply);
+    let ex = k.finish_execute(request);
+    assert_eq!(ex.status(), "error");
+    assert!(
+        ex.reply.content["evalue"]
+            .as_str()
+            .unwrap()
+            .contains("play: stopped"),
+        "{:?}",
+        ex.reply.content
+    );
+    assert_eq!(k.eval("game.result"), "1");
+}

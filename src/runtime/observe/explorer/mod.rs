@@ -3,8 +3,9 @@
 //! at every shared operation, until every schedule within a bound on preemptions has run
 //! (or at random, or by PCT). `replay(f, schedule)` runs one schedule again, step for
 //! step. Inside, `sleep` only lets others run (virtual time), and a deadlock is an
-//! outcome with its trace, never a hang.
+//! outcome with its trace, never a hang. `play(f)` lets the learner choose instead.
 
+mod play;
 mod report;
 mod run;
 mod strategy;
@@ -17,8 +18,9 @@ use crate::runtime::threads::describe_error;
 use report::{Summary, Trace};
 use rhai::plugin::*;
 use rhai::{FnPtr, Map};
-use run::{Ending, Run};
+use run::{Ending, Player, Run};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use strategy::Strategy;
 
 /// What `explore` found.
@@ -145,10 +147,14 @@ fn run_once(
     f: &FnPtr,
     strategy: Strategy,
     max_steps: usize,
+    player: Option<Arc<dyn Player>>,
 ) -> (Result<Dynamic, Box<EvalAltResult>>, run::Record) {
     let mut names = Names::default();
     names.capture(ctx, f, &[]);
     let run = Run::new(strategy, max_steps, names);
+    if let Some(player) = player {
+        run.play(player);
+    }
     let main = run.main();
     let result = {
         let _controlled = sched::control(main.clone());
@@ -184,7 +190,7 @@ fn explore_with(
         if found.schedules > 0 {
             check.next_run();
         }
-        let (result, record) = run_once(ctx, f, strategy, options.max_steps);
+        let (result, record) = run_once(ctx, f, strategy, options.max_steps, None);
         // A race is named after the objects of the schedule that found it first.
         let (now, _) = check.races();
         for (i, mut race) in now.into_iter().enumerate() {
@@ -265,6 +271,60 @@ impl Exploration {
     }
 }
 
+/// `play`: one run in which the learner chooses who moves; `expect` says whether the
+/// result is right (without it, a lost update or a deadlock counts as broken).
+fn play_with(
+    ctx: &NativeCallContext,
+    f: &FnPtr,
+    expect: Option<&FnPtr>,
+) -> Result<Replay, Box<EvalAltResult>> {
+    no_nesting()?;
+    let sink = crate::runtime::sink::current().ok_or("play needs an input channel")?;
+    sink.write(crate::runtime::sink::Stream::Stdout, play::RULES);
+    let learner = Arc::new(play::Learner { sink: sink.clone() });
+    let fixed = Strategy::Fixed {
+        choices: Vec::new(),
+    };
+    let (result, record) = run_once(ctx, f, fixed, 10_000, Some(learner));
+    let trace = Trace {
+        schedule: strategy::encode(&record.decisions),
+        workers: record.workers,
+        steps: record.steps,
+    };
+    let (value, text, broken) = match (&record.ending, result) {
+        (Some(Ending::Interrupted), _) => return Err(crate::runtime::interrupted_error()),
+        (Some(Ending::Unfit(message)), _) => return Err(message.clone().into()),
+        (Some(Ending::Deadlock), _) => (Dynamic::from("deadlock"), "deadlock".into(), true),
+        (Some(Ending::StepLimit(n)), _) => {
+            let text = format!("more than {n} steps");
+            (Dynamic::from(text.clone()), text, true)
+        }
+        (None, Err(e)) => {
+            let text = format!("error: {}", describe_error(&e));
+            (Dynamic::from(text.clone()), text, true)
+        }
+        (None, Ok(value)) => {
+            let broken = match expect {
+                Some(expect) => !expect
+                    .call_within_context::<Dynamic>(ctx, (value.clone(),))?
+                    .as_bool()
+                    .unwrap_or(false),
+                None => trace.conflict().is_some(),
+            };
+            let text = value.to_string();
+            (value, text, broken)
+        }
+    };
+    sink.write(
+        crate::runtime::sink::Stream::Stdout,
+        &play::verdict(&text, broken, &trace),
+    );
+    Ok(Replay {
+        result: value,
+        trace,
+    })
+}
+
 fn lines(trace: &Trace) -> rhai::Array {
     trace.lines().into_iter().map(Dynamic::from).collect()
 }
@@ -325,7 +385,7 @@ pub mod explorer_api {
     ) -> Result<Replay, Box<EvalAltResult>> {
         no_nesting()?;
         let choices = strategy::decode(schedule)?;
-        let (result, record) = run_once(&ctx, &f, Strategy::Fixed { choices }, 10_000);
+        let (result, record) = run_once(&ctx, &f, Strategy::Fixed { choices }, 10_000, None);
         let result = match &record.ending {
             Some(Ending::Interrupted) => return Err(crate::runtime::interrupted_error()),
             Some(Ending::Unfit(message)) => return Err(message.clone().into()),
@@ -340,6 +400,27 @@ pub mod explorer_api {
                 steps: record.steps,
             },
         })
+    }
+
+    /// You are the scheduler: runs `f` once, one worker at a time, and at every point
+    /// where several workers could move shows each one's next step and asks (through
+    /// `input()`) which one moves — Enter lets the current one go on, `q` stops. The goal
+    /// is to make the program go wrong (a lost update or a deadlock), as in the game The
+    /// Deadlock Empire. Returns a `Replay` of what you did (`result`, `steps`,
+    /// `schedule`, for `replay`).
+    #[rhai_fn(return_raw)]
+    pub fn play(ctx: NativeCallContext, f: FnPtr) -> Result<Replay, Box<EvalAltResult>> {
+        play_with(&ctx, &f, None)
+    }
+
+    /// `play(f, expect)`: the program is broken when `expect(result)` is false.
+    #[rhai_fn(name = "play", return_raw)]
+    pub fn play_expect(
+        ctx: NativeCallContext,
+        f: FnPtr,
+        expect: FnPtr,
+    ) -> Result<Replay, Box<EvalAltResult>> {
+        play_with(&ctx, &f, Some(&expect))
     }
 
     /// How many schedules ran.

@@ -30,6 +30,8 @@ struct WorkerState {
     woken: bool,
     /// The blocked wait has a timeout: the explorer may let it run out.
     timed: bool,
+    /// What it does when it runs next (for the player of `play`).
+    next: String,
 }
 
 impl WorkerState {
@@ -92,6 +94,23 @@ struct State {
     /// The next step is a preemption.
     preempting: bool,
     names: Names,
+    /// Who chooses instead of the strategy (`play`).
+    player: Option<Arc<dyn Player>>,
+}
+
+/// Someone who chooses who moves (the learner, in `play`), and sees every step.
+pub trait Player: Send + Sync {
+    /// Step `number` happened: `Thread-1: read counter.value → 0`.
+    fn step(&self, number: usize, line: &str);
+    /// Who moves next, one of `choices` (a worker and its next step, `Thread-1: write
+    /// counter.value`); `default` runs when nobody is preempted; `values` are the shared
+    /// values now. An `Ending` stops the run (an interrupt, the player quits).
+    fn choose(
+        &self,
+        choices: &[(usize, String)],
+        default: usize,
+        values: &str,
+    ) -> Result<usize, Ending>;
 }
 
 /// What a finished run leaves.
@@ -120,6 +139,7 @@ impl Run {
                     blocked_on: None,
                     woken: false,
                     timed: false,
+                    next: String::new(),
                 }],
                 running: Some(0),
                 strategy,
@@ -130,9 +150,15 @@ impl Run {
                 step_limit,
                 preempting: false,
                 names,
+                player: None,
             }),
             turn: Condvar::new(),
         })
+    }
+
+    /// Lets `player` choose at every point where several workers could run.
+    pub fn play(&self, player: Arc<dyn Player>) {
+        self.lock().player = Some(player);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -227,12 +253,28 @@ impl Run {
             enabled[0]
         } else {
             let index = state.decisions.len();
-            let chosen = match state.strategy.choose(index, &enabled, me, default) {
+            let chosen = match &state.player {
+                Some(player) => {
+                    let choices: Vec<(usize, String)> = enabled
+                        .iter()
+                        .map(|&w| {
+                            let worker = &state.workers[w];
+                            (w, format!("{}: {}", worker.name, worker.next))
+                        })
+                        .collect();
+                    player.choose(&choices, default, &state.names.values_now())
+                }
+                None => state
+                    .strategy
+                    .choose(index, &enabled, me, default)
+                    .map_err(Ending::Unfit),
+            };
+            let chosen = match chosen {
                 Ok(chosen) => chosen,
-                Err(message) => {
-                    state.ending = Some(Ending::Unfit(message.clone()));
+                Err(ending) => {
+                    state.ending = Some(ending.clone());
                     self.turn.notify_all();
-                    return Err(Ending::Unfit(message));
+                    return Err(ending);
                 }
             };
             state.decisions.push(Decision {
@@ -262,6 +304,10 @@ impl Run {
     ) {
         let preempted = std::mem::take(&mut state.preempting);
         let values = state.names.values_now();
+        if let Some(player) = &state.player {
+            let number = state.steps.len() + 1;
+            player.step(number, &format!("{}: {text}", state.workers[worker].name));
+        }
         state.steps.push(Step {
             worker,
             text,
@@ -304,6 +350,9 @@ impl Controller for Worker {
         let me = self.id;
         let was = state.workers[me].status;
         state.workers[me].status = Status::Ready;
+        if state.player.is_some() {
+            state.workers[me].next = state.names.describe(op, "");
+        }
         if state.running == Some(me) {
             let yielding = op.action == Action::Sleep;
             run.decide(&mut state, me, yielding)
@@ -342,6 +391,9 @@ impl Controller for Worker {
         let me = self.id;
         let text = format!("blocked on {}", state.names.name(&op.object));
         run.push_step(&mut state, me, text, None);
+        if state.player.is_some() {
+            state.workers[me].next = format!("try again to {}", state.names.describe(op, ""));
+        }
         let worker = &mut state.workers[me];
         worker.status = Status::Blocked;
         worker.blocked_on = Some(op.object);
@@ -376,6 +428,7 @@ impl Controller for Worker {
             blocked_on: None,
             woken: false,
             timed: false,
+            next: String::new(),
         });
         // The spawn step (just recorded) names the new thread.
         if let Some(step) = state.steps.last_mut().filter(|s| s.worker == self.id) {
