@@ -883,3 +883,20 @@ fn play_asks_the_learner_who_moves_and_replays_what_they_chose() {
     );
     assert_eq!(k.eval("game.result"), "1");
 }
+
+#[test]
+fn runtime_objects_as_results_are_shown_by_their_own_to_string() {
+    let mut k = Kernel::start();
+    for (code, shown) in [
+        ("lock()", "Lock-"),
+        ("replay(|| 1, \"\")", "replay \"\" → 1"),
+        ("explore(|| 1, #{ show: false })", "explore: 1 schedules"),
+    ] {
+        let ex = k.execute(code);
+        let text = ex.result().unwrap_or_default();
+        assert!(
+            text.contains(shown) && !text.contains("rhai_kernel::"),
+            "{code} shows {text:?}"
+        );
+    }
+}

@@ -90,6 +90,23 @@ impl RhaiSession {
             })
     }
 
+    /// How a value is shown as a result: a runtime object (an `Exploration`, a lock…) as
+    /// its own `to_string` writes it, not by its Rust type's name.
+    fn shown(&self, value: &Dynamic) -> MimeBundle {
+        let mut bundle = mime_bundle(value);
+        if value.is_variant() {
+            let mut scope = Scope::new();
+            scope.push_dynamic("value", value.clone());
+            if let Ok(text) = self
+                .engine
+                .eval_with_scope::<String>(&mut scope, "to_string(value)")
+            {
+                bundle.insert("text/plain".into(), serde_json::Value::String(text));
+            }
+        }
+        bundle
+    }
+
     /// Runs code and returns the raw value of its last expression.
     pub fn run(&mut self, code: &str, source_name: &str) -> Result<Dynamic, ScriptError> {
         if let Some((magic, body)) = magics::split(code) {
@@ -301,7 +318,7 @@ impl Interpreter for RhaiSession {
         if let Some(bundle) = self.rust_result.take() {
             return Ok(Some(bundle));
         }
-        Ok((!value.is_unit()).then(|| mime_bundle(&value)))
+        Ok((!value.is_unit()).then(|| self.shown(&value)))
     }
 
     fn evaluate(&mut self, expression: &str) -> Result<MimeBundle, ScriptError> {
@@ -316,7 +333,7 @@ impl Interpreter for RhaiSession {
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &program);
         crate::runtime::sched::leaving();
         outcome
-            .map(|v| mime_bundle(&v))
+            .map(|v| self.shown(&v))
             .map_err(|e| ScriptError::from_eval(&e, source, |_| None))
     }
 
