@@ -53,6 +53,8 @@ EXPECTED = {
         "first failing schedule: 00122",
         "replay \"00122\" → 1",
         "same result: true, same steps: true",
+        "processes: 37 schedules, 15 lose an update",
+        "Process-2: read counter.value → 0 (preempts)",
         "locked: 99 schedules, all of them: true, 0 failures",
         "× -60",
         "Thread-2: blocked on a",

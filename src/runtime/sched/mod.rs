@@ -220,8 +220,8 @@ pub trait Controller: Send + Sync {
     fn controls(&self, kind: Kind) -> bool;
     /// `op` cannot go on yet: let others run, and come back when it may.
     fn blocked(&self, op: &Op, timed: bool) -> Result<Wake, Box<EvalAltResult>>;
-    /// A thread this worker starts, running `function`: the controller of the new worker,
-    /// and the thread's number (within the controller's run, so that reruns agree).
+    /// A thread this worker starts, running `function` (a `noun`: `Thread`, or `Process`
+    /// for the thread that plays a process): the controller of the new worker, and its number (within the controller's run, so that reruns agree).
     /// `args` are its arguments and `ctx` the spawner's call context (the names of the
     /// function's parameters and captured variables name the objects it uses).
     fn spawn(
@@ -229,6 +229,7 @@ pub trait Controller: Send + Sync {
         function: &FnPtr,
         args: &[rhai::Dynamic],
         ctx: &NativeCallContext,
+        noun: &str,
     ) -> (Arc<dyn Controller>, u64);
     /// Called by the spawner on the new worker's controller once its thread is started:
     /// waits until that worker reaches its first operation (or ends), so that only one

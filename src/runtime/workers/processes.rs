@@ -11,7 +11,9 @@ use crate::runtime::launch::{encode_args, forget_child, job_json, role, start_wo
 use crate::runtime::lifetime::{self, Held};
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::{self, MimeBundle, OutputSink, Stream};
-use crate::runtime::threads::{describe_error, report_uncaught};
+use crate::runtime::threads::{
+    describe_error, report_uncaught, spawn_worker, Failure, ThreadHandle,
+};
 use crate::runtime::worker_process::WorkerProcess;
 use crate::runtime::{interrupted_error, transfer};
 use rhai::plugin::*;
@@ -40,6 +42,8 @@ struct ProcessState {
     exit_code: Mutex<Option<i64>>,
     reaped: AtomicBool,
     finished: Condvar,
+    /// Inside `explore`: the thread that plays this process, scheduled like any thread.
+    played_by: Option<ThreadHandle>,
 }
 
 /// A script process started by `spawn_process`.
@@ -72,11 +76,14 @@ impl ProcessHandle {
     }
 
     fn exit_code(&self) -> Option<i64> {
+        if let Some(thread) = &self.0.played_by {
+            return thread.outcome().map(|o| played_outcome(o).1);
+        }
         *self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn signal(&self, signal: i32) {
-        if !self.0.reaped.load(Ordering::SeqCst) {
+        if !self.0.reaped.load(Ordering::SeqCst) && self.0.played_by.is_none() {
             // SAFETY: the child has not been reaped, so its pid is still ours.
             unsafe { libc::kill(self.0.pid, signal) };
         }
@@ -84,6 +91,9 @@ impl ProcessHandle {
 
     /// Waits until the child has exited and been reaped; `None` when interrupted.
     fn wait(&self) -> Option<(Outcome, i64)> {
+        if let Some(thread) = &self.0.played_by {
+            return thread.wait().ok().map(played_outcome);
+        }
         let code = sched::wait_for_state(
             || Op::new(Action::Join, self.object(), None),
             None,
@@ -189,6 +199,82 @@ fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &Proces
 
 static PROCESS_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// How the thread that played a process ended, as the process's outcome and exit code.
+fn played_outcome(ended: Result<Dynamic, Failure>) -> (Outcome, i64) {
+    match ended {
+        Ok(value) => (Outcome::Value(value), 0),
+        Err(Failure::Error(message)) => (Outcome::Error(message), 1),
+        Err(Failure::Interrupted) => (Outcome::Interrupted, 1),
+    }
+}
+
+/// A copy of `value` as a process receives it: shared objects stay shared, everything
+/// else (captured variables included) is copied.
+fn copied_for_process(value: &Dynamic, what: &str) -> Result<Dynamic, String> {
+    let value = if value.is_shared() {
+        value.flatten_clone()
+    } else {
+        value.clone()
+    };
+    if value.is_fnptr() {
+        // The function itself is this session's; only what it captured is copied.
+        let mut f = value.cast::<FnPtr>();
+        for captured in f.iter_curry_mut() {
+            *captured = copied_for_process(captured, what)?;
+        }
+        return Ok(Dynamic::from(f));
+    }
+    if value.is_array() {
+        let items: Result<rhai::Array, String> = value
+            .cast::<rhai::Array>()
+            .iter()
+            .map(|item| copied_for_process(item, what))
+            .collect();
+        return Ok(Dynamic::from_array(items?));
+    }
+    if value.is_map() {
+        let mut copy = rhai::Map::new();
+        for (key, item) in value.cast::<rhai::Map>() {
+            copy.insert(key, copied_for_process(&item, what)?);
+        }
+        return Ok(Dynamic::from_map(copy));
+    }
+    transfer::from_message(&transfer::to_message(&value, what)?)
+}
+
+/// Inside `explore`: a process is played by a thread the explorer schedules, with process
+/// semantics (its function's captured variables and its arguments are copies; shared
+/// objects are shared), so that its steps interleave with the others'.
+fn spawn_played(
+    ctx: &NativeCallContext,
+    f: FnPtr,
+    args: Vec<Dynamic>,
+    daemon: bool,
+) -> Result<ProcessHandle, Box<EvalAltResult>> {
+    let copied = copied_for_process(&Dynamic::from(f), "the function")
+        .map(|f| f.cast::<FnPtr>())
+        .and_then(|f| {
+            let args: Result<Vec<Dynamic>, String> = args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| copied_for_process(a, &format!("argument {}", i + 1)))
+                .collect();
+            Ok((f, args?))
+        })
+        .map_err(|e| format!("spawn_process: {e}"))?;
+    let thread = spawn_worker(ctx, copied.0, copied.1, daemon, "Process")?;
+    Ok(ProcessHandle(Arc::new(ProcessState {
+        name: thread.name().to_string(),
+        daemon,
+        pid: std::process::id() as i32,
+        outcome: Mutex::new(None),
+        exit_code: Mutex::new(None),
+        reaped: AtomicBool::new(true),
+        finished: Condvar::new(),
+        played_by: Some(thread),
+    })))
+}
+
 /// Starts `f(args…)` in a new worker process that sees `globals` as `global::` constants;
 /// a daemon is not waited for at the end of a script.
 pub fn spawn(
@@ -231,6 +317,7 @@ pub fn spawn(
         exit_code: Mutex::new(None),
         reaped: AtomicBool::new(false),
         finished: Condvar::new(),
+        played_by: None,
     });
     let sink = sink::current();
     // Registered before the reader thread can see the process end and unregister it.
@@ -353,6 +440,9 @@ pub fn register_spawn_process(module: &mut rhai::Module) {
         SPAWN_DOC,
         "Process",
         |ctx: &NativeCallContext, f, args| {
+            if sched::controller().is_some() {
+                return spawn_played(ctx, f, args, false).map(Dynamic::from);
+            }
             spawn(f, args, &globals::of_context(ctx), false).map(Dynamic::from)
         },
     );
@@ -362,6 +452,9 @@ pub fn register_spawn_process(module: &mut rhai::Module) {
         SPAWN_DAEMON_DOC,
         "Process",
         |ctx: &NativeCallContext, f, args| {
+            if sched::controller().is_some() {
+                return spawn_played(ctx, f, args, true).map(Dynamic::from);
+            }
             spawn(f, args, &globals::of_context(ctx), true).map(Dynamic::from)
         },
     );

@@ -89,7 +89,7 @@ struct ThreadState {
 
 /// Why a thread's function did not return a value.
 #[derive(Clone, Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// The function threw; the message and where.
     Error(String),
     /// The user interrupted the program while the thread ran.
@@ -101,7 +101,7 @@ enum Failure {
 pub struct ThreadHandle(Arc<ThreadState>);
 
 impl ThreadHandle {
-    fn outcome(&self) -> Option<Result<Dynamic, Failure>> {
+    pub(crate) fn outcome(&self) -> Option<Result<Dynamic, Failure>> {
         self.0
             .outcome
             .lock()
@@ -116,7 +116,7 @@ impl ThreadHandle {
 
     /// Waits for the thread; an error when interrupted (an interrupt wins over a result,
     /// as KeyboardInterrupt does in Python).
-    fn wait(&self) -> Result<Result<Dynamic, Failure>, Box<EvalAltResult>> {
+    pub(crate) fn wait(&self) -> Result<Result<Dynamic, Failure>, Box<EvalAltResult>> {
         let waited = sched::wait_for_state(
             || Op::new(Action::Join, self.object(), None),
             None,
@@ -217,6 +217,18 @@ pub fn spawn(
     args: Vec<Dynamic>,
     daemon: bool,
 ) -> Result<ThreadHandle, Box<EvalAltResult>> {
+    spawn_worker(ctx, f, args, daemon, "Thread")
+}
+
+/// [`spawn`] for a worker called `noun-N`: a thread, or inside `explore` the thread that
+/// plays a process.
+pub(crate) fn spawn_worker(
+    ctx: &NativeCallContext,
+    f: FnPtr,
+    args: Vec<Dynamic>,
+    daemon: bool,
+    noun: &'static str,
+) -> Result<ThreadHandle, Box<EvalAltResult>> {
     let daemon = daemon || CURRENT.with(|c| c.borrow().as_ref().is_some_and(|t| t.daemon));
     let engine = script_engine()?;
     let label = if f.is_anonymous() {
@@ -230,15 +242,15 @@ pub fn spawn(
     )?;
     // Under the schedule explorer the new thread is one more worker it runs, numbered by
     // the explorer so that every rerun names it alike.
-    let controlled = sched::controller().map(|c| c.spawn(&f, &args, ctx));
+    let controlled = sched::controller().map(|c| c.spawn(&f, &args, ctx, noun));
     let number = match &controlled {
         Some((_, number)) => *number,
         None => THREAD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1,
     };
     let name = if f.is_anonymous() {
-        format!("Thread-{number}")
+        format!("{noun}-{number}")
     } else {
-        format!("Thread-{number} ({})", f.fn_name())
+        format!("{noun}-{number} ({})", f.fn_name())
     };
     let mut f = f;
     for value in f.iter_curry_mut() {

@@ -378,7 +378,8 @@ impl Controller for Worker {
     }
 
     fn controls(&self, kind: Kind) -> bool {
-        // Processes and pool tasks run outside the explorer: waiting for them is a real wait.
+        // Real processes and pool tasks run outside the explorer: waiting for them is a
+        // real wait. (A process started inside is played by a thread, joined as a thread.)
         !matches!(kind, Kind::Process | Kind::Future)
     }
 
@@ -389,7 +390,15 @@ impl Controller for Worker {
             return Err(ending.error());
         }
         let me = self.id;
-        let text = format!("blocked on {}", state.names.name(&op.object));
+        // A thread (or a played process) is called by its worker's name.
+        let worker = (op.object.kind == Kind::Thread)
+            .then(|| state.workers.get(op.object.serial as usize))
+            .flatten();
+        let awaited = match worker {
+            Some(w) => w.name.clone(),
+            None => state.names.name(&op.object),
+        };
+        let text = format!("blocked on {awaited}");
         run.push_step(&mut state, me, text, None);
         if state.player.is_some() {
             state.workers[me].next = format!("try again to {}", state.names.describe(op, ""));
@@ -413,13 +422,14 @@ impl Controller for Worker {
         function: &FnPtr,
         args: &[Dynamic],
         ctx: &NativeCallContext,
+        noun: &str,
     ) -> (Arc<dyn Controller>, u64) {
         let mut state = self.run.lock();
         let id = state.workers.len();
         let name = if function.is_anonymous() {
-            format!("Thread-{id}")
+            format!("{noun}-{id}")
         } else {
-            format!("Thread-{id} ({})", function.fn_name())
+            format!("{noun}-{id} ({})", function.fn_name())
         };
         state.names.capture(ctx, function, args);
         state.workers.push(WorkerState {
