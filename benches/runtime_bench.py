@@ -18,7 +18,10 @@ noise hits both alike; only the ratios inside one run are meaningful. Measured:
    with the default chunksize.
 7. 2 processes doing locked increments of one shared value (the final count is
    checked), and round trips through a queue and a pipe to an echoing process.
-8. strong scaling: 8 CPU-bound tasks on 1, 2, 4 and 8 threads and warm process pools;
+8. the teaching tools: 2 threads doing unlocked increments of a shared value, plainly and
+   under the race detector (`check_races`), and the time per schedule of `explore` on two
+   threads doing one increment each, against CPython running that program once.
+9. strong scaling: 8 CPU-bound tasks on 1, 2, 4 and 8 threads and warm process pools;
    speedup, efficiency and the Karp-Flatt serial fraction, and (with --svg) a chart of
    the measured speedups against Amdahl's law, drawn by the `scaling_chart` native.
 
@@ -78,6 +81,12 @@ PARALLEL_KEYS = ["threads", "threads_gil", "thread_pool", "thread_pool_gil", "po
 CPU_KEYS = ["serial", *PARALLEL_KEYS]
 DISPATCH_KEYS = ["dispatch", "dispatch_default"]
 SHARED_KEYS = ["increments", "count", "queue", "pipe"]
+OBSERVE_KEYS = {
+    "rhai": ["plain", "checked", "per_schedule", "schedules"],
+    "cpython": ["plain", "program_once", "schedules"],
+}
+# Schedules of two threads doing one increment each, with explore's default bound.
+EXPLORED_SCHEDULES = 37
 # Strong scaling: this many tasks on each of these worker counts (starting with 1).
 SCALING_TASKS = 8
 SCALING_WORKERS = [1, 2, 4, 8]
@@ -108,6 +117,8 @@ class Plan:
     dispatch_tasks: int
     increments: int
     round_trips: int
+    observed_increments: int
+    explorations: int
 
 
 FULL_PLAN = Plan(
@@ -120,6 +131,8 @@ FULL_PLAN = Plan(
     dispatch_tasks=2000,
     increments=100_000,
     round_trips=1000,
+    observed_increments=100_000,
+    explorations=20,
 )
 QUICK_PLAN = Plan(
     rounds=2,
@@ -131,6 +144,8 @@ QUICK_PLAN = Plan(
     dispatch_tasks=200,
     increments=5_000,
     round_trips=100,
+    observed_increments=5_000,
+    explorations=2,
 )
 
 
@@ -284,6 +299,12 @@ def one_round(lang, plan, rate):
     values.update(run_script(lang, "dispatch", [plan.dispatch_tasks], DISPATCH_KEYS))
     shared = run_script(lang, "shared", [plan.increments, plan.round_trips], SHARED_KEYS)
     values.update(checked_count(shared, plan, lang.name))
+    observed = run_script(lang, "observe", [plan.observed_increments, plan.explorations],
+                          OBSERVE_KEYS[lang.name])
+    if lang.name == "rhai" and observed["schedules"] != EXPLORED_SCHEDULES:
+        raise BenchError(f"explore ran {observed['schedules']:.0f} schedules, "
+                         f"expected {EXPLORED_SCHEDULES}")
+    values.update({k: v for k, v in observed.items() if k != "schedules"})
     scaling_args = [work_size(rate, plan.scaling_task_s), SCALING_TASKS, *SCALING_WORKERS]
     values.update(run_script(lang, "scaling", scaling_args, SCALING_KEYS))
     return values
@@ -353,6 +374,12 @@ def metrics(plan):
                "increments", "ms", target=0.5),
         Metric("queue round trip between processes", "queue", "queue", "us"),
         Metric("pipe round trip between processes", "pipe", "pipe", "us"),
+        Metric(f"2 threads x {plan.observed_increments:,} unlocked increments of a shared "
+               "value, total", "plain", "plain", "ms"),
+        Metric("the same under the race detector (rhai check_races) vs plain", "checked",
+               "plain", "ms"),
+        Metric("explore: one schedule of 2 threads x 1 increment (detector on) vs running "
+               "the program once", "per_schedule", "program_once", "us"),
     ]
 
 

@@ -43,6 +43,8 @@ def test_quick_runtime_benchmark_writes_a_report_and_a_chart(tmp_path):
         "thread_pool(2), GIL on",
         "default chunksize",
         "locked increments",
+        "under the race detector",
+        "explore: one schedule",
         "speedup",
         "### Scaling",
         "Karp-Flatt",
