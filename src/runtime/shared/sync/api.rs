@@ -1,0 +1,215 @@
+//! The natives of semaphores, events, conditions and barriers.
+
+use super::{Barrier, Condition, Event, Semaphore};
+use crate::runtime::locks::Lock;
+use rhai::plugin::*;
+use rhai::FnPtr;
+use std::time::Duration;
+
+fn hold_with(
+    ctx: &NativeCallContext,
+    acquire: impl FnOnce() -> Result<bool, Box<EvalAltResult>>,
+    release: impl FnOnce() -> Result<(), Box<EvalAltResult>>,
+    f: FnPtr,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    acquire()?;
+    let result = f.call_within_context::<Dynamic>(ctx, ());
+    let released = release();
+    let value = result?;
+    released?;
+    Ok(value)
+}
+
+#[export_module]
+pub mod sync_api {
+    use super::*;
+
+    pub type Semaphore = super::Semaphore;
+    pub type Event = super::Event;
+    pub type Condition = super::Condition;
+    pub type Barrier = super::Barrier;
+
+    /// Creates a semaphore with `n` permits: `acquire()` takes one (waiting while there is
+    /// none), `release()` gives one back. Works between threads and processes.
+    #[rhai_fn(return_raw)]
+    pub fn semaphore(n: i64) -> Result<Semaphore, Box<EvalAltResult>> {
+        super::Semaphore::new(n)
+    }
+
+    /// Takes a permit, waiting until one is free. Interruptible.
+    #[rhai_fn(name = "acquire", return_raw, pure)]
+    pub fn sem_acquire(s: &mut Semaphore) -> Result<bool, Box<EvalAltResult>> {
+        s.acquire(None)
+    }
+
+    /// Takes a permit, waiting at most `timeout` seconds; returns whether it got one.
+    #[rhai_fn(name = "acquire", return_raw, pure)]
+    pub fn sem_acquire_timeout(
+        s: &mut Semaphore,
+        timeout: f64,
+    ) -> Result<bool, Box<EvalAltResult>> {
+        s.acquire(Some(timeout))
+    }
+
+    /// Gives a permit back.
+    #[rhai_fn(name = "release", return_raw, pure)]
+    pub fn sem_release(s: &mut Semaphore) -> Result<(), Box<EvalAltResult>> {
+        s.release()
+    }
+
+    /// Runs `f` holding a permit; the permit is given back even if `f` throws.
+    #[rhai_fn(name = "hold", return_raw, pure)]
+    pub fn sem_hold(
+        ctx: NativeCallContext,
+        s: &mut Semaphore,
+        f: FnPtr,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let s = s.clone();
+        hold_with(&ctx, || s.acquire(None), || s.release(), f)
+    }
+
+    /// The number of free permits.
+    #[rhai_fn(get = "value", pure)]
+    pub fn sem_value(s: &mut Semaphore) -> i64 {
+        s.permits()
+    }
+
+    /// Creates an event: a flag that threads and processes can wait for.
+    #[rhai_fn(return_raw)]
+    pub fn event() -> Result<Event, Box<EvalAltResult>> {
+        super::Event::new()
+    }
+
+    /// Sets the flag and wakes everyone waiting for it.
+    #[rhai_fn(name = "set", return_raw, pure)]
+    pub fn event_set(e: &mut Event) -> Result<(), Box<EvalAltResult>> {
+        e.set(true)
+    }
+
+    /// Clears the flag.
+    #[rhai_fn(name = "clear", return_raw, pure)]
+    pub fn event_clear(e: &mut Event) -> Result<(), Box<EvalAltResult>> {
+        e.set(false)
+    }
+
+    /// Whether the flag is set.
+    #[rhai_fn(name = "is_set", pure)]
+    pub fn event_is_set(e: &mut Event) -> bool {
+        e.is_set()
+    }
+
+    /// Waits until the flag is set. Interruptible.
+    #[rhai_fn(name = "wait", return_raw, pure)]
+    pub fn event_wait(e: &mut Event) -> Result<bool, Box<EvalAltResult>> {
+        e.wait(None)
+    }
+
+    /// Waits at most `timeout` seconds for the flag; returns whether it is set.
+    #[rhai_fn(name = "wait", return_raw, pure)]
+    pub fn event_wait_timeout(e: &mut Event, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
+        e.wait(Some(timeout))
+    }
+
+    /// Creates a condition variable with its own new lock.
+    ///
+    /// Hold the lock (`acquire`/`hold`), then `wait()` releases it until another thread
+    /// calls `notify()`, and takes it again before returning.
+    #[rhai_fn(return_raw)]
+    pub fn condition() -> Result<Condition, Box<EvalAltResult>> {
+        super::Condition::new(Lock::new()?)
+    }
+
+    /// Creates a condition variable that uses `lock`.
+    #[rhai_fn(name = "condition", return_raw)]
+    pub fn condition_with(lock: Lock) -> Result<Condition, Box<EvalAltResult>> {
+        super::Condition::new(lock)
+    }
+
+    /// Takes the condition's lock. Interruptible.
+    #[rhai_fn(name = "acquire", return_raw, pure)]
+    pub fn cond_acquire(c: &mut Condition) -> Result<bool, Box<EvalAltResult>> {
+        c.lock().acquire(None)
+    }
+
+    /// Takes the condition's lock, waiting at most `timeout` seconds.
+    #[rhai_fn(name = "acquire", return_raw, pure)]
+    pub fn cond_acquire_timeout(
+        c: &mut Condition,
+        timeout: f64,
+    ) -> Result<bool, Box<EvalAltResult>> {
+        c.lock()
+            .acquire((timeout >= 0.0).then(|| Duration::from_secs_f64(timeout)))
+    }
+
+    /// Releases the condition's lock.
+    #[rhai_fn(name = "release", return_raw, pure)]
+    pub fn cond_release(c: &mut Condition) -> Result<(), Box<EvalAltResult>> {
+        c.lock().release()
+    }
+
+    /// Runs `f` holding the condition's lock (released even if `f` throws).
+    #[rhai_fn(name = "hold", return_raw, pure)]
+    pub fn cond_hold(
+        ctx: NativeCallContext,
+        c: &mut Condition,
+        f: FnPtr,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let lock = c.lock();
+        hold_with(&ctx, || lock.acquire(None), || lock.release(), f)
+    }
+
+    /// Releases the lock, waits for `notify`, and takes the lock again. Interruptible.
+    #[rhai_fn(name = "wait", return_raw, pure)]
+    pub fn cond_wait(c: &mut Condition) -> Result<bool, Box<EvalAltResult>> {
+        c.wait(None)
+    }
+
+    /// Like `wait()`, at most `timeout` seconds; returns whether it was notified.
+    #[rhai_fn(name = "wait", return_raw, pure)]
+    pub fn cond_wait_timeout(c: &mut Condition, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
+        c.wait(Some(timeout))
+    }
+
+    /// Wakes one waiting thread (the lock must be held).
+    #[rhai_fn(name = "notify", return_raw, pure)]
+    pub fn cond_notify(c: &mut Condition) -> Result<(), Box<EvalAltResult>> {
+        c.notify(1)
+    }
+
+    /// Wakes up to `n` waiting threads (the lock must be held).
+    #[rhai_fn(name = "notify", return_raw, pure)]
+    pub fn cond_notify_n(c: &mut Condition, n: i64) -> Result<(), Box<EvalAltResult>> {
+        c.notify(n.max(0) as u64)
+    }
+
+    /// Wakes every waiting thread (the lock must be held).
+    #[rhai_fn(name = "notify_all", return_raw, pure)]
+    pub fn cond_notify_all(c: &mut Condition) -> Result<(), Box<EvalAltResult>> {
+        c.notify(u64::MAX)
+    }
+
+    /// Creates a barrier for `n` parties: each `wait()` blocks until `n` threads or
+    /// processes have called it, then all continue.
+    #[rhai_fn(return_raw)]
+    pub fn barrier(n: i64) -> Result<Barrier, Box<EvalAltResult>> {
+        super::Barrier::new(n)
+    }
+
+    /// Waits for all parties; returns this party's arrival index (0 to n-1). Interruptible.
+    #[rhai_fn(name = "wait", return_raw, pure)]
+    pub fn barrier_wait(b: &mut Barrier) -> Result<i64, Box<EvalAltResult>> {
+        b.wait(None)
+    }
+
+    /// Waits at most `timeout` seconds for all parties; throws on timeout.
+    #[rhai_fn(name = "wait", return_raw, pure)]
+    pub fn barrier_wait_timeout(b: &mut Barrier, timeout: f64) -> Result<i64, Box<EvalAltResult>> {
+        b.wait(Some(timeout))
+    }
+
+    /// The number of parties the barrier waits for.
+    #[rhai_fn(get = "parties", pure)]
+    pub fn barrier_parties(b: &mut Barrier) -> i64 {
+        b.parties() as i64
+    }
+}
