@@ -11,9 +11,7 @@ use crate::runtime::launch::{encode_args, forget_child, job_json, role, start_wo
 use crate::runtime::lifetime::{self, Held};
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::{self, MimeBundle, OutputSink, Stream};
-use crate::runtime::threads::{
-    describe_error, report_uncaught, spawn_worker, Failure, ThreadHandle,
-};
+use crate::runtime::threads::{self, describe_error, report_uncaught, Failure, ThreadHandle};
 use crate::runtime::worker_process::WorkerProcess;
 use crate::runtime::{interrupted_error, transfer};
 use rhai::plugin::*;
@@ -208,40 +206,6 @@ fn played_outcome(ended: Result<Dynamic, Failure>) -> (Outcome, i64) {
     }
 }
 
-/// A copy of `value` as a process receives it: shared objects stay shared, everything
-/// else (captured variables included) is copied.
-fn copied_for_process(value: &Dynamic, what: &str) -> Result<Dynamic, String> {
-    let value = if value.is_shared() {
-        value.flatten_clone()
-    } else {
-        value.clone()
-    };
-    if value.is_fnptr() {
-        // The function itself is this session's; only what it captured is copied.
-        let mut f = value.cast::<FnPtr>();
-        for captured in f.iter_curry_mut() {
-            *captured = copied_for_process(captured, what)?;
-        }
-        return Ok(Dynamic::from(f));
-    }
-    if value.is_array() {
-        let items: Result<rhai::Array, String> = value
-            .cast::<rhai::Array>()
-            .iter()
-            .map(|item| copied_for_process(item, what))
-            .collect();
-        return Ok(Dynamic::from_array(items?));
-    }
-    if value.is_map() {
-        let mut copy = rhai::Map::new();
-        for (key, item) in value.cast::<rhai::Map>() {
-            copy.insert(key, copied_for_process(&item, what)?);
-        }
-        return Ok(Dynamic::from_map(copy));
-    }
-    transfer::from_message(&transfer::to_message(&value, what)?)
-}
-
 /// Inside `explore`: a process is played by a thread the explorer schedules, with process
 /// semantics (its function's captured variables and its arguments are copies; shared
 /// objects are shared), so that its steps interleave with the others'.
@@ -251,18 +215,14 @@ fn spawn_played(
     args: Vec<Dynamic>,
     daemon: bool,
 ) -> Result<ProcessHandle, Box<EvalAltResult>> {
-    let copied = copied_for_process(&Dynamic::from(f), "the function")
-        .map(|f| f.cast::<FnPtr>())
-        .and_then(|f| {
-            let args: Result<Vec<Dynamic>, String> = args
-                .iter()
-                .enumerate()
-                .map(|(i, a)| copied_for_process(a, &format!("argument {}", i + 1)))
-                .collect();
-            Ok((f, args?))
-        })
-        .map_err(|e| format!("spawn_process: {e}"))?;
-    let thread = spawn_worker(ctx, copied.0, copied.1, daemon, "Process")?;
+    let copy = |value: &Dynamic, what: &str| {
+        transfer::copied_for_process(value, what).map_err(|e| format!("spawn_process: {e}"))
+    };
+    let f = copy(&Dynamic::from(f), "the function")?.cast::<FnPtr>();
+    let args = (args.iter().enumerate())
+        .map(|(i, a)| copy(a, &format!("argument {}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let thread = threads::spawn(ctx, f, args, daemon, "Process")?;
     Ok(ProcessHandle(Arc::new(ProcessState {
         name: thread.name().to_string(),
         daemon,

@@ -209,20 +209,10 @@ pub fn current_thread_name() -> Option<String> {
     CURRENT.with(|c| c.borrow().as_ref().map(|t| t.name.clone()))
 }
 
-/// Starts `f(args…)` on a new OS thread carrying the caller's output sink. A thread
-/// started by a daemon thread is a daemon too (Python's rule).
-pub fn spawn(
-    ctx: &NativeCallContext,
-    f: FnPtr,
-    args: Vec<Dynamic>,
-    daemon: bool,
-) -> Result<ThreadHandle, Box<EvalAltResult>> {
-    spawn_worker(ctx, f, args, daemon, "Thread")
-}
-
-/// [`spawn`] for a worker called `noun-N`: a thread, or inside `explore` the thread that
-/// plays a process.
-pub(crate) fn spawn_worker(
+/// Starts `f(args…)` on a new OS thread carrying the caller's output sink, as a worker
+/// called `noun-N` (a thread, or inside `explore` the thread that plays a process). A
+/// thread started by a daemon thread is a daemon too (Python's rule).
+pub(crate) fn spawn(
     ctx: &NativeCallContext,
     f: FnPtr,
     args: Vec<Dynamic>,
@@ -465,14 +455,14 @@ pub fn register_spawn_thread(module: &mut Module) {
         "spawn_thread",
         SPAWN_DOC,
         "Thread",
-        |ctx, f, args| spawn(ctx, f, args, false).map(Dynamic::from),
+        |ctx, f, args| spawn(ctx, f, args, false, "Thread").map(Dynamic::from),
     );
     register_spawner(
         module,
         "spawn_daemon_thread",
         SPAWN_DAEMON_DOC,
         "Thread",
-        |ctx, f, args| spawn(ctx, f, args, true).map(Dynamic::from),
+        |ctx, f, args| spawn(ctx, f, args, true, "Thread").map(Dynamic::from),
     );
 }
 
@@ -596,10 +586,6 @@ pub mod thread_api {
     /// The name of the calling thread: `MainThread` for the cell (or script) itself,
     /// `Thread-N (f)` inside a thread started with `spawn_thread`.
     pub fn thread_name() -> String {
-        CURRENT.with(|c| {
-            c.borrow()
-                .as_ref()
-                .map_or_else(|| "MainThread".to_string(), |t| t.name.clone())
-        })
+        super::current_thread_name().unwrap_or_else(|| "MainThread".to_string())
     }
 }
