@@ -269,6 +269,40 @@ fn object_from_json(
     })
 }
 
+/// A copy of `value` as a process receives it: shared objects stay shared, everything
+/// else (captured variables included) is copied.
+pub fn copied_for_process(value: &Dynamic, what: &str) -> Result<Dynamic, String> {
+    let value = if value.is_shared() {
+        value.flatten_clone()
+    } else {
+        value.clone()
+    };
+    if value.is_fnptr() {
+        // The function itself is this session's; only what it captured is copied.
+        let mut f = value.cast::<FnPtr>();
+        for captured in f.iter_curry_mut() {
+            *captured = copied_for_process(captured, what)?;
+        }
+        return Ok(Dynamic::from(f));
+    }
+    if value.is_array() {
+        let items: Result<rhai::Array, String> = value
+            .cast::<rhai::Array>()
+            .iter()
+            .map(|item| copied_for_process(item, what))
+            .collect();
+        return Ok(Dynamic::from_array(items?));
+    }
+    if value.is_map() {
+        let mut copy = rhai::Map::new();
+        for (key, item) in value.cast::<rhai::Map>() {
+            copy.insert(key, copied_for_process(&item, what)?);
+        }
+        return Ok(Dynamic::from_map(copy));
+    }
+    from_message(&to_message(&value, what)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,38 +336,4 @@ mod tests {
         .unwrap_err();
         assert!(err.starts_with("argument 2 is a"), "{err}");
     }
-}
-
-/// A copy of `value` as a process receives it: shared objects stay shared, everything
-/// else (captured variables included) is copied.
-pub fn copied_for_process(value: &Dynamic, what: &str) -> Result<Dynamic, String> {
-    let value = if value.is_shared() {
-        value.flatten_clone()
-    } else {
-        value.clone()
-    };
-    if value.is_fnptr() {
-        // The function itself is this session's; only what it captured is copied.
-        let mut f = value.cast::<FnPtr>();
-        for captured in f.iter_curry_mut() {
-            *captured = copied_for_process(captured, what)?;
-        }
-        return Ok(Dynamic::from(f));
-    }
-    if value.is_array() {
-        let items: Result<rhai::Array, String> = value
-            .cast::<rhai::Array>()
-            .iter()
-            .map(|item| copied_for_process(item, what))
-            .collect();
-        return Ok(Dynamic::from_array(items?));
-    }
-    if value.is_map() {
-        let mut copy = rhai::Map::new();
-        for (key, item) in value.cast::<rhai::Map>() {
-            copy.insert(key, copied_for_process(&item, what)?);
-        }
-        return Ok(Dynamic::from_map(copy));
-    }
-    from_message(&to_message(&value, what)?)
 }
