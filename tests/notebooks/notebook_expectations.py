@@ -56,7 +56,7 @@ EXPECTED = {
         "processes: 37 schedules, 15 lose an update",
         "Process-2: read counter.value → 0 (preempts)",
         "locked: 99 schedules, all of them: true, 0 failures",
-        "× -60",
+        "overdrawn in 153 of 179 schedules",
         "Thread-2: blocked on a",
         "WARNING: data race on counter.value",
         "races reported: 2",
