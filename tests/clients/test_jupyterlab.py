@@ -207,3 +207,34 @@ def test_interrupt_and_restart(lab, open_notebook):
     assert errors[1:] == ["ErrorVariableNotFound: Variable not found: x"], errors
     prompt = page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".jp-InputPrompt").text_content()
     assert prompt.strip() == "[1]:", "execution counts start again after a restart"
+
+
+def test_play_asks_in_the_notebook_and_the_learner_breaks_the_counter(lab, open_notebook):
+    """`play` in JupyterLab: every choice is an input box under the cell; answering Enter,
+    Enter, Enter, 2, Enter loses an update, and the cell says so."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell() for _ in range(2)])
+    nb.metadata["kernelspec"] = {"name": "rhai", "display_name": "Rhai", "language": "rhai"}
+    nbformat.write(nb, lab["root"] / "play.ipynb")
+    page = open_notebook("play.ipynb")
+
+    run_cell(
+        page,
+        0,
+        "fn two_increments() { let counter = value(0); "
+        "let a = spawn_thread(|| counter.value += 1); "
+        "let b = spawn_thread(|| counter.value += 1); "
+        "a.join(); b.join(); counter.value }",
+    )
+    wait_idle(page)
+    run_cell(page, 1, "let game = play(two_increments, |v| v == 2); game.schedule")
+    boxes = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-Stdin-input")
+    for answered, answer in enumerate(["", "", "", "2", ""]):
+        box = boxes.nth(answered)
+        box.wait_for(state="visible")
+        box.fill(answer)
+        box.press("Enter")
+    text = cell_output(page, 1, "00122")
+    wait_idle(page)
+    assert "3) Thread-2: read counter.value" in text, text
+    assert "Result: 1. You broke it!" in text, text
+    assert page.evaluate(ERROR_OUTPUTS) == []

@@ -98,6 +98,9 @@ struct State {
     player: Option<Arc<dyn Player>>,
 }
 
+/// How a spawn step starts (`spawn Thread-1`).
+const SPAWN: &str = "spawn";
+
 /// Someone who chooses who moves (the learner, in `play`), and sees every step.
 pub trait Player: Send + Sync {
     /// Step `number` happened: `Thread-1: read counter.value → 0`.
@@ -304,7 +307,8 @@ impl Run {
     ) {
         let preempted = std::mem::take(&mut state.preempting);
         let values = state.names.values_now();
-        if let Some(player) = &state.player {
+        // A spawn is shown once `spawn` has named the new worker.
+        if let Some(player) = state.player.as_ref().filter(|_| text != SPAWN) {
             let number = state.steps.len() + 1;
             player.step(number, &format!("{}: {text}", state.workers[worker].name));
         }
@@ -351,7 +355,10 @@ impl Controller for Worker {
         let was = state.workers[me].status;
         state.workers[me].status = Status::Ready;
         if state.player.is_some() {
-            state.workers[me].next = state.names.describe(op, "");
+            state.workers[me].next = match op.action {
+                Action::Spawn => format!("{SPAWN} a new worker"),
+                _ => state.names.describe(op, ""),
+            };
         }
         if state.running == Some(me) {
             let yielding = op.action == Action::Sleep;
@@ -441,8 +448,13 @@ impl Controller for Worker {
             next: String::new(),
         });
         // The spawn step (just recorded) names the new thread.
+        let spawner = state.workers[self.id].name.clone();
         if let Some(step) = state.steps.last_mut().filter(|s| s.worker == self.id) {
-            step.text = format!("spawn {name}");
+            step.text = format!("{SPAWN} {name}");
+            let line = format!("{spawner}: {}", step.text);
+            if let Some(player) = &state.player {
+                player.step(state.steps.len(), &line);
+            }
         }
         let worker = Worker {
             run: self.run.clone(),
