@@ -617,6 +617,15 @@ def markdown_report(outcome, info, plan, mode, chart_path):
         f"final count must be exactly {2 * plan.increments:,}.",
         "- queue / pipe round trip: send a number to an echoing process and receive it "
         "back (`queue()` pair / `pipe()` vs `multiprocessing` `Queue` pair / `Pipe`).",
+        "- teaching tools: 2 threads each do "
+        f"{plan.observed_increments:,} times `c.value += 1` on one `value(0)` without a lock "
+        "(CPython: `counter.value += 1` on a `Value('q', 0, lock=False)`, threads), plainly, "
+        "and in rhai also inside `check_races` (which must report the race): the second row "
+        "is the race detector's cost against CPython running the program plainly, and its "
+        "ratio over the first row's is the detector's slowdown. explore: "
+        f"{plan.explorations} explorations of two threads doing one increment each "
+        f"({EXPLORED_SCHEDULES} schedules with the default bound, the detector on in every "
+        "one), mean time per schedule, against CPython running that program once.",
         f"- scaling: {SCALING_TASKS} tasks of `work(n)` sized to ~{plan.scaling_task_s} s; "
         "threads: n threads, thread i running tasks i, i+n, ... (`spawn_thread` / "
         "`threading.Thread`, start and join included); process pool: `pool(n)` / "

@@ -282,6 +282,16 @@ impl Table {
         f(unsafe { &mut *self.data.get() })
     }
 
+    /// Runs `f` on the data of the check in progress; nothing once it ended (a worker
+    /// that outlives the check records nothing more).
+    fn while_on(&self, f: impl FnOnce(&mut Data)) {
+        self.with(|d| {
+            if self.active.load(Ordering::Acquire) != 0 {
+                f(d)
+            }
+        })
+    }
+
     /// Starts a check: forgets the sites and races of the last one, and starts a run.
     pub fn start_check(&self) -> Result<(), String> {
         self.with(|d| {
@@ -317,7 +327,7 @@ impl Table {
     /// The calling thread starts as a new worker called `name`, which learns what was
     /// handed over on `object`.
     pub fn begin(&self, object: &Object, name: &str) {
-        self.with(|d| {
+        self.while_on(|d| {
             if let Some(me) = d.register(name) {
                 d.acquire(me, object);
             }
@@ -326,7 +336,7 @@ impl Table {
 
     /// What the calling worker did so far goes to `object` (a release).
     pub fn hand_over(&self, object: &Object, name: impl FnOnce() -> String) {
-        self.with(|d| {
+        self.while_on(|d| {
             if let Some(me) = d.me(name) {
                 d.release(me, object);
             }
@@ -335,7 +345,7 @@ impl Table {
 
     /// The calling worker learns what was handed over on `object` (an acquire).
     pub fn take_over(&self, object: &Object, name: impl FnOnce() -> String) {
-        self.with(|d| {
+        self.while_on(|d| {
             if let Some(me) = d.me(name) {
                 d.acquire(me, object);
             }
@@ -355,7 +365,7 @@ impl Table {
         if !releases {
             return;
         }
-        self.with(|d| {
+        self.while_on(|d| {
             let Some(me) = d.me(name) else { return };
             if matches!(op.object.kind, Kind::Lock | Kind::RLock) {
                 if let Some(bit) = d.lock_bit(&op.object) {
@@ -376,7 +386,7 @@ impl Table {
             Action::Acquire | Action::Wait | Action::Get | Action::Join => 0,
             _ => return,
         };
-        self.with(|d| {
+        self.while_on(|d| {
             let Some(me) = d.me(name) else { return };
             if access == 0 {
                 d.acquire(me, &op.object);
