@@ -26,6 +26,19 @@ fn run(path: &std::path::Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs a script with `input` on its standard input.
+fn run_with_input(path: &std::path::Path, input: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn run_prints_to_stdout_and_sees_args() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,15 +175,7 @@ fn input_reads_a_line_from_stdin() {
         "input.rhai",
         "let name = input(\"Name: \");\nprint(`hi ${name}`);\n",
     );
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"Ada\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(&path, b"Ada\n");
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Name: hi Ada\n");
 }
@@ -457,21 +462,8 @@ fn play_reads_the_learners_choices_from_stdin_and_finds_a_deadlock() {
          t1.join();\n    t2.join();\n    \"done\"\n}\n\
          let r = play(two_locks);\nprint(`${r.result} ${r.schedule}`);\n",
     );
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
     // main goes on twice; Thread-1 takes `a`; then Thread-2 (2) takes `b`; then Enter.
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"\n\n\n2\n\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(&path, b"\n\n\n2\n\n");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("2) Thread-2: acquire b"), "{stdout}");
