@@ -21,7 +21,7 @@ pub mod workers;
 pub use observe::{explorer, gil, races, scaling, timeline};
 pub use shared::{deadlock, lifetime, locks, queues, ring, shm, sync, transfer, values};
 pub use workers::{
-    fork_server, globals, launch, pools, processes, shutdown, threads, worker_process,
+    fork_server, globals, launch, pools, processes, shutdown, spawners, threads, worker_process,
 };
 
 use rhai::def_package;
@@ -36,7 +36,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "io", io::io_api);
         rhai::combine_with_exported_module!(module, "docs", docs::docs_api);
         rhai::combine_with_exported_module!(module, "threads", threads::thread_api);
-        threads::register_spawn_thread(module);
+        spawners::register_spawn_thread(module);
         rhai::combine_with_exported_module!(module, "locks", locks::lock_api);
         rhai::combine_with_exported_module!(module, "values", values::value_api);
         rhai::combine_with_exported_module!(module, "sync", sync::sync_api);
@@ -50,7 +50,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "races", races::races_api);
         pools::register_submit(module);
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);
-        processes::register_spawn_process(module);
+        spawners::register_spawn_process(module);
     }
 }
 

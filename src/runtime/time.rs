@@ -1,6 +1,30 @@
-//! `sleep`: an interruptible replacement for Rhai's built-in one.
+//! `sleep`: an interruptible replacement for Rhai's built-in one; and how every native
+//! reads a time in seconds.
 
 use rhai::plugin::*;
+
+/// A time in seconds as a script gives it: an int or a float, as Python accepts both
+/// (`q.get(1)`, `event.wait(0.5)`). `what` names the native in the error.
+pub fn seconds(value: &Dynamic, what: &str) -> Result<f64, Box<EvalAltResult>> {
+    match (value.as_int(), value.as_float()) {
+        (Ok(int), _) => Ok(int as f64),
+        (_, Ok(float)) => Ok(float),
+        _ => Err(format!(
+            "{what}: a time in seconds must be an int or a float, not {}",
+            value.type_name()
+        )
+        .into()),
+    }
+}
+
+/// The moment a wait of `timeout` seconds (int or float) from now ends; a negative one
+/// does not wait, as in Python's `join(timeout)`.
+pub fn deadline(timeout: &Dynamic, what: &str) -> Result<std::time::Instant, Box<EvalAltResult>> {
+    let seconds = seconds(timeout, what)?;
+    std::time::Duration::try_from_secs_f64(seconds.max(0.0))
+        .map(|d| std::time::Instant::now() + d)
+        .map_err(|_| format!("{what}: invalid timeout {seconds}").into())
+}
 
 #[export_module]
 pub mod time_api {

@@ -8,6 +8,7 @@ use crate::runtime::lifetime::Held;
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order, POLL};
 use crate::runtime::shm::{arena, kind, Monitor};
 use crate::runtime::sink::{self, Stream};
+use crate::runtime::time::seconds;
 use rhai::plugin::*;
 use rhai::FnPtr;
 use std::cell::Cell;
@@ -412,16 +413,11 @@ pub mod lock_api {
         lock.0.acquire(None)
     }
 
-    /// Waits at most `timeout` seconds for the lock; returns whether it was taken.
+    /// Waits at most `timeout` seconds (int or float; negative: no limit) for the lock;
+    /// returns whether it was taken.
     #[rhai_fn(name = "acquire", return_raw, pure)]
-    pub fn acquire_timeout(lock: &mut Lock, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
-        lock.0.acquire(timeout_from(timeout)?)
-    }
-
-    /// Waits at most `timeout` seconds for the lock; returns whether it was taken.
-    #[rhai_fn(name = "acquire", return_raw, pure)]
-    pub fn acquire_timeout_int(lock: &mut Lock, timeout: i64) -> Result<bool, Box<EvalAltResult>> {
-        lock.0.acquire(timeout_from(timeout as f64)?)
+    pub fn acquire_timeout(lock: &mut Lock, timeout: Dynamic) -> Result<bool, Box<EvalAltResult>> {
+        lock.0.acquire(timeout_from(seconds(&timeout, "acquire")?)?)
     }
 
     /// Frees the lock (any thread may release a plain lock, as in Python).
@@ -459,10 +455,14 @@ pub mod lock_api {
         lock.0.acquire(None)
     }
 
-    /// Waits at most `timeout` seconds for the re-entrant lock; returns whether it was taken.
+    /// Waits at most `timeout` seconds (int or float; negative: no limit) for the
+    /// re-entrant lock; returns whether it was taken.
     #[rhai_fn(name = "acquire", return_raw, pure)]
-    pub fn racquire_timeout(lock: &mut RLock, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
-        lock.0.acquire(timeout_from(timeout)?)
+    pub fn racquire_timeout(
+        lock: &mut RLock,
+        timeout: Dynamic,
+    ) -> Result<bool, Box<EvalAltResult>> {
+        lock.0.acquire(timeout_from(seconds(&timeout, "acquire")?)?)
     }
 
     /// Releases one level of the re-entrant lock; only its holder may do that.

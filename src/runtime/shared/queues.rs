@@ -4,6 +4,7 @@
 
 use crate::runtime::lifetime::Held;
 pub use crate::runtime::ring::Ring;
+use crate::runtime::time::seconds;
 use crate::runtime::transfer;
 use rhai::plugin::*;
 use std::time::{Duration, Instant};
@@ -83,9 +84,14 @@ pub mod queue_api {
         }
     }
 
-    /// Takes the oldest item, waiting at most `timeout` seconds; throws if none came.
+    /// Takes the oldest item, waiting at most `timeout` seconds (int or float); throws if
+    /// none came.
     #[rhai_fn(name = "get", return_raw, pure)]
-    pub fn get_timeout(q: &mut super::Queue, timeout: f64) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn get_timeout(
+        q: &mut super::Queue,
+        timeout: Dynamic,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let timeout = seconds(&timeout, "get")?;
         match q.0.pop(Some(super::timeout(timeout)?), "get")? {
             Some(bytes) => decode(&bytes),
             None => Err(format!("get: the queue stayed empty for {timeout} s").into()),
@@ -161,10 +167,11 @@ pub mod queue_api {
         }
     }
 
-    /// Whether a value is ready to `recv`, waiting at most `timeout` seconds.
+    /// Whether a value is ready to `recv`, waiting at most `timeout` seconds (int or
+    /// float).
     #[rhai_fn(name = "poll", return_raw, pure)]
-    pub fn poll(c: &mut super::Conn, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
-        let until = Some(Instant::now() + super::timeout(timeout)?);
+    pub fn poll(c: &mut super::Conn, timeout: Dynamic) -> Result<bool, Box<EvalAltResult>> {
+        let until = Some(Instant::now() + super::timeout(seconds(&timeout, "poll")?)?);
         c.incoming.wait_ready(until)
     }
 

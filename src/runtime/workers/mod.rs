@@ -8,5 +8,6 @@ pub mod launch;
 pub mod pools;
 pub mod processes;
 pub mod shutdown;
+pub mod spawners;
 pub mod threads;
 pub mod worker_process;

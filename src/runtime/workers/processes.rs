@@ -6,7 +6,7 @@
 //! cross by reference, and the child's output comes back over its stdout to the cell that
 //! started it.
 
-use crate::runtime::globals::{self, Globals};
+use crate::runtime::globals::Globals;
 use crate::runtime::launch::{encode_args, forget_child, job_json, role, start_worker, Role};
 use crate::runtime::lifetime::{self, Held};
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
@@ -89,20 +89,29 @@ impl ProcessHandle {
 
     /// Waits until the child has exited and been reaped; `None` when interrupted.
     fn wait(&self) -> Option<(Outcome, i64)> {
+        self.wait_until(None).ok().flatten()
+    }
+
+    /// [`ProcessHandle::wait`] at most until `until`: `Ok(None)` if it still runs, an
+    /// error when interrupted.
+    fn wait_until(
+        &self,
+        until: Option<std::time::Instant>,
+    ) -> Result<Option<(Outcome, i64)>, Box<EvalAltResult>> {
         if let Some(thread) = &self.0.played_by {
-            return thread.wait().ok().map(played_outcome);
+            return Ok(thread.wait_until(until)?.map(played_outcome));
         }
         let code = sched::wait_for_state(
             || Op::new(Action::Join, self.object(), None),
-            None,
+            until,
             Order::InterruptFirst,
             &self.0.exit_code,
             &self.0.finished,
             |code| *code,
             |_| self.0.name.clone(),
-        );
-        let Ok(Some(code)) = code else {
-            return None;
+        )?;
+        let Some(code) = code else {
+            return Ok(None);
         };
         let outcome = self
             .0
@@ -117,7 +126,7 @@ impl ProcessHandle {
                 format!("exited with code {code} before returning a result")
             })
         });
-        Some((outcome, code))
+        Ok(Some((outcome, code)))
     }
 
     /// The process as scheduling points name it.
@@ -209,7 +218,7 @@ fn played_outcome(ended: Result<Dynamic, Failure>) -> (Outcome, i64) {
 /// Inside `explore`: a process is played by a thread the explorer schedules, with process
 /// semantics (its function's captured variables and its arguments are copies; shared
 /// objects are shared), so that its steps interleave with the others'.
-fn spawn_played(
+pub(crate) fn spawn_played(
     ctx: &NativeCallContext,
     f: FnPtr,
     args: Vec<Dynamic>,
@@ -363,61 +372,15 @@ fn forget_process(state: &ProcessState) {
         .retain(|p| !std::ptr::eq(Arc::as_ptr(&p.0), state));
 }
 
-const SPAWN_DOC: &str = "\
-/// Starts `f(args…)` in a new OS process and returns a `Process` (0 to 8 arguments).
-///
-/// `f` can be a function or closure defined in any earlier cell. Arguments and the
-/// result cross as data (numbers, strings, bools, `()`, arrays, maps); locks, values,
-/// shared arrays and other shared objects cross by reference, so the child uses the same
-/// object. Output of the child appears in the cell that started it; an error its function
-/// throws is printed on stderr at once (`Exception in process …`) and thrown by `join()`.
-/// `global::` constants read as they do in the caller (a constant that cannot be sent,
-/// like a `Thread`, gives an error naming it when the child reads it). At the end of a
-/// script run with `rhai-kernel run`, processes not joined yet are waited for (see
-/// `spawn_daemon_process`).
-///
-/// ```rhai
-/// fn work(n) { n * n }
-/// let p = spawn_process(work, 7);
-/// p.join()   // 49
-/// ```";
-
-const SPAWN_DAEMON_DOC: &str = "\
-/// Starts `f(args…)` in a new OS process, like `spawn_process`, as a *daemon*: the end of
-/// a script does not wait for it (Python's `Process(daemon=True)`); it is killed when the
-/// script's main code and its other threads and processes are done. `join()`,
-/// `terminate()` and the rest work as for any process.
-///
-/// ```rhai
-/// let server = spawn_daemon_process(|| { loop { sleep(1.0); } });
-/// server.daemon   // true
-/// ```";
-
-pub fn register_spawn_process(module: &mut rhai::Module) {
-    crate::runtime::threads::register_spawner(
-        module,
-        "spawn_process",
-        SPAWN_DOC,
-        "Process",
-        |ctx: &NativeCallContext, f, args| {
-            if sched::controller().is_some() {
-                return spawn_played(ctx, f, args, false).map(Dynamic::from);
-            }
-            spawn(f, args, &globals::of_context(ctx), false).map(Dynamic::from)
-        },
-    );
-    crate::runtime::threads::register_spawner(
-        module,
-        "spawn_daemon_process",
-        SPAWN_DAEMON_DOC,
-        "Process",
-        |ctx: &NativeCallContext, f, args| {
-            if sched::controller().is_some() {
-                return spawn_played(ctx, f, args, true).map(Dynamic::from);
-            }
-            spawn(f, args, &globals::of_context(ctx), true).map(Dynamic::from)
-        },
-    );
+/// What `join` gives for a process that ended.
+fn joined(process: &ProcessHandle, outcome: Outcome) -> Result<Dynamic, Box<EvalAltResult>> {
+    match outcome {
+        Outcome::Value(value) => Ok(value),
+        Outcome::Interrupted => Err(format!("process '{}' was interrupted", process.0.name).into()),
+        Outcome::Error(message) => {
+            Err(format!("process '{}' failed: {message}", process.0.name).into())
+        }
+    }
 }
 
 #[export_module]
@@ -438,13 +401,23 @@ pub mod process_api {
         let process = process.clone();
         match process.wait() {
             None => Err(interrupted_error()),
-            Some((Outcome::Value(value), _)) => Ok(value),
-            Some((Outcome::Interrupted, _)) => {
-                Err(format!("process '{}' was interrupted", process.0.name).into())
-            }
-            Some((Outcome::Error(message), _)) => {
-                Err(format!("process '{}' failed: {message}", process.0.name).into())
-            }
+            Some((outcome, _)) => joined(&process, outcome),
+        }
+    }
+
+    /// Waits at most `timeout` seconds (int or float) for the process. If it ended, the
+    /// same as `join()`; if not, returns `()` and it runs on: as in Python, `is_alive`
+    /// (or `exit_code`) tells which. Interruptible.
+    #[rhai_fn(name = "join", return_raw, pure)]
+    pub fn join_timeout(
+        process: &mut ProcessHandle,
+        timeout: Dynamic,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let process = process.clone();
+        let until = crate::runtime::time::deadline(&timeout, "join")?;
+        match process.wait_until(Some(until))? {
+            Some((outcome, _)) => joined(&process, outcome),
+            None => Ok(Dynamic::UNIT),
         }
     }
 

@@ -6,16 +6,12 @@ use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::{self, OutputSink};
 use crate::runtime::SCRIPT_STACK_SIZE;
 use rhai::plugin::*;
-use rhai::{Dynamic, Engine, FnPtr, FuncRegistration, Module, NativeCallContext, RhaiFunc, Shared};
-use std::any::TypeId;
+use rhai::{Dynamic, Engine, FnPtr, NativeCallContext};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
-
-/// The most arguments `spawn_thread` passes on to the function.
-pub const MAX_THREAD_ARGS: usize = 8;
 
 static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
 
@@ -117,16 +113,24 @@ impl ThreadHandle {
     /// Waits for the thread; an error when interrupted (an interrupt wins over a result,
     /// as KeyboardInterrupt does in Python).
     pub(crate) fn wait(&self) -> Result<Result<Dynamic, Failure>, Box<EvalAltResult>> {
-        let waited = sched::wait_for_state(
+        self.wait_until(None)?
+            .ok_or_else(|| "join: the thread did not finish".into())
+    }
+
+    /// [`ThreadHandle::wait`] at most until `until`: `None` if the thread is still running.
+    pub(crate) fn wait_until(
+        &self,
+        until: Option<std::time::Instant>,
+    ) -> Result<Option<Result<Dynamic, Failure>>, Box<EvalAltResult>> {
+        sched::wait_for_state(
             || Op::new(Action::Join, self.object(), None),
-            None,
+            until,
             Order::InterruptFirst,
             &self.0.outcome,
             &self.0.finished,
             Option::clone,
             |_| self.0.name.clone(),
-        )?;
-        waited.ok_or_else(|| "join: the thread did not finish".into())
+        )
     }
 
     fn finish(&self, outcome: Result<Dynamic, Failure>) {
@@ -421,89 +425,20 @@ fn script_thread_loop(first: Job) {
     }
 }
 
-const SPAWN_DOC: &str = "\
-/// Starts `f(args…)` on a new OS thread and returns a `Thread` (0 to 8 arguments).
-///
-/// `f` is a function pointer: a function's bare name (also from an earlier cell),
-/// `Fn(\"name\")`, or a closure. `print` output of the thread appears in the cell that
-/// started it. Get the result with `join()`; an error the function throws is also
-/// printed on stderr at once (`Exception in thread …`). At the end of a script run with
-/// `rhai-kernel run`, threads not joined yet are waited for (see `spawn_daemon_thread`).
-///
-/// ```rhai
-/// fn work(n) { sleep(0.1); n * n }
-/// let t = spawn_thread(work, 7);
-/// t.join()   // 49
-/// ```";
-
-const SPAWN_DAEMON_DOC: &str = "\
-/// Starts `f(args…)` on a new OS thread, like `spawn_thread`, as a *daemon*: the end of
-/// a script does not wait for it (Python's `Thread(daemon=True)`); it is stopped when the
-/// script's main code and its other threads and processes are done. Threads it starts are
-/// daemons too. `join()` works as for any thread.
-///
-/// ```rhai
-/// let ticker = spawn_daemon_thread(|| { loop { sleep(1.0); print(\"tick\"); } });
-/// ticker.daemon   // true
-/// ```";
-
-/// Registers `spawn_thread(f)`, `spawn_thread(f, a)`, … up to [`MAX_THREAD_ARGS`] arguments,
-/// and the same for `spawn_daemon_thread`.
-pub fn register_spawn_thread(module: &mut Module) {
-    register_spawner(
-        module,
-        "spawn_thread",
-        SPAWN_DOC,
-        "Thread",
-        |ctx, f, args| spawn(ctx, f, args, false, "Thread").map(Dynamic::from),
-    );
-    register_spawner(
-        module,
-        "spawn_daemon_thread",
-        SPAWN_DAEMON_DOC,
-        "Thread",
-        |ctx, f, args| spawn(ctx, f, args, true, "Thread").map(Dynamic::from),
-    );
-}
-
-type Spawner = fn(&NativeCallContext, FnPtr, Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>>;
-
-/// Registers `name(f, args…)` for 0 to [`MAX_THREAD_ARGS`] arguments after the function.
-pub fn register_spawner(
-    module: &mut Module,
-    name: &str,
-    doc: &str,
-    returns: &str,
-    spawner: Spawner,
-) {
-    for arity in 0..=MAX_THREAD_ARGS {
-        let mut types = vec![TypeId::of::<FnPtr>()];
-        types.extend(std::iter::repeat_n(TypeId::of::<Dynamic>(), arity));
-        let mut params = vec!["f: Fn".to_string()];
-        params.extend((1..=arity).map(|i| format!("arg{i}: ?")));
-        params.push(returns.to_string());
-        let call_name = name.to_string();
-        FuncRegistration::new(name)
-            .with_comments([doc])
-            .with_params_info(params)
-            .set_into_module_raw(
-                module,
-                types,
-                RhaiFunc::Pure {
-                    func: Shared::new(
-                        move |ctx: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
-                            let ctx =
-                                ctx.ok_or_else(|| format!("{call_name} needs a call context"))?;
-                            let f = std::mem::take(args[0]).cast::<FnPtr>();
-                            let rest = args[1..].iter_mut().map(|a| std::mem::take(*a)).collect();
-                            spawner(&ctx, f, rest)
-                        },
-                    ),
-                    has_context: true,
-                    is_pure: true,
-                    is_volatile: true,
-                },
-            );
+/// What `join` gives for a thread that ended.
+fn joined(
+    thread: &ThreadHandle,
+    ended: Result<Dynamic, Failure>,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    match ended {
+        Ok(value) => Ok(value),
+        // Interrupted earlier (the cell that was interrupted is over): a catchable error.
+        Err(Failure::Interrupted) => {
+            Err(format!("thread '{}' was interrupted", thread.0.name).into())
+        }
+        Err(Failure::Error(message)) => {
+            Err(format!("thread '{}' failed: {message}", thread.0.name).into())
+        }
     }
 }
 
@@ -523,15 +458,27 @@ pub mod thread_api {
     #[rhai_fn(return_raw, pure)]
     pub fn join(thread: &mut ThreadHandle) -> Result<Dynamic, Box<EvalAltResult>> {
         let thread = thread.clone();
-        match thread.wait()? {
-            // Interrupted earlier (the cell that was interrupted is over): a catchable error.
-            Err(Failure::Interrupted) => {
-                Err(format!("thread '{}' was interrupted", thread.0.name).into())
-            }
-            Ok(value) => Ok(value),
-            Err(Failure::Error(message)) => {
-                Err(format!("thread '{}' failed: {message}", thread.0.name).into())
-            }
+        joined(&thread, thread.wait()?)
+    }
+
+    /// Waits at most `timeout` seconds (int or float) for the thread. If it finished,
+    /// the same as `join()`; if not, returns `()` and the thread runs on: as in Python,
+    /// `is_alive` tells which.
+    ///
+    /// ```rhai
+    /// t.join(0.5);
+    /// if t.is_alive { print("still working"); }
+    /// ```
+    #[rhai_fn(name = "join", return_raw, pure)]
+    pub fn join_timeout(
+        thread: &mut ThreadHandle,
+        timeout: Dynamic,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let thread = thread.clone();
+        let until = crate::runtime::time::deadline(&timeout, "join")?;
+        match thread.wait_until(Some(until))? {
+            Some(ended) => joined(&thread, ended),
+            None => Ok(Dynamic::UNIT),
         }
     }
 

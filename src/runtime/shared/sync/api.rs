@@ -2,6 +2,7 @@
 
 use super::{Barrier, Condition, Event, Semaphore};
 use crate::runtime::locks::Lock;
+use crate::runtime::time::seconds;
 use rhai::plugin::*;
 use rhai::FnPtr;
 use std::time::Duration;
@@ -46,9 +47,9 @@ pub mod sync_api {
     #[rhai_fn(name = "acquire", return_raw, pure)]
     pub fn sem_acquire_timeout(
         s: &mut Semaphore,
-        timeout: f64,
+        timeout: Dynamic,
     ) -> Result<bool, Box<EvalAltResult>> {
-        s.acquire(Some(timeout))
+        s.acquire(Some(seconds(&timeout, "acquire")?))
     }
 
     /// Gives a permit back.
@@ -106,8 +107,8 @@ pub mod sync_api {
 
     /// Waits at most `timeout` seconds for the flag; returns whether it is set.
     #[rhai_fn(name = "wait", return_raw, pure)]
-    pub fn event_wait_timeout(e: &mut Event, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
-        e.wait(Some(timeout))
+    pub fn event_wait_timeout(e: &mut Event, timeout: Dynamic) -> Result<bool, Box<EvalAltResult>> {
+        e.wait(Some(seconds(&timeout, "wait")?))
     }
 
     /// Creates a condition variable with its own new lock.
@@ -135,8 +136,9 @@ pub mod sync_api {
     #[rhai_fn(name = "acquire", return_raw, pure)]
     pub fn cond_acquire_timeout(
         c: &mut Condition,
-        timeout: f64,
+        timeout: Dynamic,
     ) -> Result<bool, Box<EvalAltResult>> {
+        let timeout = seconds(&timeout, "acquire")?;
         c.lock()
             .acquire((timeout >= 0.0).then(|| Duration::from_secs_f64(timeout)))
     }
@@ -166,8 +168,11 @@ pub mod sync_api {
 
     /// Like `wait()`, at most `timeout` seconds; returns whether it was notified.
     #[rhai_fn(name = "wait", return_raw, pure)]
-    pub fn cond_wait_timeout(c: &mut Condition, timeout: f64) -> Result<bool, Box<EvalAltResult>> {
-        c.wait(Some(timeout))
+    pub fn cond_wait_timeout(
+        c: &mut Condition,
+        timeout: Dynamic,
+    ) -> Result<bool, Box<EvalAltResult>> {
+        c.wait(Some(seconds(&timeout, "wait")?))
     }
 
     /// Wakes one waiting thread (the lock must be held).
@@ -203,8 +208,11 @@ pub mod sync_api {
 
     /// Waits at most `timeout` seconds for all parties; throws on timeout.
     #[rhai_fn(name = "wait", return_raw, pure)]
-    pub fn barrier_wait_timeout(b: &mut Barrier, timeout: f64) -> Result<i64, Box<EvalAltResult>> {
-        b.wait(Some(timeout))
+    pub fn barrier_wait_timeout(
+        b: &mut Barrier,
+        timeout: Dynamic,
+    ) -> Result<i64, Box<EvalAltResult>> {
+        b.wait(Some(seconds(&timeout, "wait")?))
     }
 
     /// The number of parties the barrier waits for.

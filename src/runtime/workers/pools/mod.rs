@@ -325,7 +325,7 @@ pub fn register_submit(module: &mut rhai::Module) {
         let pool = pool.try_cast::<Pool>().ok_or("submit: expected a pool")?;
         pool.submit(ctx, f, args).map(Dynamic::from)
     }
-    for arity in 0..=crate::runtime::threads::MAX_THREAD_ARGS {
+    for arity in 0..=crate::runtime::spawners::MAX_THREAD_ARGS {
         let mut types = vec![
             std::any::TypeId::of::<Pool>(),
             std::any::TypeId::of::<FnPtr>(),
@@ -536,8 +536,9 @@ pub mod pool_api {
     #[rhai_fn(name = "result", return_raw, pure)]
     pub fn result_timeout(
         f: &mut super::Future,
-        timeout: f64,
+        timeout: Dynamic,
     ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let timeout = crate::runtime::time::seconds(&timeout, "result")?;
         f.wait(Some(
             Duration::try_from_secs_f64(timeout.max(0.0)).map_err(|_| "invalid timeout")?,
         ))
