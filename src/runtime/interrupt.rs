@@ -44,18 +44,22 @@ pub fn is_requested() -> bool {
 
 /// Sleeps for `duration` unless interrupted; returns `false` when interrupted.
 pub fn sleep(duration: Duration) -> bool {
-    let deadline = Instant::now() + duration;
+    // A sleep too long to have an end is one that only an interrupt ends.
+    let deadline = Instant::now().checked_add(duration);
     let mut guard = WAKE.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if is_requested() {
             return false;
         }
         let now = Instant::now();
-        if now >= deadline {
+        let left = deadline.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(now)
+        });
+        if left.is_zero() {
             return true;
         }
         guard = WAKE_CV
-            .wait_timeout(guard, deadline - now)
+            .wait_timeout(guard, left)
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }

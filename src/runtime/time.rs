@@ -18,12 +18,23 @@ pub fn seconds(value: &Dynamic, what: &str) -> Result<f64, Box<EvalAltResult>> {
 }
 
 /// The moment a wait of `timeout` seconds (int or float) from now ends; a negative one
-/// does not wait, as in Python's `join(timeout)`.
-pub fn deadline(timeout: &Dynamic, what: &str) -> Result<std::time::Instant, Box<EvalAltResult>> {
-    let seconds = seconds(timeout, what)?;
-    std::time::Duration::try_from_secs_f64(seconds.max(0.0))
-        .map(|d| std::time::Instant::now() + d)
-        .map_err(|_| format!("{what}: invalid timeout {seconds}").into())
+/// does not wait, as in Python's `join(timeout)`; `None` for one too far to represent.
+pub fn deadline(
+    timeout: &Dynamic,
+    what: &str,
+) -> Result<Option<std::time::Instant>, Box<EvalAltResult>> {
+    until(seconds(timeout, what)?, what)
+}
+
+/// The moment `seconds` from now (now for a negative time; `None` for one too far to
+/// represent, which is no limit); NaN is an error.
+pub fn until(seconds: f64, what: &str) -> Result<Option<std::time::Instant>, Box<EvalAltResult>> {
+    if seconds.is_nan() {
+        return Err(format!("{what}: invalid timeout {seconds}").into());
+    }
+    Ok(std::time::Duration::try_from_secs_f64(seconds.max(0.0))
+        .ok()
+        .and_then(|d| std::time::Instant::now().checked_add(d)))
 }
 
 #[export_module]

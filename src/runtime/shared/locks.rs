@@ -196,7 +196,7 @@ impl LockRef {
     /// timeout; errors on interrupt and deadlock.
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, Box<EvalAltResult>> {
         let (pid, tid) = my_ids();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let state = self.state();
         // Set once this thread has waited and registered in the waits-for table (tried
         // once: when the table is full, the wait goes unwatched rather than rescanning it).
@@ -347,12 +347,14 @@ fn hold(ctx: &NativeCallContext, lock: LockRef, f: FnPtr) -> Result<Dynamic, Box
 }
 
 fn timeout_from(seconds: f64) -> Result<Option<Duration>, Box<EvalAltResult>> {
+    if seconds.is_nan() {
+        return Err(format!("invalid timeout {seconds}").into());
+    }
     if seconds < 0.0 {
         return Ok(None);
     }
-    Duration::try_from_secs_f64(seconds)
-        .map(Some)
-        .map_err(|_| format!("invalid timeout {seconds}").into())
+    // A time too long to represent waits as long as it takes.
+    Ok(Duration::try_from_secs_f64(seconds).ok())
 }
 
 /// A lock (Python's `threading.Lock` / `multiprocessing.Lock`): the lock, and this

@@ -7,7 +7,7 @@ pub use crate::runtime::ring::Ring;
 use crate::runtime::time::seconds;
 use crate::runtime::transfer;
 use rhai::plugin::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Sends `value` through `ring`; the message carries its own references to the shared
 /// objects in it, released again if it cannot be sent.
@@ -30,8 +30,11 @@ fn decode(bytes: &[u8]) -> Result<Dynamic, Box<EvalAltResult>> {
 }
 
 fn timeout(seconds: f64) -> Result<Duration, Box<EvalAltResult>> {
-    Duration::try_from_secs_f64(seconds.max(0.0))
-        .map_err(|_| format!("invalid timeout {seconds}").into())
+    if seconds.is_nan() {
+        return Err(format!("invalid timeout {seconds}").into());
+    }
+    // A time too long to represent waits as long as it takes.
+    Ok(Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX))
 }
 
 /// A first-in first-out queue (Python's `queue.Queue` / `multiprocessing.Queue`).
@@ -171,7 +174,7 @@ pub mod queue_api {
     /// float).
     #[rhai_fn(name = "poll", return_raw, pure)]
     pub fn poll(c: &mut super::Conn, timeout: Dynamic) -> Result<bool, Box<EvalAltResult>> {
-        let until = Some(Instant::now() + super::timeout(seconds(&timeout, "poll")?)?);
+        let until = crate::runtime::time::until(seconds(&timeout, "poll")?, "poll")?;
         c.incoming.wait_ready(until)
     }
 

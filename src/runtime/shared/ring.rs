@@ -367,7 +367,7 @@ impl Ring {
         what: &str,
     ) -> Result<Option<Vec<u8>>, Box<EvalAltResult>> {
         let s = self.state();
-        let until = timeout.map(|t| Instant::now() + t);
+        let until = timeout.and_then(|t| Instant::now().checked_add(t));
         let me = my_token();
         let mut liveness = LivenessCheck::new();
         let mut closed = false;

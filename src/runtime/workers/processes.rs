@@ -415,7 +415,7 @@ pub mod process_api {
     ) -> Result<Dynamic, Box<EvalAltResult>> {
         let process = process.clone();
         let until = crate::runtime::time::deadline(&timeout, "join")?;
-        match process.wait_until(Some(until))? {
+        match process.wait_until(until)? {
             Some((outcome, _)) => joined(&process, outcome),
             None => Ok(Dynamic::UNIT),
         }

@@ -476,7 +476,7 @@ pub mod thread_api {
     ) -> Result<Dynamic, Box<EvalAltResult>> {
         let thread = thread.clone();
         let until = crate::runtime::time::deadline(&timeout, "join")?;
-        match thread.wait_until(Some(until))? {
+        match thread.wait_until(until)? {
             Some(ended) => joined(&thread, ended),
             None => Ok(Dynamic::UNIT),
         }

@@ -21,6 +21,37 @@ fn hold_with(
     Ok(value)
 }
 
+/// Python's `Condition.wait_for`: waits, at most `timeout` seconds in all, until
+/// `predicate()` is truthy; its last value.
+fn wait_for(
+    ctx: &NativeCallContext,
+    c: &Condition,
+    predicate: &FnPtr,
+    timeout: Option<f64>,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    let truthy = |v: &Dynamic| v.as_bool().unwrap_or(!v.is_unit());
+    let end = match timeout {
+        None => None,
+        Some(t) => crate::runtime::time::until(t, "wait_for")?,
+    };
+    let mut result = predicate.call_within_context::<Dynamic>(ctx, ())?;
+    while !truthy(&result) {
+        let left = match end {
+            None => None,
+            Some(end) => {
+                let left = end.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                Some(left.as_secs_f64())
+            }
+        };
+        c.wait(left)?;
+        result = predicate.call_within_context::<Dynamic>(ctx, ())?;
+    }
+    Ok(result)
+}
+
 #[export_module]
 pub mod sync_api {
     use super::*;
@@ -34,7 +65,15 @@ pub mod sync_api {
     /// none), `release()` gives one back. Works between threads and processes.
     #[rhai_fn(return_raw)]
     pub fn semaphore(n: i64) -> Result<Semaphore, Box<EvalAltResult>> {
-        super::Semaphore::new(n)
+        super::Semaphore::new(n, false)
+    }
+
+    /// Creates a semaphore with `n` permits that may never have more: a `release()`
+    /// without a matching `acquire()` is an error (Python's `BoundedSemaphore`), which
+    /// catches the bug of releasing twice.
+    #[rhai_fn(return_raw)]
+    pub fn bounded_semaphore(n: i64) -> Result<Semaphore, Box<EvalAltResult>> {
+        super::Semaphore::new(n, true)
     }
 
     /// Takes a permit, waiting until one is free. Interruptible.
@@ -55,7 +94,13 @@ pub mod sync_api {
     /// Gives a permit back.
     #[rhai_fn(name = "release", return_raw, pure)]
     pub fn sem_release(s: &mut Semaphore) -> Result<(), Box<EvalAltResult>> {
-        s.release()
+        s.release(1)
+    }
+
+    /// Gives `n` permits back at once (Python's `release(n)`), waking as many waiters.
+    #[rhai_fn(name = "release", return_raw, pure)]
+    pub fn sem_release_n(s: &mut Semaphore, n: i64) -> Result<(), Box<EvalAltResult>> {
+        s.release(n)
     }
 
     /// Runs `f` holding a permit; the permit is given back even if `f` throws.
@@ -66,7 +111,7 @@ pub mod sync_api {
         f: FnPtr,
     ) -> Result<Dynamic, Box<EvalAltResult>> {
         let s = s.clone();
-        hold_with(&ctx, || s.acquire(None), || s.release(), f)
+        hold_with(&ctx, || s.acquire(None), || s.release(1), f)
     }
 
     /// The number of free permits.
@@ -173,6 +218,31 @@ pub mod sync_api {
         timeout: Dynamic,
     ) -> Result<bool, Box<EvalAltResult>> {
         c.wait(Some(seconds(&timeout, "wait")?))
+    }
+
+    /// Waits until `predicate()` is true: calls it, and while it is false waits for a
+    /// notification and calls it again (the lock must be held; it is held whenever the
+    /// predicate runs). Returns the predicate's last value (Python's `wait_for`).
+    #[rhai_fn(name = "wait_for", return_raw, pure)]
+    pub fn cond_wait_for(
+        ctx: NativeCallContext,
+        c: &mut Condition,
+        predicate: FnPtr,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        wait_for(&ctx, c, &predicate, None)
+    }
+
+    /// `wait_for(predicate)` for at most `timeout` seconds (int or float) in all; returns
+    /// the predicate's last value, which is false if the time ran out.
+    #[rhai_fn(name = "wait_for", return_raw, pure)]
+    pub fn cond_wait_for_timeout(
+        ctx: NativeCallContext,
+        c: &mut Condition,
+        predicate: FnPtr,
+        timeout: Dynamic,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let timeout = seconds(&timeout, "wait_for")?;
+        wait_for(&ctx, c, &predicate, Some(timeout))
     }
 
     /// Wakes one waiting thread (the lock must be held).

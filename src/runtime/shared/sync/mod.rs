@@ -7,16 +7,14 @@ use crate::runtime::sched::{self, Op, Order};
 use crate::runtime::shm::{arena, Monitor};
 use rhai::EvalAltResult;
 use std::cell::{Cell, RefCell};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A deadline from a timeout in seconds (negative: none).
 pub(super) fn deadline(timeout: Option<f64>) -> Result<Option<Instant>, Box<EvalAltResult>> {
     match timeout {
         None => Ok(None),
         Some(t) if t < 0.0 => Ok(None),
-        Some(t) => Duration::try_from_secs_f64(t)
-            .map(|d| Some(Instant::now() + d))
-            .map_err(|_| format!("invalid timeout {t}").into()),
+        Some(t) => crate::runtime::time::until(t, "wait"),
     }
 }
 

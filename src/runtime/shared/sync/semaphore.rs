@@ -1,4 +1,5 @@
-//! `semaphore(n)`: a counting semaphore in shared memory (Python's `Semaphore`).
+//! `semaphore(n)` and `bounded_semaphore(n)`: counting semaphores in shared memory
+//! (Python's `Semaphore` and `BoundedSemaphore`).
 
 use super::{alloc_with_monitor, deadline, received, state, wait_until};
 use crate::runtime::lifetime::{Held, Receive};
@@ -12,6 +13,8 @@ pub(super) struct SemaphoreState {
     monitor: Monitor,
     serial: u64,
     value: AtomicI64,
+    /// The most permits there may be (a bounded semaphore's initial value); 0: no bound.
+    bound: i64,
 }
 
 /// A counting semaphore (Python's `Semaphore`).
@@ -32,7 +35,9 @@ impl Semaphore {
         &self.held
     }
 
-    pub fn new(value: i64) -> Result<Semaphore, Box<EvalAltResult>> {
+    /// A semaphore with `value` permits; a `bounded` one refuses a release that would
+    /// make more permits than that.
+    pub fn new(value: i64, bounded: bool) -> Result<Semaphore, Box<EvalAltResult>> {
         if value < 0 {
             return Err("semaphore(n): n must not be negative".into());
         }
@@ -43,6 +48,13 @@ impl Semaphore {
         unsafe {
             (*ptr).serial = arena()?.serial();
             (*ptr).value.store(value, Relaxed);
+            // A bounded semaphore of 0 permits can never be released: bound it at 0 all
+            // the same (-1 stands for that).
+            (*ptr).bound = match (bounded, value) {
+                (false, _) => 0,
+                (true, 0) => -1,
+                (true, n) => n,
+            };
         }
         Ok(Semaphore {
             offset,
@@ -81,11 +93,22 @@ impl Semaphore {
         })
     }
 
-    pub(super) fn release(&self) -> Result<(), Box<EvalAltResult>> {
+    /// Gives `n` permits back (Python's `release(n)`).
+    pub(super) fn release(&self, n: i64) -> Result<(), Box<EvalAltResult>> {
+        if n < 1 {
+            return Err(format!("release(n): n must be at least 1, not {n}").into());
+        }
         let s = self.state();
         let release = || {
             let _guard = s.monitor.lock();
-            s.value.fetch_add(1, Relaxed);
+            let bound = s.bound.max(0);
+            if s.bound != 0 && s.value.load(Relaxed) + n > bound {
+                return Err(format!(
+                    "release: a bounded semaphore of {bound} permits released too many times"
+                )
+                .into());
+            }
+            s.value.fetch_add(n, Relaxed);
             s.monitor.notify_all();
             Ok(())
         };

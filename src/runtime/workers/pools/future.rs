@@ -22,7 +22,7 @@ pub(super) struct FutureState {
 
 impl Future {
     pub(super) fn wait(&self, timeout: Option<Duration>) -> Result<Dynamic, Box<EvalAltResult>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let outcome = || self.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {

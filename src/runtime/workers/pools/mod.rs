@@ -539,8 +539,12 @@ pub mod pool_api {
         timeout: Dynamic,
     ) -> Result<Dynamic, Box<EvalAltResult>> {
         let timeout = crate::runtime::time::seconds(&timeout, "result")?;
+        if timeout.is_nan() {
+            return Err("result: invalid timeout NaN".into());
+        }
+        // A time too long to represent waits as long as it takes.
         f.wait(Some(
-            Duration::try_from_secs_f64(timeout.max(0.0)).map_err(|_| "invalid timeout")?,
+            Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX),
         ))
     }
 
