@@ -7,16 +7,26 @@ pub use crate::runtime::ring::Ring;
 use crate::runtime::time::seconds;
 use crate::runtime::transfer;
 use rhai::plugin::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Sends `value` through `ring`; the message carries its own references to the shared
 /// objects in it, released again if it cannot be sent.
 fn send_item(ring: &Ring, value: &Dynamic, what: &str) -> Result<(), Box<EvalAltResult>> {
+    send_item_until(ring, value, None, what).map(drop)
+}
+
+/// [`send_item`] waiting for room at most until `until`: `Ok(false)` if there was none.
+fn send_item_until(
+    ring: &Ring,
+    value: &Dynamic,
+    until: Option<Instant>,
+    what: &str,
+) -> Result<bool, Box<EvalAltResult>> {
     let json = transfer::to_message(value, what)?;
     let sent = serde_json::to_vec(&json)
         .map_err(|e| e.to_string().into())
-        .and_then(|bytes| ring.push(&bytes, what));
-    if sent.is_err() {
+        .and_then(|bytes| ring.push_until(&bytes, until, what));
+    if !matches!(sent, Ok(true)) {
         transfer::release_message(&json);
     }
     sent
@@ -76,6 +86,49 @@ pub mod queue_api {
     #[rhai_fn(name = "put", return_raw, pure)]
     pub fn put(q: &mut super::Queue, x: Dynamic) -> Result<(), Box<EvalAltResult>> {
         super::send_item(&q.0, &x, "put")
+    }
+
+    /// Adds `x` at the end, waiting at most `timeout` seconds (int or float) while a
+    /// bounded queue is full; throws if it stayed full (Python's `queue.Full`).
+    #[rhai_fn(name = "put", return_raw, pure)]
+    pub fn put_timeout(
+        q: &mut super::Queue,
+        x: Dynamic,
+        timeout: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let seconds = seconds(&timeout, "put")?;
+        let until = crate::runtime::time::until(seconds, "put")?;
+        if super::send_item_until(&q.0, &x, until, "put")? {
+            Ok(())
+        } else {
+            Err(format!("put: the queue stayed full for {seconds} s").into())
+        }
+    }
+
+    /// Adds `x` if there is room now; returns whether it did (never waits).
+    #[rhai_fn(name = "try_put", return_raw, pure)]
+    pub fn try_put(q: &mut super::Queue, x: Dynamic) -> Result<bool, Box<EvalAltResult>> {
+        super::send_item_until(&q.0, &x, Some(Instant::now()), "try_put")
+    }
+
+    /// Marks one item taken with `get` as dealt with: `join()` returns once every item
+    /// put has been (Python's `task_done`). Calling it more often than items were put is
+    /// an error.
+    #[rhai_fn(name = "task_done", return_raw, pure)]
+    pub fn task_done(q: &mut super::Queue) -> Result<(), Box<EvalAltResult>> {
+        q.0.task_done()
+    }
+
+    /// Waits until every item put has been marked done with `task_done()`. Interruptible.
+    #[rhai_fn(name = "join", return_raw, pure)]
+    pub fn join(q: &mut super::Queue) -> Result<(), Box<EvalAltResult>> {
+        q.0.join()
+    }
+
+    /// Whether a bounded queue holds `maxsize` items (`put` would wait).
+    #[rhai_fn(get = "full", pure)]
+    pub fn full(q: &mut super::Queue) -> bool {
+        q.0.is_full()
     }
 
     /// Takes the oldest item, waiting while the queue is empty. Interruptible.

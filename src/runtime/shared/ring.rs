@@ -46,6 +46,8 @@ const DISCARD: u64 = u64::MAX;
 ///   payload bytes of it are still to be read (some may not be written yet). `reader_cut`
 ///   says its producer gave up, so what remains is all there will be.
 /// - `closed` only goes from 0 to 1.
+/// - `unfinished` counts the messages put and not yet marked done (`task_done`, for
+///   `join`); a message its producer abandoned is not counted.
 #[repr(C)]
 struct RingState {
     monitor: Monitor,
@@ -62,6 +64,7 @@ struct RingState {
     reader: AtomicU64,
     reader_left: AtomicU64,
     reader_cut: AtomicU64,
+    unfinished: AtomicU64,
 }
 
 /// A ring buffer of messages in shared memory (a view: the handles that use it, `Queue`
@@ -257,6 +260,8 @@ impl Ring {
     /// it. Monitor held.
     fn abandon_message(&self, s: &RingState) {
         let header_at = s.writer_header.load(Relaxed);
+        // Abandoned, it will never be done.
+        s.unfinished.fetch_sub(1, Relaxed);
         if s.head.load(Relaxed) <= header_at {
             s.tail.store(header_at, Relaxed);
             s.count.fetch_sub(1, Relaxed);
@@ -274,6 +279,18 @@ impl Ring {
     /// once a consumer has taken all but the last piece. Interruptible; an interrupted
     /// stream is dropped whole, never delivered in part.
     pub fn push(&self, message: &[u8], what: &str) -> Result<(), Box<EvalAltResult>> {
+        self.push_until(message, None, what).map(drop)
+    }
+
+    /// [`Ring::push`] that waits for room at most until `until`: `Ok(false)` if the
+    /// message could not begin by then. Once it began, a streamed message is finished
+    /// without that limit.
+    pub fn push_until(
+        &self,
+        message: &[u8],
+        until: Option<Instant>,
+        what: &str,
+    ) -> Result<bool, Box<EvalAltResult>> {
         let s = self.state();
         let length = message.len() as u64;
         let whole = HEADER_BYTES + length;
@@ -284,7 +301,7 @@ impl Ring {
         let mut written = 0u64;
         let mut lost = false;
         let op = || self.op(Action::Put, what);
-        let outcome = wait_until(&s.monitor, None, op, || {
+        let mut outcome = wait_until(&s.monitor, until, op, || {
             self.tidy(s, &mut liveness);
             let tail = s.tail.load(Relaxed);
             let free = s.capacity - (tail - s.head.load(Relaxed));
@@ -302,6 +319,7 @@ impl Ring {
                 }
                 self.copy_in(tail, &length.to_le_bytes());
                 s.count.fetch_add(1, Relaxed);
+                s.unfinished.fetch_add(1, Relaxed);
                 if whole <= free {
                     self.copy_in(tail + HEADER_BYTES, message);
                     s.tail.store(tail + whole, Relaxed);
@@ -322,6 +340,17 @@ impl Ring {
             }
             self.stream_piece(s, message, &mut written)
         });
+        if matches!(outcome, Ok(false)) && streaming {
+            // The time ran out in the middle of the message: finish it.
+            outcome = wait_until(&s.monitor, None, op, || {
+                self.tidy(s, &mut liveness);
+                if s.writer.load(Relaxed) != me {
+                    lost = true;
+                    return true;
+                }
+                self.stream_piece(s, message, &mut written)
+            });
+        }
         match outcome {
             Err(error) => {
                 if streaming {
@@ -334,8 +363,37 @@ impl Ring {
             }
             Ok(_) if closed => Err(format!("{what}: it is closed").into()),
             Ok(_) if lost => Err(format!("{what}: the item was dropped").into()),
-            Ok(_) => Ok(()),
+            Ok(done) => Ok(done),
         }
+    }
+
+    /// One message taken from the ring was dealt with (`task_done`).
+    pub fn task_done(&self) -> Result<(), Box<EvalAltResult>> {
+        let s = self.state();
+        let op = || self.op(Action::Release, "task_done");
+        let done = || {
+            let _guard = s.monitor.lock();
+            if s.unfinished.load(Relaxed) == 0 {
+                return Err("task_done() called more times than there were items".into());
+            }
+            s.unfinished.fetch_sub(1, Relaxed);
+            s.monitor.notify_all();
+            Ok(())
+        };
+        crate::runtime::sched::step(op, done, |_| String::new())
+    }
+
+    /// Waits until every message put has been marked done (`join`). Interruptible.
+    pub fn join(&self) -> Result<(), Box<EvalAltResult>> {
+        let s = self.state();
+        let op = || self.op(Action::Join, "join");
+        wait_until(&s.monitor, None, op, || s.unfinished.load(Relaxed) == 0).map(drop)
+    }
+
+    /// Whether a bounded ring holds as many messages as it may.
+    pub fn is_full(&self) -> bool {
+        let s = self.state();
+        s.maxsize != 0 && s.count.load(Relaxed) >= s.maxsize
     }
 
     /// Writes as much of the streamed message as fits; true once all of it is in.
