@@ -72,6 +72,10 @@ pub fn release_message(value: &Value) {
                         lifetime::release(offset);
                     }
                 }
+                // A barrier's action, and what it captured.
+                if let Some(action) = map.get("action") {
+                    release_message(action);
+                }
             }
             None => map.values().for_each(release_message),
         },
@@ -160,7 +164,12 @@ pub fn to_json(value: &Dynamic, what: &str, kept: &mut Vec<Held>) -> Result<Valu
         return keep(c.held(), "Condition");
     }
     if let Some(b) = value.read_lock::<Barrier>() {
-        return keep(b.held(), "Barrier");
+        let mut json = keep(b.held(), "Barrier")?;
+        // The action goes along: whichever process arrives last runs it.
+        if let Some(action) = &b.action {
+            json["action"] = to_json(&Dynamic::from(action.clone()), what, kept)?;
+        }
+        return Ok(json);
     }
     if let Some(q) = value.read_lock::<Queue>() {
         return keep(&q.1, "Queue");
@@ -247,7 +256,13 @@ fn object_from_json(
         "Semaphore" => Dynamic::from(Semaphore::receive(offset()?, how)?),
         "Event" => Dynamic::from(Event::receive(offset()?, how)?),
         "Condition" => Dynamic::from(Condition::receive(offset()?, how)?),
-        "Barrier" => Dynamic::from(Barrier::receive(offset()?, how)?),
+        "Barrier" => {
+            let action = match map.get("action") {
+                Some(action) => from_json(action, how)?.try_cast::<FnPtr>(),
+                None => None,
+            };
+            Dynamic::from(Barrier::receive(offset()?, how, action)?)
+        }
         "Queue" => {
             let (ring, held) = Ring::receive(offset()?, how)?;
             Dynamic::from(Queue(ring, held))

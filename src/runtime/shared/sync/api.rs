@@ -1,5 +1,6 @@
 //! The natives of semaphores, events, conditions and barriers.
 
+use super::barrier::Passed;
 use super::{Barrier, Condition, Event, Semaphore};
 use crate::runtime::locks::Lock;
 use crate::runtime::time::seconds;
@@ -50,6 +51,26 @@ fn wait_for(
         result = predicate.call_within_context::<Dynamic>(ctx, ())?;
     }
     Ok(result)
+}
+
+/// A party passes the barrier: the last one of a round runs the action, then lets the
+/// others go on.
+fn pass(
+    ctx: &NativeCallContext,
+    b: &Barrier,
+    timeout: Option<f64>,
+) -> Result<i64, Box<EvalAltResult>> {
+    match b.wait(timeout)? {
+        Passed::Index(index) => Ok(index),
+        Passed::Last(index, round) => {
+            let ran = match &b.action {
+                Some(action) => action.call_within_context::<Dynamic>(ctx, ()).map(drop),
+                None => Ok(()),
+            };
+            b.release(round, ran.is_err());
+            ran.map(|_| index)
+        }
+    }
 }
 
 #[export_module]
@@ -267,22 +288,62 @@ pub mod sync_api {
     /// processes have called it, then all continue.
     #[rhai_fn(return_raw)]
     pub fn barrier(n: i64) -> Result<Barrier, Box<EvalAltResult>> {
-        super::Barrier::new(n)
+        super::Barrier::new(n, None)
     }
 
-    /// Waits for all parties; returns this party's arrival index (0 to n-1). Interruptible.
+    /// A barrier whose last party to arrive runs `action()` each round, before any party
+    /// goes on (Python's `Barrier(n, action)`); if the action throws, that party gets the
+    /// error and the barrier breaks.
+    #[rhai_fn(name = "barrier", return_raw)]
+    pub fn barrier_action(n: i64, action: FnPtr) -> Result<Barrier, Box<EvalAltResult>> {
+        super::Barrier::new(n, Some(action))
+    }
+
+    /// Waits for all parties; returns this party's arrival index (0 to n-1). Throws if the
+    /// barrier is or becomes broken. Interruptible.
     #[rhai_fn(name = "wait", return_raw, pure)]
-    pub fn barrier_wait(b: &mut Barrier) -> Result<i64, Box<EvalAltResult>> {
-        b.wait(None)
+    pub fn barrier_wait(
+        ctx: NativeCallContext,
+        b: &mut Barrier,
+    ) -> Result<i64, Box<EvalAltResult>> {
+        pass(&ctx, b, None)
     }
 
-    /// Waits at most `timeout` seconds for all parties; throws on timeout.
+    /// Waits at most `timeout` seconds (int or float) for all parties; a wait that times
+    /// out breaks the barrier for everyone, as in Python.
     #[rhai_fn(name = "wait", return_raw, pure)]
     pub fn barrier_wait_timeout(
+        ctx: NativeCallContext,
         b: &mut Barrier,
         timeout: Dynamic,
     ) -> Result<i64, Box<EvalAltResult>> {
-        b.wait(Some(seconds(&timeout, "wait")?))
+        pass(&ctx, b, Some(seconds(&timeout, "wait")?))
+    }
+
+    /// How many parties wait in the current round.
+    #[rhai_fn(get = "n_waiting", pure)]
+    pub fn barrier_n_waiting(b: &mut Barrier) -> i64 {
+        b.n_waiting() as i64
+    }
+
+    /// `true` once a wait timed out, the action failed or `abort()` was called, until
+    /// `reset()`.
+    #[rhai_fn(get = "broken", pure)]
+    pub fn barrier_broken(b: &mut Barrier) -> bool {
+        b.is_broken()
+    }
+
+    /// Breaks the barrier: the parties waiting now, and every later `wait()`, fail until
+    /// `reset()` (Python's `abort()`: a way out when a party will never come).
+    #[rhai_fn(name = "abort", pure)]
+    pub fn barrier_abort(b: &mut Barrier) {
+        b.abort();
+    }
+
+    /// Makes the barrier empty and unbroken again; the parties waiting now fail.
+    #[rhai_fn(name = "reset", pure)]
+    pub fn barrier_reset(b: &mut Barrier) {
+        b.reset();
     }
 
     /// The number of parties the barrier waits for.
