@@ -21,7 +21,8 @@ pub mod workers;
 pub use observe::{explorer, gil, races, scaling, timeline};
 pub use shared::{deadlock, lifetime, locks, queues, ring, shm, sync, transfer, values};
 pub use workers::{
-    fork_server, globals, launch, pools, processes, shutdown, spawners, threads, worker_process,
+    fork_server, globals, launch, pools, processes, shutdown, spawners, threads, timers,
+    worker_process,
 };
 
 use rhai::def_package;
@@ -37,6 +38,8 @@ def_package! {
         rhai::combine_with_exported_module!(module, "docs", docs::docs_api);
         rhai::combine_with_exported_module!(module, "threads", threads::thread_api);
         spawners::register_spawn_thread(module);
+        rhai::combine_with_exported_module!(module, "timers", timers::timer_api);
+        timers::register_timer(module);
         rhai::combine_with_exported_module!(module, "locks", locks::lock_api);
         rhai::combine_with_exported_module!(module, "values", values::value_api);
         rhai::combine_with_exported_module!(module, "sync", sync::sync_api);

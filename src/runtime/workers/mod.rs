@@ -10,4 +10,5 @@ pub mod processes;
 pub mod shutdown;
 pub mod spawners;
 pub mod threads;
+pub mod timers;
 pub mod worker_process;

@@ -231,7 +231,7 @@ pub(crate) fn spawn_played(
     let args = (args.iter().enumerate())
         .map(|(i, a)| copy(a, &format!("argument {}", i + 1)))
         .collect::<Result<Vec<_>, _>>()?;
-    let thread = threads::spawn(ctx, f, args, daemon, "Process")?;
+    let thread = threads::spawn(ctx, f, args, daemon, threads::Worker::called("Process"))?;
     Ok(ProcessHandle(Arc::new(ProcessState {
         name: thread.name().to_string(),
         daemon,

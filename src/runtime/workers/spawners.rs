@@ -45,14 +45,19 @@ pub fn register_spawn_thread(module: &mut Module) {
         "spawn_thread",
         SPAWN_THREAD_DOC,
         "Thread",
-        |ctx, f, args| threads::spawn(ctx, f, args, false, "Thread").map(Dynamic::from),
+        |ctx, f, args| {
+            threads::spawn(ctx, f, args, false, threads::Worker::called("Thread"))
+                .map(Dynamic::from)
+        },
     );
     register_spawner(
         module,
         "spawn_daemon_thread",
         SPAWN_DAEMON_THREAD_DOC,
         "Thread",
-        |ctx, f, args| threads::spawn(ctx, f, args, true, "Thread").map(Dynamic::from),
+        |ctx, f, args| {
+            threads::spawn(ctx, f, args, true, threads::Worker::called("Thread")).map(Dynamic::from)
+        },
     );
 }
 
@@ -66,12 +71,45 @@ pub fn register_spawner(
     returns: &str,
     spawner: Spawner,
 ) {
+    register_variadic(module, name, doc, None, returns, move |ctx, _, f, args| {
+        spawner(ctx, f, args)
+    });
+}
+
+/// A native that takes a leading value (a time, for `timer`), then a function and its
+/// arguments.
+type Variadic = dyn Fn(&NativeCallContext, Dynamic, FnPtr, Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>>
+    + Send
+    + Sync;
+
+/// Registers `name([leading,] f, args…)` for 0 to [`MAX_THREAD_ARGS`] arguments after the
+/// function; `leading` names a first parameter of any type, if there is one.
+pub fn register_variadic(
+    module: &mut Module,
+    name: &str,
+    doc: &str,
+    leading: Option<&str>,
+    returns: &str,
+    call: impl Fn(&NativeCallContext, Dynamic, FnPtr, Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>>
+        + Send
+        + Sync
+        + 'static,
+) {
+    let call: Shared<Variadic> = Shared::new(call);
+    let skip = usize::from(leading.is_some());
     for arity in 0..=MAX_THREAD_ARGS {
-        let mut types = vec![TypeId::of::<FnPtr>()];
+        let mut types = Vec::new();
+        let mut params = Vec::new();
+        if let Some(leading) = leading {
+            types.push(TypeId::of::<Dynamic>());
+            params.push(leading.to_string());
+        }
+        types.push(TypeId::of::<FnPtr>());
         types.extend(std::iter::repeat_n(TypeId::of::<Dynamic>(), arity));
-        let mut params = vec!["f: Fn".to_string()];
+        params.push("f: Fn".to_string());
         params.extend((1..=arity).map(|i| format!("arg{i}: ?")));
         params.push(returns.to_string());
+        let call = call.clone();
         let call_name = name.to_string();
         FuncRegistration::new(name)
             .with_comments([doc])
@@ -84,9 +122,16 @@ pub fn register_spawner(
                         move |ctx: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
                             let ctx =
                                 ctx.ok_or_else(|| format!("{call_name} needs a call context"))?;
-                            let f = std::mem::take(args[0]).cast::<FnPtr>();
-                            let rest = args[1..].iter_mut().map(|a| std::mem::take(*a)).collect();
-                            spawner(&ctx, f, rest)
+                            let first = match skip {
+                                0 => Dynamic::UNIT,
+                                _ => std::mem::take(args[0]),
+                            };
+                            let f = std::mem::take(args[skip]).cast::<FnPtr>();
+                            let rest = args[skip + 1..]
+                                .iter_mut()
+                                .map(|a| std::mem::take(*a))
+                                .collect();
+                            call(&ctx, first, f, rest)
                         },
                     ),
                     has_context: true,

@@ -213,6 +213,23 @@ pub fn current_thread_name() -> Option<String> {
     CURRENT.with(|c| c.borrow().as_ref().map(|t| t.name.clone()))
 }
 
+/// What kind of worker a new thread is: `noun` names it (`Thread-1`, `Process-1` for
+/// the thread that plays a process inside `explore`, `Timer-1`), after the function
+/// `named_after` (`f` itself when `None`).
+pub(crate) struct Worker {
+    pub noun: &'static str,
+    pub named_after: Option<FnPtr>,
+}
+
+impl Worker {
+    pub(crate) fn called(noun: &'static str) -> Worker {
+        Worker {
+            noun,
+            named_after: None,
+        }
+    }
+}
+
 /// Starts `f(args…)` on a new OS thread carrying the caller's output sink, as a worker
 /// called `noun-N` (a thread, or inside `explore` the thread that plays a process). A
 /// thread started by a daemon thread is a daemon too (Python's rule).
@@ -221,14 +238,16 @@ pub(crate) fn spawn(
     f: FnPtr,
     args: Vec<Dynamic>,
     daemon: bool,
-    noun: &'static str,
+    worker: Worker,
 ) -> Result<ThreadHandle, Box<EvalAltResult>> {
+    let Worker { noun, named_after } = worker;
+    let named_after = named_after.as_ref().unwrap_or(&f);
     let daemon = daemon || CURRENT.with(|c| c.borrow().as_ref().is_some_and(|t| t.daemon));
     let engine = script_engine()?;
-    let label = if f.is_anonymous() {
+    let label = if named_after.is_anonymous() {
         "closure".to_string()
     } else {
-        f.fn_name().to_string()
+        named_after.fn_name().to_string()
     };
     sched::announce(
         || Op::new(Action::Spawn, Object::new(Kind::Thread, 0, 0), Some(ctx)),
@@ -236,15 +255,15 @@ pub(crate) fn spawn(
     )?;
     // Under the schedule explorer the new thread is one more worker it runs, numbered by
     // the explorer so that every rerun names it alike.
-    let controlled = sched::controller().map(|c| c.spawn(&f, &args, ctx, noun));
+    let controlled = sched::controller().map(|c| c.spawn(named_after, &args, ctx, noun));
     let number = match &controlled {
         Some((_, number)) => *number,
         None => THREAD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1,
     };
-    let name = if f.is_anonymous() {
+    let name = if named_after.is_anonymous() {
         format!("{noun}-{number}")
     } else {
-        format!("{noun}-{number} ({})", f.fn_name())
+        format!("{noun}-{number} ({})", named_after.fn_name())
     };
     let mut f = f;
     for value in f.iter_curry_mut() {
