@@ -46,6 +46,8 @@ def_package! {
         rhai::combine_with_exported_module!(module, "queues", queues::queue_api);
         rhai::combine_with_exported_module!(module, "memory", lifetime::memory_api);
         rhai::combine_with_exported_module!(module, "pools", pools::pool_api);
+        rhai::combine_with_exported_module!(module, "futures", pools::future_api);
+        pools::register_iterators(module);
         rhai::combine_with_exported_module!(module, "gil", gil::gil_api);
         rhai::combine_with_exported_module!(module, "timeline", timeline::timeline_api);
         rhai::combine_with_exported_module!(module, "scaling", scaling::scaling_api);

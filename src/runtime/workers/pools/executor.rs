@@ -119,6 +119,11 @@ impl StartGate {
         }
     }
 
+    /// Whether the task has started (it may have finished since).
+    pub(super) fn started(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == STARTED
+    }
+
     /// Cancels the task unless it has started; true if it is (now or already) cancelled.
     pub(super) fn cancel(&self) -> bool {
         match self

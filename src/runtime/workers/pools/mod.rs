@@ -7,9 +7,8 @@ use crate::runtime::sink;
 use crate::runtime::{interrupt, interrupted_error, SCRIPT_STACK_SIZE};
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 mod executor;
 mod future;
@@ -23,8 +22,7 @@ use executor::{
     receive, replies_id, task_label, CallContext, Chunk, ChunkResult, Executor, Handoff, Lifecycle,
     StartGate,
 };
-pub use future::Future;
-use future::FutureState;
+pub use future::{future_api, register_iterators, Future};
 use options::{default_chunksize, items_of, options, Options};
 use process_executor::ProcessExecutor;
 use progress::Progress;
@@ -221,14 +219,9 @@ impl Pool {
     ) -> Result<Future, Box<EvalAltResult>> {
         self.check_open()?;
         let gate = Arc::new(StartGate::default());
-        let state = Arc::new(FutureState {
-            outcome: Mutex::new(None),
-            waiting: AtomicUsize::new(0),
-            done: Condvar::new(),
-            gate: gate.clone(),
-        });
-        let done_state = state.clone();
-        let handoff = Handoff::submit(self.id(), Arc::as_ptr(&state) as u64);
+        let future = Future::new(gate.clone());
+        let done = future.clone();
+        let handoff = Handoff::submit(self.id(), future.id());
         let label = task_label(&f);
         let report_sink = sink::current();
         let chunk = Chunk {
@@ -250,16 +243,9 @@ impl Pool {
                     }
                     ChunkResult::Broken(message) => Err(message),
                 };
-                let mut slot = done_state.outcome.lock().unwrap_or_else(|e| e.into_inner());
-                // A cancelled task's outcome was set by `cancel()` already.
-                if slot.is_some() {
-                    return;
-                }
-                *slot = Some(outcome);
-                // A `result()` already waiting throws the error now; otherwise nobody may
-                // ever ask, so it is reported as it happens, before a later `result()`
-                // (which waits for this lock) throws it too.
-                if done_state.waiting.load(Ordering::SeqCst) == 0 {
+                // Nobody may ever ask for an error nobody waits for now: it is reported
+                // as it happens, before a later `result()` throws it too.
+                done.complete(outcome, || {
                     if let Some((worker, message)) = uncaught {
                         crate::runtime::threads::report_uncaught(
                             report_sink.as_ref(),
@@ -267,14 +253,12 @@ impl Pool {
                             &message,
                         );
                     }
-                }
-                drop(slot);
-                done_state.done.notify_all();
+                });
             }),
             handoff,
         };
         self.executor.submit(chunk, &CallContext::of(ctx))?;
-        Ok(Future(state))
+        Ok(future)
     }
 }
 
@@ -367,7 +351,6 @@ pub mod pool_api {
     use super::*;
 
     pub type Pool = super::Pool;
-    pub type Future = super::Future;
 
     /// Creates a pool of `n` worker processes, started once and reused by every call.
     /// `map(f, xs)` runs `f` on every item in parallel (results in order); see also
@@ -524,58 +507,5 @@ pub mod pool_api {
             "threads"
         };
         format!("<{} of {} {unit}>", p.kind, p.executor.size())
-    }
-
-    /// Waits for the task's value (throws its error if it failed). Interruptible.
-    #[rhai_fn(name = "result", return_raw, pure)]
-    pub fn result(f: &mut super::Future) -> Result<Dynamic, Box<EvalAltResult>> {
-        f.wait(None)
-    }
-
-    /// Waits at most `timeout` seconds for the task's value; throws on timeout.
-    #[rhai_fn(name = "result", return_raw, pure)]
-    pub fn result_timeout(
-        f: &mut super::Future,
-        timeout: Dynamic,
-    ) -> Result<Dynamic, Box<EvalAltResult>> {
-        let timeout = crate::runtime::time::seconds(&timeout, "result")?;
-        if timeout.is_nan() {
-            return Err("result: invalid timeout NaN".into());
-        }
-        // A time too long to represent waits as long as it takes.
-        f.wait(Some(
-            Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX),
-        ))
-    }
-
-    /// Whether the task has finished (or failed, or was cancelled).
-    #[rhai_fn(get = "done", pure)]
-    pub fn done(f: &mut super::Future) -> bool {
-        f.0.outcome
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-    }
-
-    /// Cancels the task if it has not started; returns whether it was cancelled. A
-    /// cancelled task is `done` at once, and its `result()` throws "cancelled".
-    #[rhai_fn(name = "cancel", pure)]
-    pub fn cancel(f: &mut super::Future) -> bool {
-        if !f.0.gate.cancel() {
-            return false;
-        }
-        let mut slot = f.0.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(Err("cancelled".into()));
-        }
-        drop(slot);
-        f.0.done.notify_all();
-        true
-    }
-
-    /// Shows a future as `<Future pending>` or `<Future done>`.
-    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
-    pub fn future_to_string(f: &mut super::Future) -> String {
-        format!("<Future {}>", if done(f) { "done" } else { "pending" })
     }
 }
