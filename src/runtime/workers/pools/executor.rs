@@ -85,9 +85,11 @@ impl Handoff {
     }
 }
 
-/// The object a map's replies come through, as its scheduling points name it.
-pub(super) fn replies_id<T>(rx: &Receiver<T>) -> u64 {
-    rx as *const Receiver<T> as u64
+/// A fresh id for the channel a call's replies come through, as its scheduling points
+/// name it (a number, not an address: the receiver moves).
+pub(super) fn replies_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Chunk {
@@ -256,16 +258,17 @@ pub fn run_batch(
         .collect()
 }
 
-/// Waits for the next reply of a pool's tasks; on an interrupt, cancels the tasks not
-/// started yet.
+/// Waits for the next reply of a pool's tasks (on the channel `replies` names); on an
+/// interrupt, cancels the tasks not started yet.
 pub(super) fn receive<T>(
     rx: &Receiver<T>,
+    replies: u64,
     kind: &str,
     cancelled: &AtomicBool,
 ) -> Result<T, Box<EvalAltResult>> {
     // A reply `sleep` received, for the next `take`.
     let received = Cell::new(None);
-    let replies = Object::new(Kind::Future, replies_id(rx), 0);
+    let replies = Object::new(Kind::Future, replies, 0);
     let reply = sched::wait(
         || Op::new(Action::Get, replies, None),
         None,

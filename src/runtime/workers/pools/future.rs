@@ -279,9 +279,10 @@ fn wait_all(futures: Array, until: Option<Instant>) -> Result<Map, Box<EvalAltRe
     Ok(map)
 }
 
-/// Registers `for f in as_completed(futures)`.
+/// Registers `for f in as_completed(futures)` and `for r in p.imap(f, xs)`.
 pub fn register_iterators(module: &mut rhai::Module) {
     module.set_iterator_result::<Completions, Future>();
+    module.set_iterator_result::<super::Results, Dynamic>();
 }
 
 #[export_module]

@@ -15,6 +15,7 @@ mod future;
 mod options;
 mod process_executor;
 mod progress;
+mod results;
 mod thread_executor;
 
 pub use executor::run_batch;
@@ -26,6 +27,7 @@ pub use future::{future_api, register_iterators, Future};
 use options::{default_chunksize, items_of, options, Options};
 use process_executor::ProcessExecutor;
 use progress::Progress;
+pub use results::Results;
 use thread_executor::ThreadExecutor;
 
 /// A pool of worker processes or threads.
@@ -65,11 +67,26 @@ impl Pool {
         order: Order,
         progress: bool,
     ) -> Result<Vec<Dynamic>, Box<EvalAltResult>> {
+        self.start(ctx, f, calls, chunksize, order, progress)?
+            .collect()
+    }
+
+    /// Submits `f` over argument lists in chunks; the results come as they arrive.
+    fn start(
+        &self,
+        ctx: &NativeCallContext,
+        f: FnPtr,
+        calls: Vec<Vec<Dynamic>>,
+        chunksize: usize,
+        order: Order,
+        progress: bool,
+    ) -> Result<Results, Box<EvalAltResult>> {
         self.check_open()?;
         let context = CallContext::of(ctx);
         let total = calls.len();
         let cancelled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::unbounded::<(usize, ChunkResult)>();
+        let replies = replies_id();
         let mut chunks = 0;
         let mut calls = calls.into_iter();
         let mut first = 0;
@@ -91,7 +108,7 @@ impl Pool {
                 reply: Box::new(move |result| {
                     let _ = tx.send((start, result));
                 }),
-                handoff: Handoff::submit(self.id(), replies_id(&rx)),
+                handoff: Handoff::submit(self.id(), replies),
             };
             if let Err(message) = self.executor.submit(chunk, &context) {
                 cancelled.store(true, Ordering::SeqCst);
@@ -100,38 +117,15 @@ impl Pool {
             first += len;
             chunks += 1;
         }
-        drop(tx);
-        let mut progress = Progress::new(progress, total);
-        let mut ordered: Vec<(usize, Vec<Dynamic>)> = Vec::with_capacity(chunks);
-        let mut done = 0;
-        for _ in 0..chunks {
-            let (start, result) = receive(&rx, self.kind, &cancelled)?;
-            match result {
-                ChunkResult::Values(values) => {
-                    done += values.len();
-                    if let Some(p) = progress.as_mut() {
-                        p.tick(done);
-                    }
-                    ordered.push((start, values));
-                }
-                _ if interrupt::is_requested() => {
-                    cancelled.store(true, Ordering::SeqCst);
-                    return Err(interrupted_error());
-                }
-                ChunkResult::Failed { index, message, .. } => {
-                    cancelled.store(true, Ordering::SeqCst);
-                    return Err(format!("task {} failed: {message}", start + index).into());
-                }
-                ChunkResult::Broken(message) => {
-                    cancelled.store(true, Ordering::SeqCst);
-                    return Err(format!("{message} (items from {start})").into());
-                }
-            }
-        }
-        if let Order::Ordered = order {
-            ordered.sort_by_key(|(start, _)| *start);
-        }
-        Ok(ordered.into_iter().flat_map(|(_, values)| values).collect())
+        Ok(Results::new(
+            rx,
+            replies,
+            self.kind,
+            cancelled,
+            chunks,
+            matches!(order, Order::Ordered),
+            Progress::new(progress, total),
+        ))
     }
 
     fn chunksize(&self, explicit: Option<usize>, items: usize) -> usize {
@@ -163,6 +157,7 @@ impl Pool {
         let context = CallContext::of(ctx);
         let cancelled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::unbounded::<(usize, ChunkResult)>();
+        let replies = replies_id();
         let mut chunks = 0;
         for (n, part) in items.chunks(chunksize).enumerate() {
             let tx = tx.clone();
@@ -176,7 +171,7 @@ impl Pool {
                 reply: Box::new(move |result| {
                     let _ = tx.send((n, result));
                 }),
-                handoff: Handoff::submit(self.id(), replies_id(&rx)),
+                handoff: Handoff::submit(self.id(), replies),
             };
             self.executor
                 .submit(chunk, &context)
@@ -186,7 +181,7 @@ impl Pool {
         drop(tx);
         let mut partials: Vec<(usize, Dynamic)> = Vec::with_capacity(chunks);
         while partials.len() < chunks {
-            match receive(&rx, self.kind, &cancelled)? {
+            match receive(&rx, replies, self.kind, &cancelled)? {
                 (n, ChunkResult::Values(mut v)) => partials.push((n, v.pop().unwrap_or_default())),
                 // A task that the interrupt stopped fails; the interrupt is what to report
                 // (as in `run`).
@@ -350,6 +345,8 @@ pub fn register_submit(module: &mut rhai::Module) {
 pub mod pool_api {
     use super::*;
 
+    pub type Results = super::Results;
+
     pub type Pool = super::Pool;
 
     /// Creates a pool of `n` worker processes, started once and reused by every call.
@@ -436,17 +433,49 @@ pub mod pool_api {
         p.run(&ctx, f, calls, chunksize, Order::Ordered, false)
     }
 
-    /// Applies `f` to every item, one task per item, and returns the results in the order
-    /// the tasks finished.
+    /// Applies `f` to every item, one task per item, and hands out the results as the
+    /// tasks finish: `for r in p.imap_unordered(f, xs) { … }` gets the first result while
+    /// the slowest task still runs (`.to_array()` waits for all of them).
     #[rhai_fn(name = "imap_unordered", return_raw, pure)]
     pub fn imap_unordered(
         ctx: NativeCallContext,
         p: &mut super::Pool,
         f: FnPtr,
         xs: Dynamic,
-    ) -> Result<rhai::Array, Box<EvalAltResult>> {
+    ) -> Result<Results, Box<EvalAltResult>> {
         let calls: Vec<Vec<Dynamic>> = items_of(xs)?.into_iter().map(|x| vec![x]).collect();
-        p.run(&ctx, f, calls, 1, Order::Completion, false)
+        p.start(&ctx, f, calls, 1, Order::Completion, false)
+    }
+
+    /// Like `imap_unordered`, in the order of the items: a `for` loop gets each result as
+    /// soon as it and all before it are done (Python's `imap`).
+    #[rhai_fn(name = "imap", return_raw, pure)]
+    pub fn imap(
+        ctx: NativeCallContext,
+        p: &mut super::Pool,
+        f: FnPtr,
+        xs: Dynamic,
+    ) -> Result<Results, Box<EvalAltResult>> {
+        let calls: Vec<Vec<Dynamic>> = items_of(xs)?.into_iter().map(|x| vec![x]).collect();
+        p.start(&ctx, f, calls, 1, Order::Ordered, false)
+    }
+
+    /// Waits for every remaining result and returns them as an array (Python's
+    /// `list(pool.imap(…))`).
+    #[rhai_fn(name = "to_array", return_raw)]
+    pub fn results_to_array(results: Results) -> Result<rhai::Array, Box<EvalAltResult>> {
+        results.collect()
+    }
+
+    /// Shows the results of an `imap` as `<results, more to come>` or `<results, all
+    /// handed out>`.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn results_to_string(results: &mut Results) -> String {
+        if results.pending() {
+            "<results, more to come>".into()
+        } else {
+            "<results, all handed out>".into()
+        }
     }
 
     /// Combines all items with `f` starting from `init`, in parallel: each worker folds a
