@@ -68,6 +68,7 @@ impl Pool {
         progress: bool,
     ) -> Result<Vec<Dynamic>, Box<EvalAltResult>> {
         self.start(ctx, f, calls, chunksize, order, progress)?
+            .fail_fast()
             .collect()
     }
 

@@ -28,7 +28,11 @@ struct Arrivals {
     ready: VecDeque<Dynamic>,
     progress: Option<Progress>,
     received: usize,
-    /// The error that ended the call, handed out once.
+    /// A task's error, and the item it belongs to: handed out in its turn (`imap`), or
+    /// at once (`fail_fast`: `map` throws on the first failure, as Python's).
+    task_error: Option<(usize, Box<EvalAltResult>)>,
+    fail_fast: bool,
+    /// An error was handed out: the call is over.
     failed: bool,
 }
 
@@ -54,11 +58,19 @@ impl Results {
             ready: VecDeque::new(),
             progress,
             received: 0,
+            task_error: None,
+            fail_fast: false,
             failed: false,
         })))
     }
 
-    /// How many results are still to come.
+    /// A task's error ends the call as soon as it arrives (for `map`, which throws).
+    pub(super) fn fail_fast(self) -> Results {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).fail_fast = true;
+        self
+    }
+
+    /// Whether results are still to come.
     pub fn pending(&self) -> bool {
         let arrivals = self.0.lock().unwrap_or_else(|e| e.into_inner());
         !arrivals.ready.is_empty() || arrivals.chunks_left > 0
@@ -75,7 +87,10 @@ impl Arrivals {
             // A task that the interrupt stopped fails; the interrupt is what to report.
             _ if interrupt::is_requested() => return Err(interrupted_error()),
             ChunkResult::Failed { index, message, .. } => {
-                return Err(format!("task {} failed: {message}", start + index).into())
+                let error = format!("task {} failed: {message}", start + index).into();
+                // In order, the results before it come first (as Python's `imap`).
+                self.task_error = Some((start + index, error));
+                return Ok(());
             }
             ChunkResult::Broken(message) => {
                 return Err(format!("{message} (items from {start})").into())
@@ -104,17 +119,30 @@ impl Iterator for Results {
     fn next(&mut self) -> Option<Self::Item> {
         let mut arrivals = self.0.lock().unwrap_or_else(|e| e.into_inner());
         loop {
+            if arrivals.failed {
+                return None;
+            }
             if let Some(value) = arrivals.ready.pop_front() {
                 return Some(Ok(value));
             }
-            if arrivals.chunks_left == 0 || arrivals.failed {
-                return None;
-            }
-            if let Err(e) = arrivals.receive_chunk() {
+            let turn = !arrivals.ordered || arrivals.fail_fast || arrivals.chunks_left == 0;
+            let error = match arrivals.task_error.take() {
+                Some((item, error)) if turn || arrivals.next_item >= item => Some(error),
+                kept => {
+                    arrivals.task_error = kept;
+                    None
+                }
+            };
+            let error = match error {
+                Some(error) => Some(error),
+                None if arrivals.chunks_left == 0 => return None,
+                None => arrivals.receive_chunk().err(),
+            };
+            if let Some(error) = error {
                 // The rest is not wanted: tasks not started yet are skipped.
                 arrivals.cancelled.store(true, Ordering::SeqCst);
                 arrivals.failed = true;
-                return Some(Err(e));
+                return Some(Err(error));
             }
         }
     }
