@@ -46,6 +46,8 @@ EXPECTED = {
         "which it already holds",
         "consumer got 42",
         "all done, free permits: 2",
+        "acquire(2) returned true",
+        "cancelled: true, fired: false",
     ],
     "03b-see-the-race.ipynb": [
         "explore: 37 schedules, all of them",
@@ -67,6 +69,9 @@ EXPECTED = {
     ],
     "04-pools.ipynb": [
         "squares: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]",
+        "the 0.1 s task finished after",
+        "after 0.3 s: 1 done, 1 not done",
+        "imap_unordered: task 1 after",
         "sum of the squares of 1..=10: 385",
         "sum of the squares of 1..=1000: 333833500",
         "7837 primes",
