@@ -72,6 +72,18 @@ impl Pool {
             .collect()
     }
 
+    /// `imap` and `imap_unordered`: one task per item, the results as they come.
+    fn stream(
+        &self,
+        ctx: &NativeCallContext,
+        f: FnPtr,
+        xs: Dynamic,
+        order: Order,
+    ) -> Result<Results, Box<EvalAltResult>> {
+        let calls: Vec<Vec<Dynamic>> = items_of(xs)?.into_iter().map(|x| vec![x]).collect();
+        self.start(ctx, f, calls, 1, order, false)
+    }
+
     /// Submits `f` over argument lists in chunks; the results come as they arrive.
     fn start(
         &self,
@@ -444,8 +456,7 @@ pub mod pool_api {
         f: FnPtr,
         xs: Dynamic,
     ) -> Result<Results, Box<EvalAltResult>> {
-        let calls: Vec<Vec<Dynamic>> = items_of(xs)?.into_iter().map(|x| vec![x]).collect();
-        p.start(&ctx, f, calls, 1, Order::Completion, false)
+        p.stream(&ctx, f, xs, Order::Completion)
     }
 
     /// Like `imap_unordered`, in the order of the items: a `for` loop gets each result as
@@ -457,8 +468,7 @@ pub mod pool_api {
         f: FnPtr,
         xs: Dynamic,
     ) -> Result<Results, Box<EvalAltResult>> {
-        let calls: Vec<Vec<Dynamic>> = items_of(xs)?.into_iter().map(|x| vec![x]).collect();
-        p.start(&ctx, f, calls, 1, Order::Ordered, false)
+        p.stream(&ctx, f, xs, Order::Ordered)
     }
 
     /// Waits for every remaining result and returns them as an array (Python's
