@@ -230,6 +230,20 @@ impl Worker {
     }
 }
 
+/// What the calling worker is called (see `thread_name()`).
+pub fn worker_name() -> String {
+    if let Some(thread) = current_thread_name() {
+        return thread;
+    }
+    if let Some(process) = crate::runtime::launch::process_label() {
+        return process;
+    }
+    match std::thread::current().name() {
+        Some(pool) if pool.starts_with("pool-thread-") => pool.to_string(),
+        _ => "MainThread".to_string(),
+    }
+}
+
 /// Starts `f(args…)` on a new OS thread carrying the caller's output sink, as a worker
 /// called `noun-N` (a thread, or inside `explore` the thread that plays a process). A
 /// thread started by a daemon thread is a daemon too (Python's rule).
@@ -549,9 +563,11 @@ pub mod thread_api {
         os_thread_id()
     }
 
-    /// The name of the calling thread: `MainThread` for the cell (or script) itself,
-    /// `Thread-N (f)` inside a thread started with `spawn_thread`.
+    /// The name of the calling worker: `Thread-N (f)` inside a thread started with
+    /// `spawn_thread`, `Process-N (f)` in a process's own code, `pool worker 1234` in a
+    /// process pool's task, `pool-thread-N` in a thread pool's, and `MainThread` for the
+    /// cell (or script) itself.
     pub fn thread_name() -> String {
-        super::current_thread_name().unwrap_or_else(|| "MainThread".to_string())
+        super::worker_name()
     }
 }
