@@ -22,7 +22,7 @@ fn send_item_until(
     until: Option<Instant>,
     what: &str,
 ) -> Result<bool, Box<EvalAltResult>> {
-    let json = transfer::to_message(value, what)?;
+    let json = transfer::to_message(value, &format!("{what}: the item"))?;
     let sent = serde_json::to_vec(&json)
         .map_err(|e| e.to_string().into())
         .and_then(|bytes| ring.push_until(&bytes, until, what));
