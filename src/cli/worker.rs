@@ -7,7 +7,7 @@ use crate::interpreter::engine::new_engine;
 use crate::runtime::launch::{self, Role};
 use crate::runtime::lifetime::Receive;
 use crate::runtime::pools::run_batch;
-use crate::runtime::processes::{error_event, WorkerSink};
+use crate::runtime::processes::{error_event, process_error_event, WorkerSink};
 use crate::runtime::sched::{Kind, Object};
 use crate::runtime::transfer::{CLOSURE_PREFIX, FORWARDER_PREFIX};
 use crate::runtime::{
@@ -333,7 +333,11 @@ impl WorkerRuntime {
                 Ok(json!({ "t": "ok", "value": encoded }))
             }
             Err(err) => {
-                let mut event = error_event(&err);
+                // A process's thrown value goes to its `join`; a pool task's error is text.
+                let mut event = match &job.name {
+                    Some(_) => process_error_event(&err),
+                    None => error_event(&err),
+                };
                 event["index"] = json!(batch.and_then(|b| b.failed_at).unwrap_or(0));
                 if let (Some(globals), Some(message)) = (&self.globals, event["message"].as_str()) {
                     event["message"] = json!(globals.explain(message));

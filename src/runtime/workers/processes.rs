@@ -27,6 +27,8 @@ use std::sync::{Arc, Condvar, Mutex};
 enum Outcome {
     Value(Dynamic),
     Error(String),
+    /// It threw a value that is not a string: `join` throws that value.
+    Thrown(Dynamic),
     Interrupted,
 }
 
@@ -196,7 +198,10 @@ fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &Proces
                 let message = event["message"].as_str().unwrap_or("unknown error");
                 // At once, like the traceback a Python child prints: nobody may join it.
                 report_uncaught(sink, &format!("process {}", state.name), message);
-                Outcome::Error(message.to_string())
+                match event.get("thrown").map(transfer::from_message) {
+                    Some(Ok(value)) => Outcome::Thrown(value),
+                    _ => Outcome::Error(message.to_string()),
+                }
             };
             *state.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         }
@@ -211,6 +216,7 @@ fn played_outcome(ended: Result<Dynamic, Failure>) -> (Outcome, i64) {
     match ended {
         Ok(value) => (Outcome::Value(value), 0),
         Err(Failure::Error(message)) => (Outcome::Error(message), 1),
+        Err(Failure::Thrown(value, _)) => (Outcome::Thrown(value), 1),
         Err(Failure::Interrupted) => (Outcome::Interrupted, 1),
     }
 }
@@ -380,6 +386,9 @@ fn joined(process: &ProcessHandle, outcome: Outcome) -> Result<Dynamic, Box<Eval
         Outcome::Error(message) => {
             Err(format!("process '{}' failed: {message}", process.0.name).into())
         }
+        Outcome::Thrown(value) => {
+            Err(EvalAltResult::ErrorRuntime(value, rhai::Position::NONE).into())
+        }
     }
 }
 
@@ -522,6 +531,18 @@ pub mod process_api {
 pub fn error_event(err: &EvalAltResult) -> Value {
     let interrupted = matches!(err, EvalAltResult::ErrorTerminated(..));
     json!({ "t": "err", "message": describe_error(err), "interrupted": interrupted })
+}
+
+/// [`error_event`] of a process started with `spawn_process`: a thrown map (or number…)
+/// goes along, for `join` to throw it again as it was.
+pub fn process_error_event(err: &EvalAltResult) -> Value {
+    let mut event = error_event(err);
+    if let Some(value) = crate::runtime::threads::thrown_value(err) {
+        if let Ok(value) = transfer::to_message(&value, "the thrown value") {
+            event["thrown"] = value;
+        }
+    }
+    event
 }
 
 /// Output of a worker process: JSON lines on its stdout, read by the parent.

@@ -88,6 +88,9 @@ struct ThreadState {
 pub(crate) enum Failure {
     /// The function threw; the message and where.
     Error(String),
+    /// The function threw a value that is not a string (`throw #{ code: 42 }`): `join`
+    /// throws that value; the text is what the report says.
+    Thrown(Dynamic, String),
     /// The user interrupted the program while the thread ran.
     Interrupted,
 }
@@ -178,6 +181,21 @@ fn detach(value: &Dynamic) -> Dynamic {
         value.clone()
     } else {
         value.clone()
+    }
+}
+
+/// The value a script threw, when it is not a string (`throw #{ code: 42 }`): what
+/// `join` throws again, so that `catch (e)` gets it as it was.
+pub fn thrown_value(err: &EvalAltResult) -> Option<Dynamic> {
+    let mut err = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) = err {
+        err = inner;
+    }
+    match err {
+        EvalAltResult::ErrorRuntime(value, _) if !value.is_string() && !value.is_unit() => {
+            Some(value.clone())
+        }
+        _ => None,
     }
 }
 
@@ -349,7 +367,10 @@ pub(crate) fn spawn(
             Ok(Err(err)) if matches!(*err, EvalAltResult::ErrorTerminated(..)) => {
                 Err(Failure::Interrupted)
             }
-            Ok(Err(err)) => Err(Failure::Error(describe_error(&err))),
+            Ok(Err(err)) => Err(match thrown_value(&err) {
+                Some(value) => Failure::Thrown(value, describe_error(&err)),
+                None => Failure::Error(describe_error(&err)),
+            }),
             Err(_) => Err(Failure::Error(
                 "the thread panicked in a native function".into(),
             )),
@@ -357,7 +378,9 @@ pub(crate) fn spawn(
         // Reported now, as Python does, because nobody may ever join this thread; before
         // `finish`, so that whoever waits for the thread sees the report first.
         // (Not under the explorer: its reruns would repeat the report; it shows outcomes.)
-        if let (Err(Failure::Error(message)), None) = (&outcome, &controller) {
+        if let (Err(Failure::Error(message) | Failure::Thrown(_, message)), None) =
+            (&outcome, &controller)
+        {
             report_uncaught(
                 sink.as_ref(),
                 &format!("thread {}", thread_handle.0.name),
@@ -472,6 +495,10 @@ fn joined(
         Err(Failure::Error(message)) => {
             Err(format!("thread '{}' failed: {message}", thread.0.name).into())
         }
+        // What it threw, as it threw it.
+        Err(Failure::Thrown(value, _)) => {
+            Err(EvalAltResult::ErrorRuntime(value, rhai::Position::NONE).into())
+        }
     }
 }
 
@@ -553,7 +580,7 @@ pub mod thread_api {
             None => "running",
             Some(Ok(_)) => "finished",
             Some(Err(Failure::Interrupted)) => "interrupted",
-            Some(Err(Failure::Error(_))) => "failed",
+            Some(Err(Failure::Error(_) | Failure::Thrown(..))) => "failed",
         };
         format!("<Thread {}, {state}>", thread.0.name)
     }
