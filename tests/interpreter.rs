@@ -174,6 +174,16 @@ fn inspection_shows_docs_and_values() {
         "{doc}"
     );
     assert!(s.inspect("no_such_name", 3, 0).is_none());
+    // A native with any number of arguments shows one signature, not one per arity.
+    for (code, signature) in [
+        ("spawn_process(", "spawn_process(f: Fn, args…) -> Process"),
+        ("spawn_thread(", "spawn_thread(f: Fn, args…) -> Thread"),
+        ("timer(", "timer(seconds: float, f: Fn, args…) -> Timer"),
+    ] {
+        let doc = s.inspect(code, code.len() - 1, 0).unwrap();
+        let signatures: Vec<&str> = doc.lines().take_while(|l| !l.is_empty()).collect();
+        assert_eq!(signatures, vec![signature], "{doc}");
+    }
 }
 
 #[test]

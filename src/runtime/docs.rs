@@ -154,6 +154,61 @@ pub fn native_functions(engine: &Engine, ctx: Option<&NativeCallContext>) -> Vec
         .collect()
 }
 
+/// The one signature of a variadic native's overloads: `spawn_process(f: Fn, arg1: ?,
+/// arg2: ?) -> Process` is one of `spawn_process(f: Fn, args…) -> Process`. `None` for a
+/// signature without trailing `argN: ?` parameters.
+fn variadic_signature(signature: &str) -> Option<String> {
+    let open = signature.find('(')?;
+    let close = signature.rfind(')')?;
+    let params: Vec<&str> = signature[open + 1..close]
+        .split(", ")
+        .filter(|p| !p.is_empty())
+        .collect();
+    let fixed = params
+        .iter()
+        .take_while(|p| !(p.starts_with("arg") && p.ends_with(": ?")))
+        .count();
+    let numbered = params[fixed..]
+        .iter()
+        .enumerate()
+        .all(|(i, p)| **p == format!("arg{}: ?", i + 1));
+    // Only a function and its arguments make a variadic native (`spawn_thread(f, …)`).
+    if !numbered || !params[..fixed].iter().any(|p| p.ends_with(": Fn")) {
+        return None;
+    }
+    let mut collapsed: Vec<&str> = params[..fixed].to_vec();
+    collapsed.push("args…");
+    Some(format!(
+        "{}({}){}",
+        &signature[..open],
+        collapsed.join(", "),
+        &signature[close + 1..]
+    ))
+}
+
+/// The signatures to show: the overloads of a variadic native as one, the rest sorted.
+fn signatures(docs: &[FnDoc]) -> Vec<String> {
+    let mut shown: Vec<String> = Vec::new();
+    for doc in docs {
+        let variadic = variadic_signature(&doc.signature);
+        let several = variadic.as_ref().is_some_and(|v| {
+            docs.iter()
+                .filter(|d| variadic_signature(&d.signature).as_ref() == Some(v))
+                .count()
+                > 1
+        });
+        let signature = match variadic {
+            Some(v) if several => v,
+            _ => doc.signature.clone(),
+        };
+        if !shown.contains(&signature) {
+            shown.push(signature);
+        }
+    }
+    shown.sort();
+    shown
+}
+
 /// Formats every overload of `name` for a pager or an inspect reply; `None` if unknown.
 pub fn format_docs(docs: &[FnDoc]) -> Option<String> {
     if docs.is_empty() {
@@ -161,8 +216,8 @@ pub fn format_docs(docs: &[FnDoc]) -> Option<String> {
     }
     let mut text = String::new();
     let mut seen_docs: Vec<&str> = Vec::new();
-    for doc in docs {
-        text.push_str(&doc.signature);
+    for signature in signatures(docs) {
+        text.push_str(&signature);
         text.push('\n');
     }
     for doc in docs {
@@ -201,5 +256,53 @@ pub mod docs_api {
             None => crate::runtime::sink::write(crate::runtime::sink::Stream::Stdout, &text),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(signature: &str) -> FnDoc {
+        FnDoc {
+            signature: signature.to_string(),
+            doc: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_variadic_native_shows_one_signature() {
+        let docs: Vec<FnDoc> = (0..=8)
+            .rev()
+            .map(|n| {
+                let mut params = vec!["f: Fn".to_string()];
+                params.extend((1..=n).map(|i| format!("arg{i}: ?")));
+                doc(&format!("spawn_process({}) -> Process", params.join(", ")))
+            })
+            .collect();
+        assert_eq!(
+            signatures(&docs),
+            vec!["spawn_process(f: Fn, args…) -> Process"]
+        );
+        let timer = [
+            doc("timer(seconds: float, f: Fn) -> Timer"),
+            doc("timer(seconds: float, f: Fn, arg1: ?) -> Timer"),
+        ];
+        assert_eq!(
+            signatures(&timer),
+            vec!["timer(seconds: float, f: Fn, args…) -> Timer"]
+        );
+    }
+
+    #[test]
+    fn other_overloads_stay_apart_and_sorted() {
+        let docs = [doc("sleep(seconds: int)"), doc("sleep(seconds: float)")];
+        assert_eq!(
+            signatures(&docs),
+            vec!["sleep(seconds: float)", "sleep(seconds: int)"]
+        );
+        // One function with a function parameter is not variadic by itself.
+        let single = [doc("hold(lock: Lock, f: Fn) -> ?")];
+        assert_eq!(signatures(&single), vec!["hold(lock: Lock, f: Fn) -> ?"]);
     }
 }
