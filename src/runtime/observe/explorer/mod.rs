@@ -206,27 +206,15 @@ fn explore_with(
             return Err(crate::runtime::interrupted_error());
         }
         found.schedules += 1;
-        let (outcome, failed) = match (&record.ending, result) {
-            (Some(Ending::Deadlock), _) => ("deadlock".to_string(), true),
-            (Some(Ending::StepLimit(n)), _) => (format!("more than {n} steps"), true),
-            (Some(Ending::Unfit(message)), _) => return Err(message.clone().into()),
-            (_, Err(e)) => (format!("error: {}", describe_error(&e)), true),
-            (_, Ok(value)) => {
-                let passed = match &options.expect {
-                    None => true,
-                    Some(expect) => expect
-                        .call_within_context::<Dynamic>(ctx, (value.clone(),))
-                        .is_ok_and(|ok| ok.as_bool().unwrap_or(false)),
-                };
-                (value.to_string(), !passed)
-            }
-        };
-        *found.outcomes.entry(outcome).or_insert(0) += 1;
-        let trace = || Trace {
-            schedule: strategy::encode(&record.decisions),
-            workers: record.workers.clone(),
-            steps: record.steps.clone(),
-        };
+        let (value, wrong) = outcome(&record, result)?;
+        let failed = wrong
+            || options.expect.as_ref().is_some_and(|expect| {
+                !expect
+                    .call_within_context::<Dynamic>(ctx, (value.clone(),))
+                    .is_ok_and(|ok| ok.as_bool().unwrap_or(false))
+            });
+        *found.outcomes.entry(value.to_string()).or_insert(0) += 1;
+        let trace = || record.trace();
         if failed {
             found.failures += 1;
             if found.first_failure.is_none() {
@@ -286,43 +274,55 @@ fn play_with(
         choices: Vec::new(),
     };
     let (result, record) = run_once(ctx, f, fixed, 10_000, Some(learner));
-    let trace = Trace {
-        schedule: strategy::encode(&record.decisions),
-        workers: record.workers,
-        steps: record.steps,
-    };
-    let (value, text, broken) = match (&record.ending, result) {
-        (Some(Ending::Interrupted), _) => return Err(crate::runtime::interrupted_error()),
-        (Some(Ending::Unfit(message)), _) => return Err(message.clone().into()),
-        (Some(Ending::Deadlock), _) => (Dynamic::from("deadlock"), "deadlock".into(), true),
-        (Some(Ending::StepLimit(n)), _) => {
-            let text = format!("more than {n} steps");
-            (Dynamic::from(text.clone()), text, true)
-        }
-        (None, Err(e)) => {
-            let text = format!("error: {}", describe_error(&e));
-            (Dynamic::from(text.clone()), text, true)
-        }
-        (None, Ok(value)) => {
-            let broken = match expect {
-                Some(expect) => !expect
-                    .call_within_context::<Dynamic>(ctx, (value.clone(),))?
-                    .as_bool()
-                    .unwrap_or(false),
-                None => trace.conflict().is_some(),
-            };
-            let text = value.to_string();
-            (value, text, broken)
-        }
-    };
+    let trace = record.trace();
+    let (value, wrong) = outcome(&record, result)?;
+    let broken = wrong
+        || match expect {
+            Some(expect) => !expect
+                .call_within_context::<Dynamic>(ctx, (value.clone(),))?
+                .as_bool()
+                .unwrap_or(false),
+            None => trace.conflict().is_some(),
+        };
     sink.write(
         crate::runtime::sink::Stream::Stdout,
-        &play::verdict(&text, broken, &trace),
+        &play::verdict(&value.to_string(), broken, &trace),
     );
     Ok(Replay {
         result: value,
         trace,
     })
+}
+
+/// What a run gave: its result, or what ended it (`"deadlock"`, `"more than n steps"`,
+/// `"error: …"`), and whether that ending is itself a failure. An interrupt, or a
+/// schedule that does not fit the program, is an error.
+fn outcome(
+    record: &run::Record,
+    result: Result<Dynamic, Box<EvalAltResult>>,
+) -> Result<(Dynamic, bool), Box<EvalAltResult>> {
+    Ok(match (&record.ending, result) {
+        (Some(Ending::Interrupted), _) => return Err(crate::runtime::interrupted_error()),
+        (Some(Ending::Unfit(message)), _) => return Err(message.clone().into()),
+        (Some(Ending::Deadlock), _) => (Dynamic::from("deadlock"), true),
+        (Some(Ending::StepLimit(n)), _) => (Dynamic::from(format!("more than {n} steps")), true),
+        (None, Err(e)) => (
+            Dynamic::from(format!("error: {}", describe_error(&e))),
+            true,
+        ),
+        (None, Ok(value)) => (value, false),
+    })
+}
+
+impl run::Record {
+    /// The run's steps as a trace, with the schedule that replays them.
+    fn trace(&self) -> Trace {
+        Trace {
+            schedule: strategy::encode(&self.decisions),
+            workers: self.workers.clone(),
+            steps: self.steps.clone(),
+        }
+    }
 }
 
 fn lines(trace: &Trace) -> rhai::Array {
@@ -394,11 +394,7 @@ pub mod explorer_api {
         };
         Ok(Replay {
             result,
-            trace: Trace {
-                schedule: strategy::encode(&record.decisions),
-                workers: record.workers,
-                steps: record.steps,
-            },
+            trace: record.trace(),
         })
     }
 
