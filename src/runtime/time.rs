@@ -26,15 +26,22 @@ pub fn deadline(
     until(seconds(timeout, what)?, what)
 }
 
-/// The moment `seconds` from now (now for a negative time; `None` for one too far to
-/// represent, which is no limit); NaN is an error.
-pub fn until(seconds: f64, what: &str) -> Result<Option<std::time::Instant>, Box<EvalAltResult>> {
+/// How long a wait of `seconds` lasts: nothing for a negative time, as long as it takes
+/// (`Duration::MAX`) for one too long to represent; NaN is an error.
+pub fn duration(seconds: f64, what: &str) -> Result<std::time::Duration, Box<EvalAltResult>> {
     if seconds.is_nan() {
         return Err(format!("{what}: invalid timeout {seconds}").into());
     }
-    Ok(std::time::Duration::try_from_secs_f64(seconds.max(0.0))
-        .ok()
-        .and_then(|d| std::time::Instant::now().checked_add(d)))
+    Ok(
+        std::time::Duration::try_from_secs_f64(seconds.max(0.0))
+            .unwrap_or(std::time::Duration::MAX),
+    )
+}
+
+/// The moment `seconds` from now (now for a negative time; `None` for one too far to
+/// represent, which is no limit); NaN is an error.
+pub fn until(seconds: f64, what: &str) -> Result<Option<std::time::Instant>, Box<EvalAltResult>> {
+    Ok(std::time::Instant::now().checked_add(duration(seconds, what)?))
 }
 
 #[export_module]

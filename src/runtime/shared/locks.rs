@@ -346,15 +346,12 @@ fn hold(ctx: &NativeCallContext, lock: LockRef, f: FnPtr) -> Result<Dynamic, Box
     Ok(value)
 }
 
+/// A lock's timeout: none for a negative time (Python's `acquire(timeout=-1)`).
 fn timeout_from(seconds: f64) -> Result<Option<Duration>, Box<EvalAltResult>> {
-    if seconds.is_nan() {
-        return Err(format!("invalid timeout {seconds}").into());
-    }
     if seconds < 0.0 {
         return Ok(None);
     }
-    // A time too long to represent waits as long as it takes.
-    Ok(Duration::try_from_secs_f64(seconds).ok())
+    crate::runtime::time::duration(seconds, "acquire").map(Some)
 }
 
 /// A lock (Python's `threading.Lock` / `multiprocessing.Lock`): the lock, and this

@@ -39,14 +39,6 @@ fn decode(bytes: &[u8]) -> Result<Dynamic, Box<EvalAltResult>> {
     Ok(transfer::from_message(&json)?)
 }
 
-fn timeout(seconds: f64) -> Result<Duration, Box<EvalAltResult>> {
-    if seconds.is_nan() {
-        return Err(format!("invalid timeout {seconds}").into());
-    }
-    // A time too long to represent waits as long as it takes.
-    Ok(Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX))
-}
-
 /// A first-in first-out queue (Python's `queue.Queue` / `multiprocessing.Queue`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Queue(pub Ring, pub Held);
@@ -148,7 +140,10 @@ pub mod queue_api {
         timeout: Dynamic,
     ) -> Result<Dynamic, Box<EvalAltResult>> {
         let timeout = seconds(&timeout, "get")?;
-        match q.0.pop(Some(super::timeout(timeout)?), "get")? {
+        match q
+            .0
+            .pop(Some(crate::runtime::time::duration(timeout, "get")?), "get")?
+        {
             Some(bytes) => decode(&bytes),
             None => Err(format!("get: the queue stayed empty for {timeout} s").into()),
         }

@@ -302,14 +302,8 @@ pub mod future_api {
     /// timeout.
     #[rhai_fn(name = "result", return_raw, pure)]
     pub fn result_timeout(f: &mut Future, timeout: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
-        let timeout = crate::runtime::time::seconds(&timeout, "result")?;
-        if timeout.is_nan() {
-            return Err("result: invalid timeout NaN".into());
-        }
-        // A time too long to represent waits as long as it takes.
-        f.wait(Some(
-            Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX),
-        ))
+        let seconds = crate::runtime::time::seconds(&timeout, "result")?;
+        f.wait(Some(crate::runtime::time::duration(seconds, "result")?))
     }
 
     /// Waits for the task and returns its error message, or `()` if it succeeded
