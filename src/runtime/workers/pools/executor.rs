@@ -10,6 +10,7 @@ use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Instant;
 
 // ---- work items -----------------------------------------------------------------------
 
@@ -258,6 +259,37 @@ pub fn run_batch(
         .collect()
 }
 
+/// Waits for the next message of a channel — a scheduling point, a `get` of `object` —
+/// at most until `until`: `Ok(None)` when the time ran out or every sender is gone.
+/// Interruptible.
+pub(super) fn next_message<T>(
+    rx: &Receiver<T>,
+    object: Object,
+    until: Option<Instant>,
+) -> Result<Option<T>, Box<EvalAltResult>> {
+    // A message `sleep` received, for the next `take`.
+    let received = Cell::new(None);
+    let message = sched::wait(
+        || Op::new(Action::Get, object, None),
+        until,
+        Order::InterruptFirst,
+        || {
+            if let Some(message) = received.take() {
+                return Ok(Some(Some(message)));
+            }
+            match rx.try_recv() {
+                Ok(message) => Ok(Some(Some(message))),
+                Err(TryRecvError::Empty) => Ok(None),
+                // Nothing more will come: the wait is over.
+                Err(TryRecvError::Disconnected) => Ok(Some(None)),
+            }
+        },
+        |pause| received.set(rx.recv_timeout(pause).ok()),
+        |_| String::new(),
+    )?;
+    Ok(message.flatten())
+}
+
 /// Waits for the next reply of a pool's tasks (on the channel `replies` names); on an
 /// interrupt, cancels the tasks not started yet.
 pub(super) fn receive<T>(
@@ -266,28 +298,7 @@ pub(super) fn receive<T>(
     kind: &str,
     cancelled: &AtomicBool,
 ) -> Result<T, Box<EvalAltResult>> {
-    // A reply `sleep` received, for the next `take`.
-    let received = Cell::new(None);
-    let replies = Object::new(Kind::Future, replies, 0);
-    let reply = sched::wait(
-        || Op::new(Action::Get, replies, None),
-        None,
-        Order::InterruptFirst,
-        || {
-            if let Some(reply) = received.take() {
-                return Ok(Some(reply));
-            }
-            match rx.try_recv() {
-                Ok(reply) => Ok(Some(reply)),
-                Err(TryRecvError::Empty) => Ok(None),
-                Err(TryRecvError::Disconnected) => {
-                    Err(format!("the {kind} stopped before finishing").into())
-                }
-            }
-        },
-        |pause| received.set(rx.recv_timeout(pause).ok()),
-        |_| String::new(),
-    );
+    let reply = next_message(rx, Object::new(Kind::Future, replies, 0), None);
     if reply
         .as_ref()
         .is_err_and(|e| matches!(**e, EvalAltResult::ErrorTerminated(..)))

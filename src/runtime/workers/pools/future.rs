@@ -1,7 +1,7 @@
 //! `Future`: a task submitted with `submit`, whose result a script waits for, and the
 //! functions that wait for several (`as_completed`, `wait`), as in `concurrent.futures`.
 
-use super::executor::StartGate;
+use super::executor::{next_message, StartGate};
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::{self, OutputSink};
 use crossbeam_channel::{Receiver, Sender};
@@ -214,16 +214,8 @@ impl Iterator for Completions {
         if self.left == 0 {
             return None;
         }
-        let received = std::cell::Cell::new(None);
         let object = Object::new(Kind::Future, &self.finished as *const _ as u64, 0);
-        let index = sched::wait(
-            || Op::new(Action::Get, object, None),
-            self.until,
-            Order::InterruptFirst,
-            || Ok(received.take().or_else(|| self.finished.try_recv().ok())),
-            |pause| received.set(self.finished.recv_timeout(pause).ok()),
-            |_| String::new(),
-        );
+        let index = next_message(&self.finished, object, self.until);
         match index {
             Ok(Some(index)) => {
                 self.left -= 1;
