@@ -37,58 +37,33 @@ const SPAWN_DAEMON_THREAD_DOC: &str = "\
 /// ticker.daemon   // true
 /// ```";
 
-/// Registers `spawn_thread(f)`, `spawn_thread(f, a)`, … up to [`MAX_THREAD_ARGS`] arguments,
-/// and the same for `spawn_daemon_thread`.
+/// Registers `spawn_thread(f, args…)` and `spawn_daemon_thread(f, args…)`.
 pub fn register_spawn_thread(module: &mut Module) {
-    register_spawner(
-        module,
-        "spawn_thread",
-        SPAWN_THREAD_DOC,
-        "Thread",
-        |ctx, f, args| {
-            threads::spawn(ctx, f, args, false, threads::Worker::called("Thread"))
+    for (name, doc, daemon) in [
+        ("spawn_thread", SPAWN_THREAD_DOC, false),
+        ("spawn_daemon_thread", SPAWN_DAEMON_THREAD_DOC, true),
+    ] {
+        register_variadic(module, name, doc, None, "Thread", move |ctx, _, f, args| {
+            threads::spawn(ctx, f, args, daemon, threads::Worker::called("Thread"))
                 .map(Dynamic::from)
-        },
-    );
-    register_spawner(
-        module,
-        "spawn_daemon_thread",
-        SPAWN_DAEMON_THREAD_DOC,
-        "Thread",
-        |ctx, f, args| {
-            threads::spawn(ctx, f, args, true, threads::Worker::called("Thread")).map(Dynamic::from)
-        },
-    );
+        });
+    }
 }
 
-type Spawner = fn(&NativeCallContext, FnPtr, Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>>;
-
-/// Registers `name(f, args…)` for 0 to [`MAX_THREAD_ARGS`] arguments after the function.
-pub fn register_spawner(
-    module: &mut Module,
-    name: &str,
-    doc: &str,
-    returns: &str,
-    spawner: Spawner,
-) {
-    register_variadic(module, name, doc, None, returns, move |ctx, _, f, args| {
-        spawner(ctx, f, args)
-    });
-}
-
-/// A native that takes a leading value (a time, for `timer`), then a function and its
+/// A native that takes a leading value (a pool, a time), then a function and its
 /// arguments.
 type Variadic = dyn Fn(&NativeCallContext, Dynamic, FnPtr, Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>>
     + Send
     + Sync;
 
 /// Registers `name([leading,] f, args…)` for 0 to [`MAX_THREAD_ARGS`] arguments after the
-/// function; `leading` names a first parameter of any type, if there is one.
+/// function. `leading` is the type and the name of a first parameter, if there is one;
+/// with it, `name` is also a method of that type (`pool.submit(f, args…)`).
 pub fn register_variadic(
     module: &mut Module,
     name: &str,
     doc: &str,
-    leading: Option<&str>,
+    leading: Option<(TypeId, &str)>,
     returns: &str,
     call: impl Fn(&NativeCallContext, Dynamic, FnPtr, Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>>
         + Send
@@ -100,8 +75,8 @@ pub fn register_variadic(
     for arity in 0..=MAX_THREAD_ARGS {
         let mut types = Vec::new();
         let mut params = Vec::new();
-        if let Some(leading) = leading {
-            types.push(TypeId::of::<Dynamic>());
+        if let Some((type_id, leading)) = leading {
+            types.push(type_id);
             params.push(leading.to_string());
         }
         types.push(TypeId::of::<FnPtr>());
@@ -111,34 +86,40 @@ pub fn register_variadic(
         params.push(returns.to_string());
         let call = call.clone();
         let call_name = name.to_string();
+        let func = Shared::new(
+            move |ctx: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
+                let ctx = ctx.ok_or_else(|| format!("{call_name} needs a call context"))?;
+                // A method's first argument is the caller's own value: read, not taken.
+                let first = match skip {
+                    0 => Dynamic::UNIT,
+                    _ => args[0].clone(),
+                };
+                let f = std::mem::take(args[skip]).cast::<FnPtr>();
+                let rest = args[skip + 1..]
+                    .iter_mut()
+                    .map(|a| std::mem::take(*a))
+                    .collect();
+                call(&ctx, first, f, rest)
+            },
+        );
+        let registered = match leading {
+            Some(_) => RhaiFunc::Method {
+                func,
+                has_context: true,
+                is_pure: true,
+                is_volatile: true,
+            },
+            None => RhaiFunc::Pure {
+                func,
+                has_context: true,
+                is_pure: true,
+                is_volatile: true,
+            },
+        };
         FuncRegistration::new(name)
             .with_comments([doc])
             .with_params_info(params)
-            .set_into_module_raw(
-                module,
-                types,
-                RhaiFunc::Pure {
-                    func: Shared::new(
-                        move |ctx: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
-                            let ctx =
-                                ctx.ok_or_else(|| format!("{call_name} needs a call context"))?;
-                            let first = match skip {
-                                0 => Dynamic::UNIT,
-                                _ => std::mem::take(args[0]),
-                            };
-                            let f = std::mem::take(args[skip]).cast::<FnPtr>();
-                            let rest = args[skip + 1..]
-                                .iter_mut()
-                                .map(|a| std::mem::take(*a))
-                                .collect();
-                            call(&ctx, first, f, rest)
-                        },
-                    ),
-                    has_context: true,
-                    is_pure: true,
-                    is_volatile: true,
-                },
-            );
+            .set_into_module_raw(module, types, registered);
     }
 }
 
@@ -175,28 +156,22 @@ const SPAWN_DAEMON_PROCESS_DOC: &str = "\
 /// Registers `spawn_process(f, args…)` and `spawn_daemon_process(f, args…)`; inside
 /// `explore` the process is played by a thread.
 pub fn register_spawn_process(module: &mut Module) {
-    register_spawner(
-        module,
-        "spawn_process",
-        SPAWN_PROCESS_DOC,
-        "Process",
-        |ctx: &NativeCallContext, f, args| {
-            if sched::controller().is_some() {
-                return processes::spawn_played(ctx, f, args, false).map(Dynamic::from);
-            }
-            processes::spawn(f, args, &globals::of_context(ctx), false).map(Dynamic::from)
-        },
-    );
-    register_spawner(
-        module,
-        "spawn_daemon_process",
-        SPAWN_DAEMON_PROCESS_DOC,
-        "Process",
-        |ctx: &NativeCallContext, f, args| {
-            if sched::controller().is_some() {
-                return processes::spawn_played(ctx, f, args, true).map(Dynamic::from);
-            }
-            processes::spawn(f, args, &globals::of_context(ctx), true).map(Dynamic::from)
-        },
-    );
+    for (name, doc, daemon) in [
+        ("spawn_process", SPAWN_PROCESS_DOC, false),
+        ("spawn_daemon_process", SPAWN_DAEMON_PROCESS_DOC, true),
+    ] {
+        register_variadic(
+            module,
+            name,
+            doc,
+            None,
+            "Process",
+            move |ctx, _, f, args| {
+                if sched::controller().is_some() {
+                    return processes::spawn_played(ctx, f, args, daemon).map(Dynamic::from);
+                }
+                processes::spawn(f, args, &globals::of_context(ctx), daemon).map(Dynamic::from)
+            },
+        );
+    }
 }

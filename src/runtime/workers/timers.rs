@@ -66,7 +66,7 @@ pub fn register_timer(module: &mut Module) {
         module,
         "timer",
         TIMER_DOC,
-        Some("seconds: float"),
+        Some((std::any::TypeId::of::<Dynamic>(), "seconds: float")),
         "Timer",
         |ctx, delay, f, args| {
             let delay = seconds(&delay, "timer")?;

@@ -306,52 +306,19 @@ const SUBMIT_DOC: &str = "\
 /// Runs `f(args…)` on the pool in the background and returns a `Future` at once;
 /// `future.result()` waits for the value (0 to 8 arguments).";
 
+/// Registers `pool.submit(f, args…)` for every arity.
 pub fn register_submit(module: &mut rhai::Module) {
-    fn submit(
-        ctx: &NativeCallContext,
-        f: FnPtr,
-        mut args: Vec<Dynamic>,
-    ) -> Result<Dynamic, Box<EvalAltResult>> {
-        // The pool is the first argument of the method call.
-        let pool = args.remove(0);
-        let pool = pool.try_cast::<Pool>().ok_or("submit: expected a pool")?;
-        pool.submit(ctx, f, args).map(Dynamic::from)
-    }
-    for arity in 0..=crate::runtime::spawners::MAX_THREAD_ARGS {
-        let mut types = vec![
-            std::any::TypeId::of::<Pool>(),
-            std::any::TypeId::of::<FnPtr>(),
-        ];
-        types.extend(std::iter::repeat_n(
-            std::any::TypeId::of::<Dynamic>(),
-            arity,
-        ));
-        let mut params = vec!["pool: Pool".to_string(), "f: Fn".to_string()];
-        params.extend((1..=arity).map(|i| format!("arg{i}: ?")));
-        params.push("Future".to_string());
-        rhai::FuncRegistration::new("submit")
-            .with_comments([SUBMIT_DOC])
-            .with_params_info(params)
-            .set_into_module_raw(
-                module,
-                types,
-                rhai::RhaiFunc::Method {
-                    func: rhai::Shared::new(
-                        |ctx: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
-                            let ctx = ctx.ok_or("submit needs a call context")?;
-                            let pool = args[0].clone();
-                            let f = std::mem::take(args[1]).cast::<FnPtr>();
-                            let mut rest: Vec<Dynamic> = vec![pool];
-                            rest.extend(args[2..].iter_mut().map(|a| std::mem::take(*a)));
-                            submit(&ctx, f, rest)
-                        },
-                    ),
-                    has_context: true,
-                    is_pure: true,
-                    is_volatile: true,
-                },
-            );
-    }
+    crate::runtime::spawners::register_variadic(
+        module,
+        "submit",
+        SUBMIT_DOC,
+        Some((std::any::TypeId::of::<Pool>(), "pool: Pool")),
+        "Future",
+        |ctx, pool, f, args| {
+            let pool = pool.try_cast::<Pool>().ok_or("submit: expected a pool")?;
+            pool.submit(ctx, f, args).map(Dynamic::from)
+        },
+    );
 }
 
 #[export_module]
