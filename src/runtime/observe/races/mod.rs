@@ -23,20 +23,12 @@ use std::sync::Arc;
 use table::Table;
 pub use table::{Lost, Race};
 
-/// What a worker is called in reports: its thread's name, and its process's if it is not
-/// the kernel's (or the script's).
+/// What a worker is called in reports: as `thread_name()` says, and a thread inside a
+/// process names its process too (`Thread-1 in Process-2 (work)`).
 fn worker_name() -> String {
-    let thread = current_thread_name().or_else(|| {
-        std::thread::current()
-            .name()
-            .filter(|n| *n != "main")
-            .map(str::to_string)
-    });
-    match (launch::process_label(), thread) {
-        (None, Some(thread)) => thread,
-        (None, None) => "MainThread".to_string(),
-        (Some(process), None) => process,
+    match (launch::process_label(), current_thread_name()) {
         (Some(process), Some(thread)) => format!("{thread} in {process}"),
+        _ => crate::runtime::threads::worker_name(),
     }
 }
 
