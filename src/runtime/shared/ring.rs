@@ -297,15 +297,16 @@ impl Ring {
         let me = my_token();
         let mut liveness = LivenessCheck::new();
         let mut closed = false;
-        let mut streaming = false;
+        // Read between waits, while `step` holds the other state.
+        let streaming = std::cell::Cell::new(false);
         let mut written = 0u64;
         let mut lost = false;
         let op = || self.op(Action::Put, what);
-        let mut outcome = wait_until(&s.monitor, until, op, || {
+        let mut step = || {
             self.tidy(s, &mut liveness);
             let tail = s.tail.load(Relaxed);
             let free = s.capacity - (tail - s.head.load(Relaxed));
-            if !streaming {
+            if !streaming.get() {
                 if s.closed.load(Relaxed) != 0 {
                     closed = true;
                     return true;
@@ -326,7 +327,7 @@ impl Ring {
                     s.monitor.notify_all();
                     return true;
                 }
-                streaming = true;
+                streaming.set(true);
                 s.writer.store(me, Relaxed);
                 s.writer_header.store(tail, Relaxed);
                 s.tail.store(tail + HEADER_BYTES, Relaxed);
@@ -339,21 +340,18 @@ impl Ring {
                 return true;
             }
             self.stream_piece(s, message, &mut written)
-        });
-        if matches!(outcome, Ok(false)) && streaming {
-            // The time ran out in the middle of the message: finish it.
-            outcome = wait_until(&s.monitor, None, op, || {
-                self.tidy(s, &mut liveness);
-                if s.writer.load(Relaxed) != me {
-                    lost = true;
-                    return true;
-                }
-                self.stream_piece(s, message, &mut written)
-            });
-        }
+        };
+        let mut deadline = until;
+        let outcome = loop {
+            match wait_until(&s.monitor, deadline, op, &mut step) {
+                // The time ran out in the middle of the message: finish it.
+                Ok(false) if streaming.get() => deadline = None,
+                outcome => break outcome,
+            }
+        };
         match outcome {
             Err(error) => {
-                if streaming {
+                if streaming.get() {
                     let _guard = s.monitor.lock();
                     if s.writer.load(Relaxed) == me {
                         self.abandon_message(s);
