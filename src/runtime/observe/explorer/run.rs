@@ -203,14 +203,23 @@ impl Run {
     /// Waits until it is `me`'s turn.
     fn await_turn<'a>(
         &'a self,
-        mut state: MutexGuard<'a, State>,
+        state: MutexGuard<'a, State>,
         me: usize,
+    ) -> Result<MutexGuard<'a, State>, Box<EvalAltResult>> {
+        self.await_state(state, |state| state.running == Some(me))
+    }
+
+    /// Waits until `ready` says so; an error once the run ends (an interrupt ends it).
+    fn await_state<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        ready: impl Fn(&State) -> bool,
     ) -> Result<MutexGuard<'a, State>, Box<EvalAltResult>> {
         loop {
             if let Some(ending) = &state.ending {
                 return Err(ending.error());
             }
-            if state.running == Some(me) {
+            if ready(&state) {
                 return Ok(state);
             }
             if crate::runtime::interrupt::is_requested() {
@@ -464,24 +473,11 @@ impl Controller for Worker {
     }
 
     fn started(&self) -> Result<(), Box<EvalAltResult>> {
-        let mut state = self.run.lock();
-        while state.workers[self.id].status == Status::Starting {
-            if let Some(ending) = &state.ending {
-                return Err(ending.error());
-            }
-            if crate::runtime::interrupt::is_requested() {
-                state.ending = Some(Ending::Interrupted);
-                self.run.turn.notify_all();
-                return Err(interrupted_error());
-            }
-            state = self
-                .run
-                .turn
-                .wait_timeout(state, POLL)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        Ok(())
+        let me = self.id;
+        let state = self.run.lock();
+        self.run
+            .await_state(state, |state| state.workers[me].status != Status::Starting)
+            .map(drop)
     }
 
     fn finished(&self, object: Object) {
