@@ -13,7 +13,7 @@ mod table;
 use crate::runtime::display::show_rich;
 use crate::runtime::launch;
 use crate::runtime::observe::names::Names;
-use crate::runtime::sched::{self, Detail, Kind, Object, Observer, Observing, Op};
+use crate::runtime::sched::{self, Detail, Object, Observer, Observing, Op};
 use crate::runtime::shm::arena;
 use crate::runtime::sink::{self, Stream};
 use crate::runtime::threads::current_thread_name;
@@ -53,7 +53,7 @@ impl Observer for Detector {
     }
 
     fn begin(&self, object: Object, name: &str) {
-        self.0.begin(&object, name);
+        self.0.begin(Some(&object), name);
     }
 }
 
@@ -72,7 +72,7 @@ impl Check {
             table,
             _observing: sched::observe(Arc::new(Detector(table))),
         };
-        table.begin(&Object::new(Kind::Clock, 0, 0), &worker_name());
+        table.begin(None, &worker_name());
         Ok(check)
     }
 
@@ -80,8 +80,7 @@ impl Check {
     /// again its first worker.
     pub fn next_run(&self) {
         self.table.next_run();
-        self.table
-            .begin(&Object::new(Kind::Clock, 0, 0), &worker_name());
+        self.table.begin(None, &worker_name());
     }
 
     /// The races found so far.

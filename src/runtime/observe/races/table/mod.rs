@@ -325,10 +325,10 @@ impl Table {
     }
 
     /// The calling thread starts as a new worker called `name`, which learns what was
-    /// handed over on `object`.
-    pub fn begin(&self, object: &Object, name: &str) {
+    /// handed over on `object` (the check's first worker inherits nothing).
+    pub fn begin(&self, object: Option<&Object>, name: &str) {
         self.while_on(|d| {
-            if let Some(me) = d.register(name) {
+            if let (Some(me), Some(object)) = (d.register(name), object) {
                 d.acquire(me, object);
             }
         })
