@@ -175,11 +175,13 @@ fn an_error_of_a_pool_task_nobody_waits_for_is_printed_once() {
         "{FAILS}let p = pool(1);
 print(p.pids[0]);
 let f = p.submit(fails, 3);
+p.close();
 p.join();
 eprint(\"the pool is done\");
 try {{ f.result(); }} catch (e) {{ print(`result: ${{e}}`); }}
 let tp = thread_pool(1);
 let g = tp.submit(fails, 4);
+tp.close();
 tp.join();
 eprint(\"the thread pool is done\");
 try {{ g.result(); }} catch (e) {{ print(`result: ${{e}}`); }}

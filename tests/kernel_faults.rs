@@ -191,7 +191,7 @@ fn workers_do_not_outlive_a_killed_kernel() {
 #[test]
 fn file_descriptors_return_to_their_baseline() {
     let mut k = Kernel::start();
-    let round = "let p = pool(2); p.map(|x| x * 2, 0..20); p.join();
+    let round = "let p = pool(2); p.map(|x| x * 2, 0..20); p.close(); p.join();
                  for i in 0..3 { spawn_process(|| 1).join(); }
                  let q = queue(); q.put(1); q.get();
                  let ends = pipe(); ends[0].send(1); ends[1].recv();

@@ -298,10 +298,10 @@ fn interrupt_stops_pool_join_and_reduce() {
     assert_eq!(k.execute("let kept = 5;").status(), "ok");
     // `join()` waits for submitted tasks that spin or sleep, `reduce` for folding tasks that
     // spin: each says it started, so the wait is under way when the interrupt comes. Each
-    // cell makes its own pool, since `join()` closes it.
+    // cell makes its own pool, since `join()` needs a closed one.
     for make in ["pool(2)", "thread_pool(2)"] {
         for code in [
-            r#"q.submit(|| { print("started"); loop {} }); q.submit(|| sleep(100)); q.join()"#,
+            r#"q.submit(|| { print("started"); loop {} }); q.submit(|| sleep(100)); q.close(); q.join()"#,
             r#"q.reduce(|a, b| { print("started"); loop {} }, 0..8, 0)"#,
         ] {
             let code = format!("let q = {make}; {code}");

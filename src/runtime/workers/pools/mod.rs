@@ -51,7 +51,7 @@ impl Pool {
 
     fn check_open(&self) -> Result<(), Box<EvalAltResult>> {
         if self.executor.is_closed() {
-            Err(format!("the {} is closed", self.kind).into())
+            Err(format!("the {} is closed: it takes no new work", self.kind).into())
         } else {
             Ok(())
         }
@@ -470,17 +470,51 @@ pub mod pool_api {
         p.reduce(&ctx, f, xs, init)
     }
 
-    /// Stops accepting new work.
+    /// Stops accepting new work; what was submitted still runs. Call `join()` after it to
+    /// wait for that work, as with Python's `Pool.close()`.
     #[rhai_fn(name = "close", pure)]
     pub fn close(p: &mut super::Pool) {
         p.executor.close();
     }
 
-    /// Closes the pool and waits until all submitted work has finished. Interruptible.
+    /// Waits until all submitted work has finished. As in Python, the pool must be closed
+    /// (or terminated) first: `p.close(); p.join();`. Interruptible.
     #[rhai_fn(name = "join", return_raw, pure)]
     pub fn join(p: &mut super::Pool) -> Result<(), Box<EvalAltResult>> {
-        p.executor.close();
+        if !p.executor.is_closed() {
+            return Err(format!(
+                "join: the {} is still running; call close() (or terminate()) first",
+                p.kind
+            )
+            .into());
+        }
         p.executor.wait_idle()
+    }
+
+    /// Closes the pool and waits for the submitted work to finish (Python's
+    /// `Executor.shutdown()`).
+    #[rhai_fn(name = "shutdown", return_raw, pure)]
+    pub fn shutdown(p: &mut super::Pool) -> Result<(), Box<EvalAltResult>> {
+        shutdown_waiting(p, true)
+    }
+
+    /// Closes the pool; with `wait` false returns at once while the submitted work runs on
+    /// (Python's `Executor.shutdown(wait=False)`).
+    #[rhai_fn(name = "shutdown", return_raw, pure)]
+    pub fn shutdown_waiting(p: &mut super::Pool, wait: bool) -> Result<(), Box<EvalAltResult>> {
+        p.executor.close();
+        if wait {
+            p.executor.wait_idle()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the pool was closed (by `close`, `shutdown` or `terminate`): it takes no
+    /// new work.
+    #[rhai_fn(get = "closed", pure)]
+    pub fn closed(p: &mut super::Pool) -> bool {
+        p.executor.is_closed()
     }
 
     /// Stops the pool at once: queued tasks fail, worker processes are killed.
