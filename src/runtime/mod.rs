@@ -21,7 +21,7 @@ pub mod workers;
 pub use observe::{explorer, gil, races, scaling, timeline};
 pub use shared::{deadlock, lifetime, locks, queues, ring, shm, sync, transfer, values};
 pub use workers::{
-    fork_server, globals, launch, pools, processes, shutdown, spawners, threads, timers,
+    fork_server, globals, launch, pools, processes, random, shutdown, spawners, threads, timers,
     worker_process,
 };
 
@@ -35,6 +35,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "time", time::time_api);
         rhai::combine_with_exported_module!(module, "display", display::display_api);
         rhai::combine_with_exported_module!(module, "io", io::io_api);
+        rhai::combine_with_exported_module!(module, "random", random::random_api);
         rhai::combine_with_exported_module!(module, "docs", docs::docs_api);
         rhai::combine_with_exported_module!(module, "threads", threads::thread_api);
         spawners::register_spawn_thread(module);

@@ -74,6 +74,8 @@ EXPECTED = {
         "imap_unordered: task 1 after",
         "sum of the squares of 1..=10: 385",
         "sum of the squares of 1..=1000: 333833500",
+        "from 160,000 darts on 2 workers",
+        "the same seeds, other chunks, the same estimate: true",
         "7837 primes",
         "result: 42",
         "task 3 failed: three is unlucky",

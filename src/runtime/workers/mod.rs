@@ -7,6 +7,7 @@ pub mod globals;
 pub mod launch;
 pub mod pools;
 pub mod processes;
+pub mod random;
 pub mod shutdown;
 pub mod spawners;
 pub mod threads;
