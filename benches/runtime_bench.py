@@ -15,7 +15,7 @@ noise hits both alike; only the ratios inside one run are meaningful. Measured:
    calibration) to take about the same time in both.
 5. the same 4 tasks on a process pool of 2, cold (pool start included) and warm.
 6. per-task dispatch cost of a warm pool of 2: imap_unordered with chunksize 1, and map
-   with the default chunksize.
+   with the default chunksize; and tasks of a closure that captures a big map.
 7. 2 processes doing locked increments of one shared value (the final count is
    checked), and round trips through a queue and a pipe to an echoing process.
 8. the teaching tools: 2 threads doing unlocked increments of a shared value, plainly and
@@ -79,7 +79,7 @@ LOCK_KEYS = {
 PARALLEL_KEYS = ["threads", "threads_gil", "thread_pool", "thread_pool_gil", "pool_cold",
                  "pool_warm"]
 CPU_KEYS = ["serial", *PARALLEL_KEYS]
-DISPATCH_KEYS = ["dispatch", "dispatch_default"]
+DISPATCH_KEYS = ["dispatch", "dispatch_default", "captured"]
 SHARED_KEYS = ["increments", "count", "queue", "pipe"]
 OBSERVE_KEYS = {
     "rhai": ["plain", "checked", "per_schedule", "schedules"],
@@ -370,6 +370,8 @@ def metrics(plan):
                "us", target=0.25),
         Metric("pool(2) map dispatch, default chunksize, per task", "dispatch_default",
                "dispatch_default", "us"),
+        Metric("pool(2) map, 16 tasks of a closure over a 100,000-entry map, per task",
+               "captured", "captured", "ms"),
         Metric(f"2 processes x {plan.increments:,} locked increments, total", "increments",
                "increments", "ms", target=0.5),
         Metric("queue round trip between processes", "queue", "queue", "us"),
@@ -609,7 +611,10 @@ def markdown_report(outcome, info, plan, mode, chart_path):
         "- dispatch: on a warm pool of 2, `imap_unordered` of a trivial function over "
         f"{plan.dispatch_tasks} items, one task per item, consumed fully; and `map` over "
         "the same items with the default chunksize (about 4 chunks per worker, as "
-        "CPython's `Pool.map`); mean per task.",
+        "CPython's `Pool.map`); mean per task. Captured map: `map` of a closure that "
+        "captures a 100,000-entry map over 16 items, one task per item (CPython: "
+        "`functools.partial` of a function and a 100,000-entry dict, which `Pool.map` "
+        "pickles with every task; a lambda cannot be pickled); mean per task.",
         "- locked increments: 2 processes each do "
         f"{plan.increments:,} times `l.hold(|| v.value += 1)` on a `value(0)` and a "
         "`lock()`; CPython: `with lock: v.value += 1` on a `Value('q', 0, lock=False)` "

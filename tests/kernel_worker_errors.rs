@@ -70,13 +70,13 @@ fn a_process_error_is_reported_in_the_cell_that_started_the_process() {
     );
 }
 
-/// `p.join()` in cell B waits for the task without asking for its result, so nobody is
+/// `p.close(); p.join()` in cell B waits for the task without asking for its result, so nobody is
 /// waiting for it when it fails.
 #[test]
 fn a_pool_task_error_is_reported_in_the_cell_that_submitted_the_task() {
     let (stderr, result) = error_of_a_worker_that_outlives_its_cell(
         "let p = pool(1); let f = p.submit(fail_when, ready, 3);",
-        "let pid = p.pids[0]; p.join(); let e = \"\"; try { f.result(); } catch (err) { e = err; } `${pid}: ${e}`",
+        "let pid = p.pids[0]; p.close(); p.join(); let e = \"\"; try { f.result(); } catch (err) { e = err; } `${pid}: ${e}`",
     );
     let pid = result
         .trim_matches('"')

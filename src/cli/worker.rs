@@ -131,6 +131,12 @@ struct Job {
     /// For a pool task while the race detector is on: the ids of the objects its
     /// submitter handed over on and its result is handed over on.
     handoff: Option<[u64; 2]>,
+    /// Captured values to give up, then ones to keep for this and later tasks, which
+    /// name them by id (see `pools::captured`).
+    #[serde(default)]
+    forget: Vec<u64>,
+    #[serde(default)]
+    store: Vec<(u64, Value)>,
 }
 
 /// The function and argument lists of the job being run.
@@ -225,6 +231,8 @@ impl WorkerRuntime {
             globals: None,
             name: None,
             handoff: None,
+            forget: Vec::new(),
+            store: Vec::new(),
         });
         self.program = None;
         self.function = None;
@@ -254,13 +262,25 @@ impl WorkerRuntime {
                 .map_err(|e| fail(e.to_string()))?;
             self.program = Some((version, library.merge(&entry)));
         }
+        for id in &job.forget {
+            transfer::forget(*id);
+        }
+        for (id, value) in &job.store {
+            transfer::store(
+                *id,
+                transfer::from_json(value, Receive::Acquire).map_err(fail)?,
+            );
+        }
+        let decode = |function: &Value| {
+            transfer::from_json(function, Receive::Acquire)
+                .map_err(fail)?
+                .try_cast::<FnPtr>()
+                .ok_or_else(|| fail("the job's function is not a function pointer".into()))
+        };
         let function = match &self.function {
             Some((sent, decoded)) if *sent == job.function => decoded.clone(),
             _ => {
-                let decoded = transfer::from_json(&job.function, Receive::Acquire)
-                    .map_err(fail)?
-                    .try_cast::<FnPtr>()
-                    .ok_or_else(|| fail("the job's function is not a function pointer".into()))?;
+                let decoded = decode(&job.function)?;
                 self.function = Some((job.function, decoded.clone()));
                 decoded
             }

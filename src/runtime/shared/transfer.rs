@@ -13,8 +13,12 @@ use crate::runtime::queues::{Conn, Queue};
 use crate::runtime::ring::Ring;
 use crate::runtime::sync::{Barrier, Condition, Event, Semaphore};
 use crate::runtime::values::{SharedArray, SharedValue};
+use foldhash::quality::RandomState;
 use rhai::{Dynamic, FnPtr, Map};
 use serde_json::{json, Number, Value};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Mutex, OnceLock};
 
 /// The key marking an encoded runtime object or function pointer in JSON.
 const TAG: &str = "$rhai";
@@ -37,6 +41,102 @@ fn local_name(name: &str) -> String {
         Some(hash) => format!("{FORWARDER_PREFIX}{hash}"),
         None => name.to_string(),
     }
+}
+
+/// A function pointer with its captured values already encoded, some of them perhaps as
+/// [`stored_reference`]s.
+pub fn function_json(f: &FnPtr, curry: Vec<Value>) -> Value {
+    json!({ TAG: "Fn", "name": wire_name(f.fn_name()), "curry": curry })
+}
+
+/// Stands for a value sent earlier with its id and kept by the receiver (a pool worker
+/// keeps the big values its tasks' closures capture; see `pools::captured`).
+pub fn stored_reference(id: u64) -> Value {
+    json!({ TAG: "Stored", "id": id })
+}
+
+/// The values this process was sent to keep, by id.
+fn stored_values() -> std::sync::MutexGuard<'static, HashMap<u64, Dynamic>> {
+    static STORED: OnceLock<Mutex<HashMap<u64, Dynamic>>> = OnceLock::new();
+    STORED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps a value that later messages name by `id`.
+pub fn store(id: u64, value: Dynamic) {
+    // Shared, as a captured variable is, so a decoding costs no copy and Rhai's calls do
+    // not walk it looking for locks. A call still gets its own copy of what a function
+    // pointer curries, so a task that changes the value cannot change the next task's.
+    stored_values().insert(id, value.into_shared());
+}
+
+/// Gives up a value kept with [`store`].
+pub fn forget(id: u64) {
+    stored_values().remove(&id);
+}
+
+/// A fingerprint of plain data (what encodes to JSON without shared objects) and how many
+/// values it holds: values with equal fingerprints encode alike, but for a hash collision,
+/// which `keys` (random per process) keeps from being forged.
+/// (foldhash, not the standard SipHash: a 100,000-entry map takes a few milliseconds.) `None` when `value` holds
+/// anything else, or a captured variable (which another thread may change meanwhile).
+pub fn fingerprint(value: &Dynamic, keys: &RandomState) -> Option<(u64, usize)> {
+    let mut hasher = keys.build_hasher();
+    let mut count = 0;
+    feed(value, &mut hasher, &mut count)?;
+    Some((hasher.finish(), count))
+}
+
+fn feed(value: &Dynamic, hasher: &mut impl Hasher, count: &mut usize) -> Option<()> {
+    *count += 1;
+    if value.is_shared() {
+        return None;
+    }
+    if value.is_unit() {
+        hasher.write_u8(0);
+    } else if let Ok(b) = value.as_bool() {
+        hasher.write_u8(1);
+        hasher.write_u8(b as u8);
+    } else if let Ok(i) = value.as_int() {
+        hasher.write_u8(2);
+        hasher.write_i64(i);
+    } else if let Ok(f) = value.as_float() {
+        hasher.write_u8(3);
+        hasher.write_u64(f.to_bits());
+    } else if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
+        hasher.write_u8(4);
+        hasher.write_usize(s.len());
+        hasher.write(s.as_bytes());
+    } else if let Ok(c) = value.as_char() {
+        hasher.write_u8(5);
+        hasher.write_u32(c as u32);
+    } else if let Some(items) = value.read_lock::<rhai::Array>() {
+        hasher.write_u8(6);
+        hasher.write_usize(items.len());
+        for item in items.iter() {
+            feed(item, hasher, count)?;
+        }
+    } else if let Some(map) = value.read_lock::<Map>() {
+        hasher.write_u8(7);
+        hasher.write_usize(map.len());
+        for (key, item) in map.iter() {
+            hasher.write_usize(key.len());
+            hasher.write(key.as_bytes());
+            feed(item, hasher, count)?;
+        }
+    } else if let Some(f) = value.read_lock::<FnPtr>() {
+        hasher.write_u8(8);
+        hasher.write(f.fn_name().as_bytes());
+        hasher.write_usize(f.curry().len());
+        for item in f.iter_curry() {
+            feed(item, hasher, count)?;
+        }
+    } else {
+        return None;
+    }
+    Some(())
 }
 
 /// Encodes a value carrying its own references to the shared objects in it; the receiver
@@ -87,11 +187,37 @@ pub fn release_message(value: &Value) {
 /// shared objects in it go to `kept`: the sender keeps them until the receiver has
 /// decoded it with [`from_json`] and [`Receive::Acquire`].
 pub fn to_json(value: &Dynamic, what: &str, kept: &mut Vec<Held>) -> Result<Value, String> {
-    let value = if value.is_shared() {
-        value.flatten_clone()
-    } else {
-        value.clone()
-    };
+    encode(value, &Path::Root(what), kept)
+}
+
+/// Where a value sits in what is being encoded (`argument 2[3].name`), written out only
+/// for an error: building the text for every element made encoding a big map slow.
+enum Path<'a> {
+    Root(&'a str),
+    Index(&'a Path<'a>, usize),
+    Key(&'a Path<'a>, &'a str),
+    Captured(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(what) => write!(f, "{what}"),
+            Path::Index(outer, i) => write!(f, "{outer}[{i}]"),
+            Path::Key(outer, key) => write!(f, "{outer}.{key}"),
+            Path::Captured(outer, i) => write!(f, "{outer} (captured value {})", i + 1),
+        }
+    }
+}
+
+fn encode(value: &Dynamic, what: &Path, kept: &mut Vec<Held>) -> Result<Value, String> {
+    if value.is_shared() {
+        // A captured variable: read it in place (one lock) rather than copying it first.
+        return match value.read_lock::<Dynamic>() {
+            Some(inner) if !inner.is_shared() => encode(&inner, what, kept),
+            _ => encode(&value.flatten_clone(), what, kept),
+        };
+    }
     if value.is_unit() {
         return Ok(Value::Null);
     }
@@ -106,8 +232,8 @@ pub fn to_json(value: &Dynamic, what: &str, kept: &mut Vec<Held>) -> Result<Valu
             .map(Value::Number)
             .ok_or_else(|| format!("{what}: the float {f} cannot be sent to another process"));
     }
-    if value.is_string() {
-        return Ok(Value::String(value.into_string().unwrap_or_default()));
+    if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
+        return Ok(Value::String(s.to_string()));
     }
     if let Ok(c) = value.as_char() {
         return Ok(Value::String(c.to_string()));
@@ -116,17 +242,14 @@ pub fn to_json(value: &Dynamic, what: &str, kept: &mut Vec<Held>) -> Result<Valu
         let encoded: Result<Vec<Value>, String> = items
             .iter()
             .enumerate()
-            .map(|(i, item)| to_json(item, &format!("{what}[{i}]"), kept))
+            .map(|(i, item)| encode(item, &Path::Index(what, i), kept))
             .collect();
         return encoded.map(Value::Array);
     }
     if let Some(map) = value.read_lock::<Map>() {
         let mut out = serde_json::Map::new();
         for (key, item) in map.iter() {
-            out.insert(
-                key.to_string(),
-                to_json(item, &format!("{what}.{key}"), kept)?,
-            );
+            out.insert(key.to_string(), encode(item, &Path::Key(what, key), kept)?);
         }
         return Ok(Value::Object(out));
     }
@@ -134,9 +257,9 @@ pub fn to_json(value: &Dynamic, what: &str, kept: &mut Vec<Held>) -> Result<Valu
         let curry: Result<Vec<Value>, String> = f
             .iter_curry()
             .enumerate()
-            .map(|(i, c)| to_json(c, &format!("{what} (captured value {})", i + 1), kept))
+            .map(|(i, c)| encode(c, &Path::Captured(what, i), kept))
             .collect();
-        return Ok(json!({ TAG: "Fn", "name": wire_name(f.fn_name()), "curry": curry? }));
+        return Ok(function_json(&f, curry?));
     }
     let mut keep = |held: &Held, tag: &str| {
         kept.push(held.clone());
@@ -167,7 +290,7 @@ pub fn to_json(value: &Dynamic, what: &str, kept: &mut Vec<Held>) -> Result<Valu
         let mut json = keep(b.held(), "Barrier")?;
         // The action goes along: whichever process arrives last runs it.
         if let Some(action) = &b.action {
-            json["action"] = to_json(&Dynamic::from(action.clone()), what, kept)?;
+            json["action"] = encode(&Dynamic::from(action.clone()), what, kept)?;
         }
         return Ok(json);
     }
@@ -239,6 +362,13 @@ fn object_from_json(
                 }
             }
             Dynamic::from(f)
+        }
+        "Stored" => {
+            let id = map.get("id").and_then(Value::as_u64).unwrap_or_default();
+            stored_values()
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| format!("the stored value {id:x} did not arrive"))?
         }
         "Lock" | "RLock" => {
             let offset = offset()?;

@@ -1,6 +1,7 @@
 //! What every pool executor shares: chunks of work, how they end, the `Executor` trait,
 //! the pool lifecycle (closed, terminated, pending work) and `run_batch`.
 
+use super::captured::EncodedFunction;
 use crate::runtime::globals::{self, Globals};
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::OutputSink;
@@ -180,6 +181,8 @@ pub(super) struct CallContext {
     /// The caller's `global::` constants for process workers, encoded at most once per
     /// call however many chunks it has.
     globals: Arc<OnceLock<Arc<Globals>>>,
+    /// The call's function for process workers, likewise encoded once per call.
+    pub(super) function: Arc<OnceLock<Result<EncodedFunction, String>>>,
 }
 
 impl CallContext {
@@ -189,6 +192,7 @@ impl CallContext {
         CallContext {
             store,
             globals: Arc::default(),
+            function: Arc::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use rhai::{Dynamic, FnPtr, NativeCallContext};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+mod captured;
 mod executor;
 mod future;
 mod options;

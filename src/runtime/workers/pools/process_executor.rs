@@ -1,5 +1,6 @@
 //! Process pools: long-lived worker processes, each fed by a driver thread.
 
+use super::captured::{CapturedValues, Stored, WorkerStore};
 use super::executor::{
     CallContext, Chunk, ChunkResult, Executor, Handoff, Lifecycle, Pending, StartGate,
 };
@@ -26,6 +27,8 @@ struct ProcessTask {
     function: String,
     /// Its name on the wire (closures have internal names).
     name: String,
+    /// The big captured values `function` refers to by id.
+    stored: Vec<Stored>,
     items: Vec<Vec<Value>>,
     fold: bool,
     /// The caller's `global::` constants.
@@ -50,6 +53,8 @@ struct Worker {
     version: Option<u64>,
     /// The version of the `global::` constants this worker has.
     globals: Option<u64>,
+    /// The captured values this worker keeps.
+    store: WorkerStore,
 }
 
 fn start_pool_worker() -> Result<Worker, String> {
@@ -63,6 +68,7 @@ fn start_pool_worker() -> Result<Worker, String> {
         busy,
         version: None,
         globals: None,
+        store: WorkerStore::default(),
     })
 }
 
@@ -81,6 +87,7 @@ pub(super) struct ProcessExecutor {
     tasks: Mutex<Option<Sender<ProcessTask>>>,
     pids: Arc<Mutex<Vec<i64>>>,
     pub(super) lifecycle: Lifecycle,
+    captured: CapturedValues,
 }
 
 impl ProcessExecutor {
@@ -107,6 +114,7 @@ impl ProcessExecutor {
             tasks: Mutex::new(Some(tx)),
             pids,
             lifecycle,
+            captured: CapturedValues::default(),
         })
     }
 }
@@ -365,6 +373,7 @@ fn send_job(worker: &mut Worker, task: &ProcessTask) -> Result<(), String> {
         } = task.handoff;
         job.push_str(&format!(",\"handoff\":[{},{}]", submitted.id, answered.id));
     }
+    worker.store.send_along(&task.stored, &mut job);
     if worker.globals != Some(task.globals.version) {
         job.push_str(",\"globals\":");
         job.push_str(&task.globals.json);
@@ -449,22 +458,22 @@ impl Executor for ProcessExecutor {
     }
 
     fn submit(&self, chunk: Chunk, context: &CallContext) -> Result<(), String> {
-        let mut kept = Vec::new();
-        let function = transfer::to_json(
-            &Dynamic::from(chunk.function.clone()),
-            "the function",
-            &mut kept,
-        )?;
-        let name = function["name"].as_str().unwrap_or_default().to_string();
-        let function = function.to_string();
+        // Every chunk of a call has the same function: encoded (and its captured values
+        // read) once, for all of them.
+        let function = context
+            .function
+            .get_or_init(|| self.captured.encode(&chunk.function))
+            .clone()?;
+        let mut kept = function.kept;
         let items: Result<Vec<Vec<Value>>, String> = chunk
             .items
             .iter()
             .map(|args| launch::encode_args(args, &mut kept))
             .collect();
         let task = ProcessTask {
-            function,
-            name,
+            function: function.json,
+            name: function.name,
+            stored: function.stored,
             items: items?,
             fold: chunk.fold,
             globals: context.globals(),

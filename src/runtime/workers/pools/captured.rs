@@ -1,0 +1,236 @@
+//! The big values a process pool task's closure captures, sent to each worker once: a
+//! closure over a 100,000-entry map used to be encoded and sent again with every task.
+//!
+//! The pool knows a captured value by a fingerprint of its contents, so a value changed
+//! between two tasks is sent again, and an unchanged one is encoded once. Each worker
+//! keeps what it was sent (up to [`WORKER_BUDGET`] bytes, oldest given up first, the pool
+//! mirroring what it holds); a task names those values by fingerprint, and every call gets
+//! its own copy, as if the value had been sent with it.
+
+use crate::runtime::lifetime::Held;
+use crate::runtime::transfer;
+use foldhash::quality::RandomState;
+use rhai::{Dynamic, FnPtr};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+/// Captured values with fewer parts than this are sent with every task: encoding them
+/// costs about what fingerprinting them would.
+const MIN_PARTS: usize = 256;
+
+/// How many bytes of encoded values a worker keeps.
+const WORKER_BUDGET: usize = 64 << 20;
+
+/// How many encodings the pool keeps for the next tasks.
+const POOL_ENTRIES: usize = 16;
+
+/// A captured value a task refers to by id, with its encoding for a worker that lacks it.
+#[derive(Clone)]
+pub(super) struct Stored {
+    id: u64,
+    json: Arc<str>,
+}
+
+/// A task's function, encoded for the job line, with the handles of the shared objects
+/// it captured (each task keeps its own copy of them until it is answered).
+#[derive(Clone)]
+pub(super) struct EncodedFunction {
+    pub(super) json: String,
+    pub(super) name: String,
+    pub(super) stored: Vec<Stored>,
+    pub(super) kept: Vec<Held>,
+}
+
+/// The pool's side: recent encodings by fingerprint.
+#[derive(Default)]
+pub(super) struct CapturedValues {
+    keys: RandomState,
+    recent: Mutex<VecDeque<Stored>>,
+}
+
+impl CapturedValues {
+    /// Encodes `f` with its captured values; big plain ones become references to values
+    /// a worker keeps.
+    pub(super) fn encode(&self, f: &FnPtr) -> Result<EncodedFunction, String> {
+        let mut kept = Vec::new();
+        let mut stored = Vec::new();
+        let mut curry = Vec::with_capacity(f.curry().len());
+        for (i, captured) in f.iter_curry().enumerate() {
+            let what = format!("the function (captured value {})", i + 1);
+            // One reading for the fingerprint and the encoding, so both see the same
+            // contents even if another thread changes the variable meanwhile.
+            let snapshot = captured.read_lock::<Dynamic>();
+            let big = snapshot.as_ref().and_then(|value| {
+                transfer::fingerprint(value, &self.keys)
+                    .filter(|(_, parts)| *parts >= MIN_PARTS)
+                    .map(|(id, _)| (id, value))
+            });
+            match big {
+                Some((id, value)) => {
+                    let json = match self.find(id) {
+                        Some(json) => json,
+                        None => self.remember(id, &transfer::to_json(value, &what, &mut kept)?),
+                    };
+                    curry.push(transfer::stored_reference(id));
+                    stored.push(Stored { id, json });
+                }
+                None => {
+                    drop(snapshot);
+                    curry.push(transfer::to_json(captured, &what, &mut kept)?);
+                }
+            }
+        }
+        let json = transfer::function_json(f, curry);
+        Ok(EncodedFunction {
+            name: json["name"].as_str().unwrap_or_default().to_string(),
+            json: json.to_string(),
+            stored,
+            kept,
+        })
+    }
+
+    fn find(&self, id: u64) -> Option<Arc<str>> {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let at = recent.iter().position(|s| s.id == id)?;
+        let found = recent.remove(at)?;
+        let json = found.json.clone();
+        recent.push_back(found);
+        Some(json)
+    }
+
+    fn remember(&self, id: u64, value: &Value) -> Arc<str> {
+        let json: Arc<str> = value.to_string().into();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= POOL_ENTRIES {
+            recent.pop_front();
+        }
+        recent.push_back(Stored {
+            id,
+            json: json.clone(),
+        });
+        json
+    }
+}
+
+/// What one worker keeps, as the pool mirrors it: ids in the order of last use.
+#[derive(Default)]
+pub(super) struct WorkerStore {
+    held: VecDeque<(u64, usize)>,
+    bytes: usize,
+}
+
+impl WorkerStore {
+    /// The job line's `forget` and `store` parts for a task that refers to `stored`,
+    /// appended to `job`; the mirror is updated as if the worker got the line.
+    pub(super) fn send_along(&mut self, stored: &[Stored], job: &mut String) {
+        self.send_within(stored, job, WORKER_BUDGET);
+    }
+
+    fn send_within(&mut self, stored: &[Stored], job: &mut String, budget: usize) {
+        let mut to_send = Vec::new();
+        for s in stored {
+            match self.held.iter().position(|(id, _)| *id == s.id) {
+                Some(at) => {
+                    if let Some(entry) = self.held.remove(at) {
+                        self.held.push_back(entry);
+                    }
+                }
+                None if !to_send.iter().any(|t: &&Stored| t.id == s.id) => to_send.push(s),
+                None => {}
+            }
+        }
+        if to_send.is_empty() {
+            return;
+        }
+        let mut forget = Vec::new();
+        let arriving: usize = to_send.iter().map(|s| s.json.len()).sum();
+        // Make room, but never give up a value this task uses.
+        while self.bytes + arriving > budget {
+            let Some(at) = self
+                .held
+                .iter()
+                .position(|(id, _)| !stored.iter().any(|s| s.id == *id))
+            else {
+                break;
+            };
+            if let Some((id, size)) = self.held.remove(at) {
+                self.bytes -= size;
+                forget.push(id);
+            }
+        }
+        if !forget.is_empty() {
+            job.push_str(&format!(",\"forget\":{forget:?}"));
+        }
+        job.push_str(",\"store\":[");
+        for (i, s) in to_send.iter().enumerate() {
+            if i > 0 {
+                job.push(',');
+            }
+            job.push_str(&format!("[{},{}]", s.id, s.json));
+            self.held.push_back((s.id, s.json.len()));
+            self.bytes += s.json.len();
+        }
+        job.push(']');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(id: u64, json: &str) -> Stored {
+        Stored {
+            id,
+            json: json.into(),
+        }
+    }
+
+    /// The `forget` and `store` parts `send_within` appends for one task.
+    fn parts(store: &mut WorkerStore, stored: &[Stored], budget: usize) -> String {
+        let mut job = String::new();
+        store.send_within(stored, &mut job, budget);
+        job
+    }
+
+    #[test]
+    fn a_value_goes_to_a_worker_once() {
+        let mut store = WorkerStore::default();
+        let a = value(1, "[1,2,3]");
+        assert_eq!(
+            parts(&mut store, std::slice::from_ref(&a), 100),
+            ",\"store\":[[1,[1,2,3]]]"
+        );
+        assert_eq!(parts(&mut store, &[a.clone(), a], 100), "");
+    }
+
+    #[test]
+    fn the_least_recently_used_value_is_forgotten_first() {
+        let mut store = WorkerStore::default();
+        let (a, b, c) = (
+            value(1, "[11111]"),
+            value(2, "[22222]"),
+            value(3, "[33333]"),
+        );
+        parts(&mut store, std::slice::from_ref(&a), 20);
+        parts(&mut store, std::slice::from_ref(&b), 20);
+        // `a` was used again, so `b` is the older one.
+        assert_eq!(parts(&mut store, std::slice::from_ref(&a), 20), "");
+        assert_eq!(
+            parts(&mut store, &[c], 20),
+            ",\"forget\":[2],\"store\":[[3,[33333]]]"
+        );
+        assert_eq!(parts(&mut store, &[a], 20), "");
+        assert_eq!(store.bytes, 14);
+    }
+
+    #[test]
+    fn a_value_the_task_uses_is_never_forgotten_for_it() {
+        let mut store = WorkerStore::default();
+        let (a, b) = (value(1, "[11111]"), value(2, "[22222]"));
+        parts(&mut store, std::slice::from_ref(&a), 10);
+        // Both are needed: the budget gives way.
+        assert_eq!(parts(&mut store, &[a, b], 10), ",\"store\":[[2,[22222]]]");
+        assert_eq!(store.held.len(), 2);
+    }
+}
