@@ -72,7 +72,13 @@ rust-cells-test: $(VENV)/.test-stamp
 # Jupyter data directory.
 TEST_HISTORY := $(CURDIR)/target/test-output/history.jsonl
 
-python-test: kernelspec
+# JupyterHub's proxy for the class test (tests/clients/test_jupyterhub.py), from npm.
+HUB_PROXY := target/hub/node_modules/.bin/configurable-http-proxy
+$(HUB_PROXY):
+	mkdir -p target/hub
+	npm install --no-audit --no-fund --prefix target/hub configurable-http-proxy@4
+
+python-test: kernelspec $(HUB_PROXY)
 	mkdir -p $(dir $(TEST_HISTORY)) && rm -f $(TEST_HISTORY)
 	$(JUPYTER_ENV) RHAI_KERNEL_HISTORY=$(TEST_HISTORY) RHAI_KERNEL_RUST_CELLS=$(if $(WITH_RUST),1,0) \
 		$(VPY) -m pytest -q -rs --timeout=600 tests/conformance tests/notebooks tests/clients tests/python
