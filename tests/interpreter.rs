@@ -388,3 +388,60 @@ fn functions_from_earlier_cells_by_bare_name_inside_closures() {
         .execute("let nope = || no_such_thing; nope.call()", "In[4]")
         .is_err());
 }
+
+/// Every native this product adds has documentation (what Shift-Tab shows) and is named in
+/// the README's API table or text.
+#[test]
+fn every_native_is_documented_and_named_in_the_readme() {
+    use rhai::packages::Package;
+    let mut engine = rhai::Engine::new_raw();
+    engine.register_global_module(rhai_kernel::runtime::RuntimePackage::new().as_shared_module());
+    let metadata: serde_json::Value =
+        serde_json::from_str(&engine.gen_fn_metadata_to_json(true).unwrap()).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let named = |name: &str| {
+        readme.match_indices(name).any(|(at, _)| {
+            let before = readme[..at].chars().next_back();
+            let after = readme[at + name.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            !word(before) && !word(after)
+        })
+    };
+    let mut undocumented = Vec::new();
+    let mut unnamed = Vec::new();
+    for f in metadata["functions"].as_array().unwrap() {
+        let name = f["name"].as_str().unwrap();
+        // Operators, conversions for printing and iterators are how Rhai shows values.
+        if !name.chars().next().is_some_and(|c| c.is_alphabetic())
+            || ["to_string", "to_debug"].contains(&name)
+        {
+            continue;
+        }
+        // `timer_body` is what a timer's thread runs; scripts cannot call it (they have no
+        // `TimerCancel` to give it).
+        if name.starts_with("index$") || name == "timer_body" {
+            continue;
+        }
+        let name = name.trim_start_matches("get$").trim_start_matches("set$");
+        let docs = f["docComments"].as_array().map_or(0, Vec::len);
+        if docs == 0 {
+            undocumented.push(f["signature"].as_str().unwrap_or(name).to_string());
+        }
+        if !named(name) {
+            unnamed.push(name.to_string());
+        }
+    }
+    undocumented.sort();
+    undocumented.dedup();
+    unnamed.sort();
+    unnamed.dedup();
+    assert!(
+        undocumented.is_empty(),
+        "natives without docs: {undocumented:?}"
+    );
+    assert!(
+        unnamed.is_empty(),
+        "natives the README does not name: {unnamed:?}"
+    );
+}
