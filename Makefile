@@ -4,8 +4,8 @@
 #               clients (JupyterLab in chromium, jupyter console, nbconvert), and Rust cells
 #   make bench  benchmarks side by side with ipykernel and CPython, written to BENCHMARKS.md
 #               (and the scaling chart to BENCHMARKS-scaling.svg)
-#   RUST=1      (make lab RUST=1, make release RUST=1) builds the kernel with Rust cells
-#               (`%%rust`, through evcxr); make rust-cells-test tests them
+#   RUST=0      (make lab RUST=0, make release RUST=0) builds the kernel without Rust cells
+#               (`%%rust`, through evcxr): a shorter first build, and notebook 06 cannot run
 
 PYTHON ?= python3
 VENV := .venv
@@ -16,8 +16,10 @@ JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter VIRTUAL_ENV=$(CURDIR
 .PHONY: all build release lab test lint rust-test rust-cells-test python-test curve-test \
 	kernelspec bench clean
 
-# Rust cells (cargo feature `rust`, evcxr) are off by default: evcxr adds minutes to a build.
+# Rust cells (cargo feature `rust`, evcxr) are on by default, so the kernel `make lab`
+# installs runs every shipped notebook; evcxr makes the first build longer (see README).
 # That build uses its own profile (see Cargo.toml) and directory.
+RUST ?= 1
 WITH_RUST := $(filter 1 yes true,$(RUST))
 BUILD_FLAGS := $(if $(WITH_RUST),--features rust --profile rust-cells,--release)
 RELEASE_BIN := $(if $(WITH_RUST),target/rust-cells/rhai-kernel,target/release/rhai-kernel)
@@ -52,21 +54,22 @@ lint:
 rust-test:
 	cargo test
 
-# Rust cells: lint and test the build with the `rust` feature (evcxr adds about 7 minutes to
-# the first build on 2 cores, then builds are incremental; the tests take about 20 s
-# and need `cargo`, and the registry for the `:dep rayon` cell, at run time).
+# Rust cells: lint and test the build with the `rust` feature (the tests take about 20 s and
+# need `cargo`, and the registry for the `:dep rayon` cell, at run time). The notebook with
+# Rust cells runs in python-test on the default kernel; with RUST=0 it runs here instead, on
+# a kernelspec of the feature build, under nbclient and in JupyterLab.
 RUST_KERNELSPEC := $(CURDIR)/target/rust-cells-kernelspec
 
 rust-cells-test: $(VENV)/.test-stamp
 	cargo clippy --all-targets --features rust -- -D warnings
 	cargo test --profile rust-cells --features rust --test rust_cells
-	# The notebook with Rust cells, under nbclient and in JupyterLab (Run All in chromium), on
-	# a kernelspec of the feature build.
+ifeq ($(WITH_RUST),)
 	cargo build --profile rust-cells --features rust
 	rm -rf $(RUST_KERNELSPEC)
 	target/rust-cells/rhai-kernel install --prefix $(RUST_KERNELSPEC)
 	JUPYTER_PATH=$(RUST_KERNELSPEC)/share/jupyter RHAI_KERNEL_HISTORY=off RHAI_KERNEL_RUST_CELLS=1 \
 		$(VPY) -m pytest -q -rs --timeout=900 tests/notebooks tests/clients/test_jupyterlab.py -k rust
+endif
 
 # Kernels started by the Python tests keep their history under target/, not in the user's
 # Jupyter data directory.
@@ -81,7 +84,7 @@ $(HUB_PROXY):
 python-test: kernelspec $(HUB_PROXY)
 	mkdir -p $(dir $(TEST_HISTORY)) && rm -f $(TEST_HISTORY)
 	$(JUPYTER_ENV) RHAI_KERNEL_HISTORY=$(TEST_HISTORY) RHAI_KERNEL_RUST_CELLS=$(if $(WITH_RUST),1,0) \
-		$(VPY) -m pytest -q -rs --timeout=600 tests/conformance tests/notebooks tests/clients tests/python
+		$(VPY) -m pytest -q -rs --timeout=900 tests/conformance tests/notebooks tests/clients tests/python
 
 # CurveZMQ needs a libzmq built with libsodium (Debian: libzmq3-dev, which .ci/run installs);
 # the default build's vendored libzmq has none (see README, Encryption). This links the

@@ -11,7 +11,7 @@ pub const MAGICS: &[&str] = &["%%time", "%%timeline", "%%races", "%%rust"];
 
 /// What `%%rust` says in a build without the `rust` feature.
 pub const NO_RUST_CELLS: &str = "this kernel was built without Rust cells; rebuild with \
-     `--features rust` (make lab RUST=1)";
+     `--features rust --profile rust-cells` (what `make lab` does unless RUST=0)";
 
 /// Splits a cell into its magic (if the first line is one) and the code after it. The code
 /// keeps an empty first line so that line numbers in errors stay those of the cell.

@@ -7,7 +7,7 @@ import os
 import pytest
 
 # Whether the kernelspec under test is a build with Rust cells (cargo feature `rust`): "1" or
-# "0", set by the Makefile target that built it (python-test: 0 unless RUST=1;
+# "0", set by the Makefile target that built it (python-test: 1 unless RUST=0;
 # rust-cells-test: 1).
 RUST_CELLS_ENV = "RHAI_KERNEL_RUST_CELLS"
 
@@ -134,6 +134,6 @@ def skip_reason(path):
     if needs_rust_cells(path) and not kernel_built_with_rust_cells():
         return (
             f"{path.name} has Rust cells and this kernel was built without them "
-            "(make release RUST=1 for a kernel with them)"
+            "(make release, without RUST=0, builds a kernel with them)"
         )
     return None
