@@ -102,6 +102,10 @@ impl CapturedValues {
     fn remember(&self, id: u64, value: &Value) -> Arc<str> {
         let json: Arc<str> = value.to_string().into();
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        // Another thread's call may have encoded the same value meanwhile.
+        if let Some(known) = recent.iter().find(|s| s.id == id) {
+            return known.json.clone();
+        }
         if recent.len() >= POOL_ENTRIES {
             recent.pop_front();
         }
