@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 import nbformat
+from playwright.sync_api import Error as PlaywrightError
 import pytest
 from client_support import (
     EXPECTED,
@@ -227,12 +228,28 @@ def test_play_asks_in_the_notebook_and_the_learner_breaks_the_counter(lab, open_
     )
     wait_idle(page)
     run_cell(page, 1, "let game = play(two_increments, |v| v == 2); game.schedule")
-    boxes = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-Stdin-input")
-    for answered, answer in enumerate(["", "", "", "2", ""]):
-        box = boxes.nth(answered)
-        box.wait_for(state="visible")
-        box.fill(answer)
-        box.press("Enter")
+    # Each answer goes to the newest box not answered yet, which is marked before Enter; the
+    # next one is looked for once JupyterLab has taken this box away (or disabled it). Boxes
+    # are not found by their index: JupyterLab removes answered ones and may render the
+    # outputs again meanwhile (seen under load).
+    fresh = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(
+        ".jp-Stdin-input:not([data-answered])"
+    )
+    for answer in ["", "", "", "2", ""]:
+        for attempt in range(3):
+            box = fresh.last
+            box.wait_for(state="visible")
+            try:
+                handle = box.element_handle(timeout=15000)
+                handle.evaluate("e => { e.dataset.answered = '1'; }")
+                handle.fill(answer, timeout=15000)
+                handle.press("Enter", timeout=15000)
+                break
+            except PlaywrightError:
+                # The box was rendered again before Enter: the new one has no mark.
+                if attempt == 2:
+                    raise
+        page.wait_for_function("e => !e.isConnected || e.disabled", arg=handle)
     text = cell_output(page, 1, "00122")
     wait_idle(page)
     assert "3) Thread-2: read counter.value" in text, text

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+from jupyter_client.kernelspec import KernelSpecManager
+
 ROOT = pathlib.Path(__file__).parents[2]
 SERIES = ("rhai threads", "rhai process pool", "cpython threads", "cpython processes")
 
@@ -20,7 +22,9 @@ def test_quick_runtime_benchmark_writes_a_report_and_a_chart(tmp_path):
             str(ROOT / "benches" / "runtime_bench.py"),
             "--quick",
             "--binary",
-            str(ROOT / "target" / "release" / "rhai-kernel"),
+            # The binary of the kernelspec under test (the Makefile sets JUPYTER_PATH): the
+            # build `make bench` measures.
+            KernelSpecManager().get_kernel_spec("rhai").argv[0],
             "--write",
             str(report),
             "--svg",
@@ -42,6 +46,7 @@ def test_quick_runtime_benchmark_writes_a_report_and_a_chart(tmp_path):
         "thread_pool(2): speedup",
         "thread_pool(2), GIL on",
         "default chunksize",
+        "100,000-entry map",
         "locked increments",
         "under the race detector",
         "explore: one schedule",
