@@ -271,16 +271,13 @@ impl WorkerRuntime {
                 transfer::from_json(value, Receive::Acquire).map_err(fail)?,
             );
         }
-        let decode = |function: &Value| {
-            transfer::from_json(function, Receive::Acquire)
-                .map_err(fail)?
-                .try_cast::<FnPtr>()
-                .ok_or_else(|| fail("the job's function is not a function pointer".into()))
-        };
         let function = match &self.function {
             Some((sent, decoded)) if *sent == job.function => decoded.clone(),
             _ => {
-                let decoded = decode(&job.function)?;
+                let decoded = transfer::from_json(&job.function, Receive::Acquire)
+                    .map_err(fail)?
+                    .try_cast::<FnPtr>()
+                    .ok_or_else(|| fail("the job's function is not a function pointer".into()))?;
                 self.function = Some((job.function, decoded.clone()));
                 decoded
             }

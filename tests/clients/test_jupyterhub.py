@@ -15,12 +15,12 @@ import asyncio
 import json
 import os
 import pathlib
-import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode
@@ -29,7 +29,7 @@ import nbformat
 import psutil
 import pytest
 from client_support import EXPECTED, OUTPUT_DIR, ROOT
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 STUDENTS = [f"student{i}" for i in range(10)]
@@ -176,8 +176,6 @@ def describe(pids):
 
 def wait_until_up(url, process, log_path):
     deadline = time.monotonic() + START_TIMEOUT
-    import urllib.request
-
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"the hub exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
@@ -202,16 +200,20 @@ class Browser:
     def cookie_header(self):
         return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
 
+    def url(self, path):
+        return path if path.startswith("http") else self.base + path
+
     async def fetch(self, path, method="GET", body=None, headers=None, follow=True, token=None):
         headers = dict(headers or {})
-        if self.cookies:
-            headers["Cookie"] = self.cookie_header()
         if token:
             headers["Authorization"] = f"token {token}"
         if "_xsrf" in self.cookies and method != "GET":
             headers["X-XSRFToken"] = self.cookies["_xsrf"]
-        url = path if path.startswith("http") else self.base + path
+        url = self.url(path)
         for _ in range(10):
+            # The cookies as they are now: a redirect may follow one that set some.
+            if self.cookies:
+                headers["Cookie"] = self.cookie_header()
             request = HTTPRequest(
                 url,
                 method=method,
@@ -220,20 +222,13 @@ class Browser:
                 follow_redirects=False,
                 request_timeout=START_TIMEOUT,
             )
-            try:
-                response = await self.client.fetch(request, raise_error=False)
-            except HTTPClientError as error:
-                response = error.response
+            response = await self.client.fetch(request, raise_error=False)
             for value in response.headers.get_list("Set-Cookie"):
                 for name, morsel in SimpleCookie(value).items():
                     self.cookies[name] = morsel.value
-            if headers.get("Cookie") is not None:
-                headers["Cookie"] = self.cookie_header()
             if follow and response.code in (301, 302, 303, 307) and "Location" in response.headers:
-                location = response.headers["Location"]
-                url = location if location.startswith("http") else self.base + location
+                url = self.url(response.headers["Location"])
                 method, body = "GET", None
-                headers["Cookie"] = self.cookie_header()
                 continue
             return response
         raise AssertionError(f"too many redirects from {path}")
@@ -382,8 +377,6 @@ def test_ten_students_run_notebook_02_at_once(hub):
         assert not failures, f"{name}: cells failed: {failures}"
         for line in expected:
             assert line in text, f"{name}: {line!r} not in the outputs"
-        # Each student's kernel is their own: the lost-update counts are theirs.
-        assert "final balance: -60" in text, name
 
     memory = [kernel_memory(name) for name in STUDENTS]
     assert all(m["kernel_processes"] >= 1 for m in memory), memory

@@ -79,9 +79,9 @@ pub fn forget(id: u64) {
 
 /// A fingerprint of plain data (what encodes to JSON without shared objects) and how many
 /// values it holds: values with equal fingerprints encode alike, but for a hash collision,
-/// which `keys` (random per process) keeps from being forged.
-/// (foldhash, not the standard SipHash: a 100,000-entry map takes a few milliseconds.) `None` when `value` holds
+/// which `keys` (random per process) keeps from being forged. `None` when `value` holds
 /// anything else, or a captured variable (which another thread may change meanwhile).
+/// The hash is foldhash, not the standard SipHash, which was slower on many small parts.
 pub fn fingerprint(value: &Dynamic, keys: &RandomState) -> Option<(u64, usize)> {
     let mut hasher = keys.build_hasher();
     let mut count = 0;

@@ -92,11 +92,7 @@ impl CapturedValues {
 
     fn find(&self, id: u64) -> Option<Arc<str>> {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let at = recent.iter().position(|s| s.id == id)?;
-        let found = recent.remove(at)?;
-        let json = found.json.clone();
-        recent.push_back(found);
-        Some(json)
+        touch(&mut recent, |s| s.id == id).map(|s| s.json.clone())
     }
 
     fn remember(&self, id: u64, value: &Value) -> Arc<str> {
@@ -117,6 +113,15 @@ impl CapturedValues {
     }
 }
 
+/// Finds the entry of a least-recently-used list that `matches` and marks it used now (moves
+/// it to the back).
+fn touch<T>(list: &mut VecDeque<T>, matches: impl Fn(&T) -> bool) -> Option<&T> {
+    let at = list.iter().position(matches)?;
+    let entry = list.remove(at)?;
+    list.push_back(entry);
+    list.back()
+}
+
 /// What one worker keeps, as the pool mirrors it: ids in the order of last use.
 #[derive(Default)]
 pub(super) struct WorkerStore {
@@ -134,14 +139,9 @@ impl WorkerStore {
     fn send_within(&mut self, stored: &[Stored], job: &mut String, budget: usize) {
         let mut to_send = Vec::new();
         for s in stored {
-            match self.held.iter().position(|(id, _)| *id == s.id) {
-                Some(at) => {
-                    if let Some(entry) = self.held.remove(at) {
-                        self.held.push_back(entry);
-                    }
-                }
-                None if !to_send.iter().any(|t: &&Stored| t.id == s.id) => to_send.push(s),
-                None => {}
+            let held = touch(&mut self.held, |(id, _)| *id == s.id).is_some();
+            if !held && !to_send.iter().any(|t: &&Stored| t.id == s.id) {
+                to_send.push(s);
             }
         }
         if to_send.is_empty() {
