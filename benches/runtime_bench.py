@@ -9,15 +9,16 @@ noise hits both alike; only the ratios inside one run are meaningful. Measured:
 1. thread start+join of a trivial function (mean per thread).
 2. process start+join of a trivial function (mean per process), against CPython's
    fork, spawn and forkserver start methods.
-3. lock acquire+release, uncontended and contended by 2 threads and by 2 processes.
-4. 4 CPU-bound tasks on 2 threads and on a thread pool of 2, with the GIL switch off and
+3. lock acquire+release, uncontended (also through a guard, against `with lock`) and
+   contended by 2 threads and by 2 processes.
+4. the one-core loop of the CPU-bound task, per iteration; 4 CPU-bound tasks on 2 threads and on a thread pool of 2, with the GIL switch off and
    on, speedup over running them serially; the task is sized per language (by
    calibration) to take about the same time in both.
 5. the same 4 tasks on a process pool of 2, cold (pool start included) and warm.
 6. per-task dispatch cost of a warm pool of 2: imap_unordered with chunksize 1, and map
    with the default chunksize; and tasks of a closure that captures a big map.
-7. 2 processes doing locked increments of one shared value (the final count is
-   checked), and round trips through a queue and a pipe to an echoing process.
+7. 2 processes doing locked increments of one shared value, with `hold` and with a
+   guard (the final count is checked), and round trips through a queue and a pipe to an echoing process.
 8. the teaching tools: 2 threads doing unlocked increments of a shared value, plainly and
    under the race detector (`check_races`), and the time per schedule of `explore` on two
    threads doing one increment each, against CPython running that program once.
@@ -72,15 +73,19 @@ STARTUP_KEYS = {
     "cpython": ["thread", "process_fork", "process_spawn", "process_forkserver"],
 }
 LOCK_KEYS = {
-    "rhai": ["lock_uncontended", "lock_threads", "lock_processes"],
-    "cpython": ["lock_uncontended", "lock_uncontended_mp", "lock_threads", "lock_processes"],
+    "rhai": ["lock_uncontended", "lock_guard", "lock_threads", "lock_processes"],
+    "cpython": ["lock_uncontended", "lock_uncontended_mp", "lock_with", "lock_threads",
+                "lock_processes"],
 }
 # The parallel runs of the cpu scripts; each is also the key of its time for the 4 tasks.
 PARALLEL_KEYS = ["threads", "threads_gil", "thread_pool", "thread_pool_gil", "pool_cold",
                  "pool_warm"]
 CPU_KEYS = ["serial", *PARALLEL_KEYS]
 DISPATCH_KEYS = ["dispatch", "dispatch_default", "captured"]
-SHARED_KEYS = ["increments", "count", "queue", "pipe"]
+SHARED_KEYS = {
+    "rhai": ["increments", "count", "increments_guard", "count_guard", "queue", "pipe"],
+    "cpython": ["increments", "count", "queue", "pipe"],
+}
 OBSERVE_KEYS = {
     "rhai": ["plain", "checked", "per_schedule", "schedules"],
     "cpython": ["plain", "program_once", "schedules"],
@@ -278,8 +283,9 @@ def with_speedups(cpu):
 def checked_count(shared, plan, what):
     """The shared result, after checking the locked increments lost no update."""
     expected = 2 * plan.increments
-    if shared["count"] != expected:
-        raise BenchError(f"{what}: final count {shared['count']:.0f}, expected {expected}")
+    for key in ("count", "count_guard"):
+        if key in shared and shared[key] != expected:
+            raise BenchError(f"{what}: final {key} {shared[key]:.0f}, expected {expected}")
     return shared
 
 
@@ -294,10 +300,14 @@ def one_round(lang, plan, rate):
                               STARTUP_KEYS[lang.name], {"RHAI_KERNEL_FORK_SERVER": "off"})
         values["process_exec"] = executed["process"]
     values.update(run_script(lang, "locks", [plan.lock_pairs], LOCK_KEYS[lang.name]))
-    cpu = run_script(lang, "cpu", ["run", work_size(rate, plan.task_s)], CPU_KEYS)
+    n = work_size(rate, plan.task_s)
+    cpu = run_script(lang, "cpu", ["run", n], CPU_KEYS)
     values.update(with_speedups(cpu))
+    # work(n) is one loop of n iterations: the serial run is 4 of them.
+    values["loop_iteration"] = cpu["serial"] / (4 * n)
     values.update(run_script(lang, "dispatch", [plan.dispatch_tasks], DISPATCH_KEYS))
-    shared = run_script(lang, "shared", [plan.increments, plan.round_trips], SHARED_KEYS)
+    shared = run_script(lang, "shared", [plan.increments, plan.round_trips],
+                        SHARED_KEYS[lang.name])
     values.update(checked_count(shared, plan, lang.name))
     observed = run_script(lang, "observe", [plan.observed_increments, plan.explorations],
                           OBSERVE_KEYS[lang.name])
@@ -355,11 +365,15 @@ def metrics(plan):
         Metric(f"process {start}, rhai fork server off, vs fork", "process_exec",
                "process_fork", "ms"),
         Metric(f"{pair}, uncontended (one thread) vs threading.Lock", "lock_uncontended",
-               "lock_uncontended", "ns"),
+               "lock_uncontended", "ns", target=2.0),
+        Metric(f"{pair} by a guard (`{{ let g = l.guard(); }}`) vs `with lock: pass`",
+               "lock_guard", "lock_with", "ns", target=2.0),
         Metric(f"{pair}, uncontended (one thread) vs multiprocessing.Lock", "lock_uncontended",
                "lock_uncontended_mp", "ns"),
         Metric(f"{pair}, contended by 2 threads", "lock_threads", "lock_threads", "ns"),
         Metric(f"{pair}, contended by 2 processes", "lock_processes", "lock_processes", "ns"),
+        Metric("one-core loop `s += i % 7`, per iteration", "loop_iteration",
+               "loop_iteration", "ns", target=3.0),
         speedup(f"{tasks} 2 threads: speedup over serial", "threads", 1.85),
         speedup(f"{tasks} 2 threads, {gil}: speedup", "threads_gil", None),
         speedup(f"{tasks} thread_pool(2): speedup", "thread_pool", None),
@@ -372,8 +386,10 @@ def metrics(plan):
                "dispatch_default", "us"),
         Metric("pool(2) map, 16 tasks of a closure over a 100,000-entry map, per task",
                "captured", "captured", "ms"),
-        Metric(f"2 processes x {plan.increments:,} locked increments, total", "increments",
-               "increments", "ms", target=0.5),
+        Metric(f"2 processes x {plan.increments:,} locked increments with `hold`, total",
+               "increments", "increments", "ms", target=1.5),
+        Metric(f"2 processes x {plan.increments:,} locked increments with a guard, total",
+               "increments_guard", "increments", "ms", target=1.0),
         Metric("queue round trip between processes", "queue", "queue", "us"),
         Metric("pipe round trip between processes", "pipe", "pipe", "us"),
         Metric(f"2 threads x {plan.observed_increments:,} unlocked increments of a shared "
@@ -596,7 +612,9 @@ def markdown_report(outcome, info, plan, mode, chart_path):
         "(`RHAI_KERNEL_FORK_SERVER=off`).",
         f"- lock acquire+release: mean per `acquire()` + `release()` pair, {plan.lock_pairs:,} "
         "pairs in all. Uncontended: one thread on a `lock()`, against CPython's "
-        "`threading.Lock` and `multiprocessing.Lock`. Contended: 2 threads (CPython: "
+        "`threading.Lock` and `multiprocessing.Lock`; by a guard: the same pairs as "
+        "`{ let g = l.guard(); }` in a loop, against `with lock: pass`. Contended: 2 threads "
+        "(CPython: "
         "`threading.Lock`) or 2 processes (CPython: `multiprocessing.Lock`, fork) doing half "
         "the pairs each on one lock, timed from a barrier they pass with the main thread "
         "until both report done on a queue (starting and joining excluded).",
@@ -607,7 +625,8 @@ def markdown_report(outcome, info, plan, mode, chart_path):
         "start and join included; \"GIL on\": the same with `set_gil(true)` before and "
         "`set_gil(false)` after; pool: `map` of the 4 tasks with chunksize "
         "1 on a pool of 2 processes (CPython: `Pool(2)` with fork), cold including "
-        "the pool's start, warm on the same pool again.",
+        "the pool's start, warm on the same pool again. One-core loop: the serial time "
+        "divided by the 4n iterations of the loop in `work`.",
         "- dispatch: on a warm pool of 2, `imap_unordered` of a trivial function over "
         f"{plan.dispatch_tasks} items, one task per item, consumed fully; and `map` over "
         "the same items with the default chunksize (about 4 chunks per worker, as "
@@ -618,7 +637,9 @@ def markdown_report(outcome, info, plan, mode, chart_path):
         "- locked increments: 2 processes each do "
         f"{plan.increments:,} times `l.hold(|| v.value += 1)` on a `value(0)` and a "
         "`lock()`; CPython: `with lock: v.value += 1` on a `Value('q', 0, lock=False)` "
-        "guarded by a `Lock()` (fork). Timed from the first start to the last join; the "
+        "guarded by a `Lock()` (fork). The guard row does the same with "
+        "`{ let g = l.guard(); v.value += 1; }` (CPython's row is its `with` again). "
+        "Timed from the first start to the last join; the "
         f"final count must be exactly {2 * plan.increments:,}.",
         "- queue / pipe round trip: send a number to an echoing process and receive it "
         "back (`queue()` pair / `pipe()` vs `multiprocessing` `Queue` pair / `Pipe`).",

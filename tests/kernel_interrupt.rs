@@ -202,6 +202,31 @@ fn interrupt_stops_a_lock_acquire() {
 }
 
 #[test]
+fn interrupt_releases_what_guards_hold() {
+    let mut k = Kernel::start();
+    assert_eq!(
+        k.execute("let l = lock(); let s = semaphore(1); let r = rlock(); let t = ();")
+            .status(),
+        "ok"
+    );
+    // A busy loop inside the guards' block, in the cell and in a thread it started.
+    let ex = run_and_interrupt_after(
+        &mut k,
+        r#"t = spawn_thread(|| { let g = r.guard(); print("started"); loop {} });
+           { let g = l.guard(); let h = s.guard(); print("started"); loop {} }"#,
+        2,
+        control_interrupt,
+    );
+    assert_interrupted(&ex);
+    // The thread ended with the interrupt, which its join reports.
+    assert_eq!(k.eval("try { t.join(5); } catch (e) { } t.is_alive"), "false");
+    assert_eq!(
+        k.eval("[l.locked(), s.value, r.locked()]"),
+        "[false, 1, false]"
+    );
+}
+
+#[test]
 fn interrupt_stops_a_process_join_and_the_child() {
     let mut k = Kernel::start();
     // The child says it started, so it is running when the interrupt comes.

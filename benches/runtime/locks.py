@@ -2,8 +2,9 @@
 multiprocessing.Lock), contended by 2 threads on a threading.Lock and by 2 processes (fork)
 on a multiprocessing.Lock.
 
-argv: pairs. Prints "lock_uncontended", "lock_uncontended_mp", "lock_threads" and
-"lock_processes": mean seconds per acquire+release over `pairs` pairs in all (the 2
+argv: pairs. Prints "lock_uncontended", "lock_uncontended_mp", "lock_with" (threading.Lock
+through `with lock: pass`), "lock_threads" and "lock_processes": mean seconds per
+acquire+release over `pairs` pairs in all (the 2
 contenders do half each). Contended runs are timed from a barrier that both contenders and
 the main thread pass until both contenders report on a queue that they are done, so
 starting and joining is excluded, as in the Rhai script.
@@ -30,7 +31,13 @@ def contender(lock, n, start, done):
     done.put(n)
 
 
-def uncontended(lock, pairs):
+def with_on(lock, n):
+    for _ in range(n):
+        with lock:
+            pass
+
+
+def uncontended(lock, pairs, pairs_on=pairs_on):
     """Mean seconds per pair on one thread, after an untimed warm-up."""
     pairs_on(lock, 100)
     begin = time.perf_counter()
@@ -58,6 +65,7 @@ def main():
     half = int(sys.argv[1]) // 2
     print(f"lock_uncontended {uncontended(threading.Lock(), 2 * half)}")
     print(f"lock_uncontended_mp {uncontended(CONTEXT.Lock(), 2 * half)}")
+    print(f"lock_with {uncontended(threading.Lock(), 2 * half, with_on)}")
     threads = contended(threading.Thread, threading.Lock(), threading.Barrier(3),
                         queue.Queue(), half)
     print(f"lock_threads {threads}")

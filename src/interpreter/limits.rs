@@ -93,12 +93,18 @@ pub fn resident_bytes() -> Option<u64> {
 
 /// Called from the progress hook with the operation count: an error once the process is
 /// over its memory limit.
+#[inline]
 pub fn check_memory(ops: u64) -> Option<Dynamic> {
     let large = LARGE_ALLOCATIONS.load(Ordering::Relaxed);
     let new_large = SEEN_LARGE_ALLOCATIONS.with(|seen| seen.replace(large) != large);
     if !new_large && !ops.is_multiple_of(SAMPLE_EVERY) {
         return None;
     }
+    sample_memory()
+}
+
+#[inline(never)]
+fn sample_memory() -> Option<Dynamic> {
     let limit = memory_limit()?;
     let used = resident_bytes()?;
     (used > limit).then(|| {

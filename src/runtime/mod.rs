@@ -19,7 +19,7 @@ pub mod workers;
 
 // The modules by their short names, as the rest of the crate uses them.
 pub use observe::{explorer, gil, races, scaling, timeline};
-pub use shared::{deadlock, lifetime, locks, queues, ring, shm, sync, transfer, values};
+pub use shared::{deadlock, guard, lifetime, locks, queues, ring, shm, sync, transfer, values};
 pub use workers::{
     fork_server, globals, launch, pools, processes, random, shutdown, spawners, threads, timers,
     worker_process,
@@ -42,6 +42,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "timers", timers::timer_api);
         timers::register_timer(module);
         rhai::combine_with_exported_module!(module, "locks", locks::lock_api);
+        rhai::combine_with_exported_module!(module, "guards", guard::guard_api);
         rhai::combine_with_exported_module!(module, "values", values::value_api);
         rhai::combine_with_exported_module!(module, "sync", sync::sync_api);
         rhai::combine_with_exported_module!(module, "queues", queues::queue_api);
@@ -64,7 +65,6 @@ def_package! {
 /// point that every primitive goes through.
 fn install_observers() {
     sched::install(sched::Hooks {
-        tick: gil::on_operation,
         waiting: gil::release_for_wait,
         leaving: gil::leave,
         sleeping: gil::sleeping,

@@ -38,6 +38,8 @@ EXPECTED = {
         "processes: final count: 200000",
         "balance: 20",
         "declined, only $20 left",
+        "after the block: locked = false",
+        "caught: something went wrong inside; locked = false",
         "acquire(0.1) returned false",
         "died without releasing it",
         "acquire(5.0) returned true",

@@ -242,8 +242,6 @@ pub trait Controller: Send + Sync {
 /// The process-wide hooks of the tools that are always there (the GIL, `timeline`),
 /// installed once by the runtime package.
 pub struct Hooks {
-    /// Before every script operation (the engine's progress hook).
-    pub tick: fn(u64),
     /// At the start of every blocking wait.
     pub waiting: fn(),
     /// When a thread stops running script code (end of a cell, thread or task).
@@ -261,14 +259,6 @@ static HOOKS: OnceLock<Hooks> = OnceLock::new();
 /// Installs the always-there hooks (the first call wins).
 pub fn install(hooks: Hooks) {
     let _ = HOOKS.set(hooks);
-}
-
-/// Called before every script operation.
-#[inline]
-pub fn tick(ops: u64) {
-    if let Some(hooks) = HOOKS.get() {
-        (hooks.tick)(ops);
-    }
 }
 
 /// Called when a thread stops running script code.

@@ -80,7 +80,7 @@ impl Semaphore {
         Object::new(Kind::Semaphore, self.offset, self.state().serial)
     }
 
-    pub(super) fn acquire(&self, timeout: Option<f64>) -> Result<bool, Box<EvalAltResult>> {
+    pub fn acquire(&self, timeout: Option<f64>) -> Result<bool, Box<EvalAltResult>> {
         let s = self.state();
         let op = || self.op(Action::Acquire);
         wait_until(&s.monitor, deadline(timeout)?, op, || {
@@ -94,7 +94,7 @@ impl Semaphore {
     }
 
     /// Gives `n` permits back (Python's `release(n)`).
-    pub(super) fn release(&self, n: i64) -> Result<(), Box<EvalAltResult>> {
+    pub fn release(&self, n: i64) -> Result<(), Box<EvalAltResult>> {
         if n < 1 {
             return Err(format!("release(n): n must be at least 1, not {n}").into());
         }
