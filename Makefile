@@ -4,6 +4,9 @@
 #               clients (JupyterLab in chromium, jupyter console, nbconvert), and Rust cells
 #   make bench  benchmarks side by side with ipykernel and CPython, written to BENCHMARKS.md
 #               (and the scaling chart to BENCHMARKS-scaling.svg)
+#   make profile where scripts spend their time (needs Linux perf): benches/profile/*.rhai
+#               under perf, samples by owner (Rhai, this crate, libc, kernel), in
+#               target/profile/profile.md
 #   RUST=0      (make lab RUST=0, make release RUST=0) builds the kernel without Rust cells
 #               (`%%rust`, through evcxr): a shorter first build, and notebook 06 cannot run
 
@@ -14,7 +17,7 @@ VPY := $(VENV)/bin/python
 JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter VIRTUAL_ENV=$(CURDIR)/$(VENV)
 
 .PHONY: all build release lab test lint rust-test rust-cells-test python-test curve-test \
-	kernelspec bench clean
+	kernelspec bench profile clean
 
 # Rust cells (cargo feature `rust`, evcxr) are on by default, so the kernel `make lab`
 # installs runs every shipped notebook; evcxr makes the first build longer (see README).
@@ -118,6 +121,11 @@ bench: kernelspec
 	$(VPY) benches/runtime_bench.py --binary $(RELEASE_BIN) --write target/bench/runtime.md \
 		--svg BENCHMARKS-scaling.svg
 	cat target/bench/kernel.md target/bench/runtime.md > BENCHMARKS.md
+
+# A release build that keeps line tables, so perf can name the functions it samples.
+profile:
+	cargo build --profile profiling
+	$(PYTHON) benches/profile_scripts.py --binary target/profiling/rhai-kernel
 
 clean:
 	cargo clean
