@@ -219,7 +219,10 @@ fn interrupt_releases_what_guards_hold() {
     );
     assert_interrupted(&ex);
     // The thread ended with the interrupt, which its join reports.
-    assert_eq!(k.eval("try { t.join(5); } catch (e) { } t.is_alive"), "false");
+    assert_eq!(
+        k.eval("try { t.join(5); } catch (e) { } t.is_alive"),
+        "false"
+    );
     assert_eq!(
         k.eval("[l.locked(), s.value, r.locked()]"),
         "[false, 1, false]"
