@@ -83,23 +83,29 @@ pub fn cpus() -> usize {
 /// Stack size for threads that run script code (virtual memory; pages are touched lazily).
 pub const SCRIPT_STACK_SIZE: usize = 1 << 30;
 
-/// Whether a value is a handle to a runtime object (thread, lock, shared value, …): such
-/// handles are shared by reference between threads and processes.
+/// Whether a value is a handle to a runtime object (thread, lock, shared value, guard, …):
+/// such handles are shared by reference between threads and processes. One look at the
+/// value's type (asking `is::<T>()` of each type would ask the value each time).
 pub fn is_handle(value: &rhai::Dynamic) -> bool {
-    value.is::<threads::ThreadHandle>()
-        || value.is::<locks::Lock>()
-        || value.is::<locks::RLock>()
-        || value.is::<values::SharedValue>()
-        || value.is::<values::SharedArray>()
-        || value.is::<processes::ProcessHandle>()
-        || value.is::<sync::Semaphore>()
-        || value.is::<sync::Event>()
-        || value.is::<sync::Condition>()
-        || value.is::<sync::Barrier>()
-        || value.is::<queues::Queue>()
-        || value.is::<queues::Conn>()
-        || value.is::<pools::Pool>()
-        || value.is::<pools::Future>()
+    use std::any::TypeId;
+    let handles = [
+        TypeId::of::<threads::ThreadHandle>(),
+        TypeId::of::<locks::Lock>(),
+        TypeId::of::<locks::RLock>(),
+        TypeId::of::<guard::Guard>(),
+        TypeId::of::<values::SharedValue>(),
+        TypeId::of::<values::SharedArray>(),
+        TypeId::of::<processes::ProcessHandle>(),
+        TypeId::of::<sync::Semaphore>(),
+        TypeId::of::<sync::Event>(),
+        TypeId::of::<sync::Condition>(),
+        TypeId::of::<sync::Barrier>(),
+        TypeId::of::<queues::Queue>(),
+        TypeId::of::<queues::Conn>(),
+        TypeId::of::<pools::Pool>(),
+        TypeId::of::<pools::Future>(),
+    ];
+    handles.contains(&value.type_id())
 }
 
 /// The error message scripts see when the user interrupts them.
