@@ -58,16 +58,18 @@ rust-test:
 	cargo test
 
 # Rust cells: lint and test the build with the `rust` feature (the tests take about 20 s and
-# need `cargo`, and the registry for the `:dep rayon` cell, at run time). The notebook with
+# need `cargo`, and the registry for the `:dep rayon` cell, at run time). The tests run
+# against that build rather than building the crate and evcxr again with the tests'
+# dependencies (a test build unifies other features of shared crates). The notebook with
 # Rust cells runs in python-test on the default kernel; with RUST=0 it runs here instead, on
 # a kernelspec of the feature build, under nbclient and in JupyterLab.
 RUST_KERNELSPEC := $(CURDIR)/target/rust-cells-kernelspec
 
 rust-cells-test: $(VENV)/.test-stamp
 	cargo clippy --all-targets --features rust -- -D warnings
-	cargo test --profile rust-cells --features rust --test rust_cells
-ifeq ($(WITH_RUST),)
 	cargo build --profile rust-cells --features rust
+	RHAI_KERNEL_TEST_BINARY=target/rust-cells/rhai-kernel cargo test --test rust_cells -- --ignored
+ifeq ($(WITH_RUST),)
 	rm -rf $(RUST_KERNELSPEC)
 	target/rust-cells/rhai-kernel install --prefix $(RUST_KERNELSPEC)
 	JUPYTER_PATH=$(RUST_KERNELSPEC)/share/jupyter RHAI_KERNEL_HISTORY=off RHAI_KERNEL_RUST_CELLS=1 \

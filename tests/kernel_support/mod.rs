@@ -300,7 +300,7 @@ impl Kernel {
         let stderr_file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
         let stderr = stderr_file.reopen().map_err(|e| e.to_string())?;
 
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rhai-kernel"));
+        let mut command = Command::new(kernel_binary());
         command
             .arg("kernel")
             .arg("--connection-file")
@@ -807,4 +807,15 @@ pub fn descendants_of(pid: u32) -> Vec<u32> {
 /// How many file descriptors process `pid` has open (from /proc).
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// The environment variable naming another build of the binary to test (the Rust cells'
+/// tests run the build with the `rust` feature, which `make` has built already).
+pub const TEST_BINARY_ENV: &str = "RHAI_KERNEL_TEST_BINARY";
+
+/// The binary the tests start: [`TEST_BINARY_ENV`] if set, else this build's.
+pub fn kernel_binary() -> std::path::PathBuf {
+    std::env::var_os(TEST_BINARY_ENV)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_rhai-kernel").into())
 }
