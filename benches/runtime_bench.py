@@ -11,14 +11,16 @@ noise hits both alike; only the ratios inside one run are meaningful. Measured:
    fork, spawn and forkserver start methods.
 3. lock acquire+release, uncontended (also through a guard, against `with lock`) and
    contended by 2 threads and by 2 processes.
-4. the one-core loop of the CPU-bound task, per iteration; 4 CPU-bound tasks on 2 threads and on a thread pool of 2, with the GIL switch off and
-   on, speedup over running them serially; the task is sized per language (by
-   calibration) to take about the same time in both.
+4. the one-core loop of the CPU-bound task, per iteration; 4 CPU-bound tasks on 2 threads
+   and on a thread pool of 2, with the GIL switch off and on, speedup over running them
+   serially; the task is sized per language (by calibration) to take about the same time
+   in both.
 5. the same 4 tasks on a process pool of 2, cold (pool start included) and warm.
 6. per-task dispatch cost of a warm pool of 2: imap_unordered with chunksize 1, and map
    with the default chunksize; and tasks of a closure that captures a big map.
 7. 2 processes doing locked increments of one shared value, with `hold` and with a
-   guard (the final count is checked), and round trips through a queue and a pipe to an echoing process.
+   guard (the final count is checked), and round trips through a queue and a pipe to an
+   echoing process.
 8. the teaching tools: 2 threads doing unlocked increments of a shared value, plainly and
    under the race detector (`check_races`), and the time per schedule of `explore` on two
    threads doing one increment each, against CPython running that program once.

@@ -20,6 +20,16 @@ enum Guarded {
 }
 
 impl Guarded {
+    /// Waits for the object (interruptible; deadlocks reported as by `acquire()`).
+    fn acquire(&self) -> Result<bool, Box<EvalAltResult>> {
+        match self {
+            Guarded::Lock(lock) => lock.0.acquire(None),
+            Guarded::RLock(lock) => lock.0.acquire(None),
+            Guarded::Semaphore(s) => s.acquire(None),
+            Guarded::Condition(c) => c.lock().acquire(None),
+        }
+    }
+
     fn release(&self) -> Result<(), Box<EvalAltResult>> {
         match self {
             Guarded::Lock(lock) => lock.0.release(),
@@ -75,11 +85,8 @@ impl Drop for GuardState {
 pub struct Guard(Arc<GuardState>);
 
 impl Guard {
-    fn take(
-        guarded: Guarded,
-        acquire: impl FnOnce() -> Result<bool, Box<EvalAltResult>>,
-    ) -> Result<Guard, Box<EvalAltResult>> {
-        acquire()?;
+    fn take(guarded: Guarded) -> Result<Guard, Box<EvalAltResult>> {
+        guarded.acquire()?;
         Ok(Guard(Arc::new(GuardState {
             guarded,
             released: AtomicBool::new(false),
@@ -99,31 +106,27 @@ pub mod guard_api {
     /// a cell the guard lives on with the variable: use a block there.
     #[rhai_fn(name = "guard", return_raw, pure)]
     pub fn guard_lock(lock: &mut Lock) -> Result<Guard, Box<EvalAltResult>> {
-        let handle = lock.clone();
-        Guard::take(Guarded::Lock(handle), || lock.0.acquire(None))
+        Guard::take(Guarded::Lock(lock.clone()))
     }
 
     /// Takes the re-entrant lock (again, if this thread holds it) until the guard goes
     /// out of scope; release it in the thread that took it.
     #[rhai_fn(name = "guard", return_raw, pure)]
     pub fn guard_rlock(lock: &mut RLock) -> Result<Guard, Box<EvalAltResult>> {
-        let handle = lock.clone();
-        Guard::take(Guarded::RLock(handle), || lock.0.acquire(None))
+        Guard::take(Guarded::RLock(lock.clone()))
     }
 
     /// Takes a permit of the semaphore until the guard goes out of scope (`with sem:`).
     #[rhai_fn(name = "guard", return_raw, pure)]
     pub fn guard_semaphore(s: &mut Semaphore) -> Result<Guard, Box<EvalAltResult>> {
-        let handle = s.clone();
-        Guard::take(Guarded::Semaphore(handle), || s.acquire(None))
+        Guard::take(Guarded::Semaphore(s.clone()))
     }
 
     /// Takes the condition's lock until the guard goes out of scope (`with cond:`);
     /// `wait()` and `notify()` inside the block.
     #[rhai_fn(name = "guard", return_raw, pure)]
     pub fn guard_condition(c: &mut Condition) -> Result<Guard, Box<EvalAltResult>> {
-        let handle = c.clone();
-        Guard::take(Guarded::Condition(handle), || c.lock().acquire(None))
+        Guard::take(Guarded::Condition(c.clone()))
     }
 
     /// Releases what the guard holds now, before it goes out of scope; an error if it
