@@ -445,3 +445,25 @@ fn every_native_is_documented_and_named_in_the_readme() {
         "natives the README does not name: {unnamed:?}"
     );
 }
+
+#[test]
+fn a_typed_method_defined_in_a_later_cell_takes_precedence() {
+    // Rhai is patched to skip the typed script-method lookup until a script defines one
+    // (vendor/README.md). Here the first cells call natives before any typed method exists.
+    let mut s = RhaiSession::new();
+    s.execute("let l = lock();", "In[1]").unwrap();
+    assert_eq!(plain(s.execute("l.locked()", "In[2]").unwrap()), "false");
+    s.execute("fn Lock.locked() { \"typed\" }", "In[3]")
+        .unwrap();
+    assert_eq!(
+        plain(s.execute("l.locked()", "In[4]").unwrap()),
+        "\"typed\""
+    );
+    assert_eq!(
+        plain(
+            s.execute("spawn_thread(|| l.locked()).join()", "In[5]")
+                .unwrap()
+        ),
+        "\"typed\""
+    );
+}
