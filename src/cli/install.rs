@@ -71,9 +71,9 @@ pub fn kernel_json(exe: &Path) -> serde_json::Value {
 /// claimed only when the linked libzmq can use them, or the kernel would refuse to start.
 pub fn metadata(curve: bool) -> serde_json::Value {
     if curve {
-        json!({ "debugger": false, "supported_encryption": ["curve"] })
+        json!({ "debugger": true, "supported_encryption": ["curve"] })
     } else {
-        json!({ "debugger": false })
+        json!({ "debugger": true })
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod completeness;
 pub mod completion;
+pub mod debugger;
 pub mod engine;
 pub mod errors;
 pub mod inspection;

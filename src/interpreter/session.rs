@@ -1,5 +1,6 @@
 //! A persistent Rhai session: variables, constants and functions survive from cell to cell.
 
+use super::debugger::{Debugger, SharedScope};
 use super::errors::{render_traceback, ScriptError};
 use super::{completeness, completion, engine, inspection, magics};
 use super::{Completeness, Completion, Interpreter, LanguageInfo};
@@ -10,13 +11,18 @@ use crate::runtime::sink::{self, MimeBundle};
 use rhai::{Dynamic, Engine, Scope, AST};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The state a notebook accumulates: one engine, one scope, and the functions of every
 /// cell run so far (merged into one function library).
 pub struct RhaiSession {
     engine: Engine,
-    scope: Scope<'static>,
+    /// Shared with the debugger, which reads it between cells.
+    scope: SharedScope,
+    debugger: Debugger,
+    /// The engine with the debugger's callback, made when the debugger first starts; script
+    /// threads share it.
+    debugging_engine: Option<Arc<Engine>>,
     functions: AST,
     /// Which cell (source name) each script function was last defined in.
     function_origins: HashMap<String, String>,
@@ -41,9 +47,14 @@ impl Default for RhaiSession {
 impl RhaiSession {
     pub fn new() -> Self {
         crate::runtime::threads::install_engine(engine::new_engine);
+        let scope: SharedScope = Arc::new(Mutex::new(Scope::new()));
+        let debugger = Debugger::new();
+        debugger.share_scope(scope.clone());
         RhaiSession {
             engine: engine::new_engine(),
-            scope: Scope::new(),
+            scope,
+            debugger,
+            debugging_engine: None,
             functions: AST::empty(),
             function_origins: HashMap::new(),
             sources: Vec::new(),
@@ -63,12 +74,18 @@ impl RhaiSession {
         &mut self.engine
     }
 
-    pub fn scope(&self) -> &Scope<'static> {
-        &self.scope
+    /// The session's variables (locked while a cell runs).
+    pub fn scope(&self) -> MutexGuard<'_, Scope<'static>> {
+        self.scope.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn scope_mut(&mut self) -> &mut Scope<'static> {
-        &mut self.scope
+    pub fn scope_mut(&mut self) -> MutexGuard<'_, Scope<'static>> {
+        self.scope()
+    }
+
+    /// The session's debugger (the kernel's control thread drives it).
+    pub fn debugger(&self) -> Debugger {
+        self.debugger.clone()
     }
 
     /// The script functions defined so far.
@@ -122,7 +139,7 @@ impl RhaiSession {
                     let result = crate::runtime::races::capture(|| self.run(&body, source_name));
                     // The objects are named after the session's variables, as they are now.
                     let mut names = Names::default();
-                    for (name, _, value) in self.scope.iter_raw() {
+                    for (name, _, value) in self.scope().iter_raw() {
                         names.add(name, value);
                     }
                     result.show(&names)
@@ -141,10 +158,8 @@ impl RhaiSession {
         if let Some(name) = inspection::help_query(code) {
             return self.page_help(name, source_name).map(|_| Dynamic::UNIT);
         }
-        let mut ast = self
-            .engine
-            .compile_with_scope(&self.scope, code)
-            .map_err(|e| ScriptError::from_parse(&e, source_name))?;
+        let compiled = self.engine.compile_with_scope(&self.scope(), code);
+        let mut ast = compiled.map_err(|e| ScriptError::from_parse(&e, source_name))?;
         ast.set_source(source_name);
         self.forget_unused_sources();
         self.sources.retain(|(name, _)| name != source_name);
@@ -163,12 +178,18 @@ impl RhaiSession {
         // Functions are hoisted in Rhai, so they exist even if the cell later fails.
         self.functions = program.clone_functions_only();
 
-        let engine = &self.engine;
-        let scope = &mut self.scope;
+        let engine = self.engine_for(source_name, code, &ast);
+        let engine: &Engine = match &engine {
+            Some(debugging) => debugging,
+            None => &self.engine,
+        };
+        let scope = &self.scope;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            engine.eval_ast_with_scope::<Dynamic>(scope, &program)
+            let mut scope = scope.lock().unwrap_or_else(|e| e.into_inner());
+            engine.eval_ast_with_scope::<Dynamic>(&mut scope, &program)
         }));
         crate::runtime::sched::leaving();
+        self.debugger.cell_finished();
         self.compact_scope();
         match outcome {
             Ok(Ok(value)) => Ok(value),
@@ -192,6 +213,26 @@ impl RhaiSession {
                 ))
             }
         }
+    }
+
+    /// The engine a cell runs on: with the debugger started, the debugging engine (which
+    /// script threads then start on too, and which learns the cell's path and functions);
+    /// else `None`, the usual engine.
+    fn engine_for(&mut self, source_name: &str, code: &str, cell: &AST) -> Option<Arc<Engine>> {
+        if !self.debugger.is_started() {
+            crate::runtime::threads::set_traced_engine(None);
+            return None;
+        }
+        let debugger = &self.debugger;
+        let engine = self
+            .debugging_engine
+            .get_or_insert_with(|| Arc::new(debugger.debugging_engine(engine::new_engine())))
+            .clone();
+        crate::runtime::threads::set_traced_engine(Some(engine.clone()));
+        self.debugger
+            .cell_started(source_name, code, cell, &self.scope());
+        self.debugger.set_functions(&self.functions);
+        Some(engine)
     }
 
     /// Runs a `%%rust` cell; its value is kept for `execute`.
@@ -243,7 +284,8 @@ impl RhaiSession {
         let mut seen = std::collections::HashSet::new();
         let mut names = Vec::new();
         // Newest entry first: a name whose newest entry is a `let` is not a constant.
-        for (name, constant, _) in self.scope.iter_raw() {
+        let scope = self.scope();
+        for (name, constant, _) in scope.iter_raw() {
             if seen.insert(name) && constant && rhai::is_valid_identifier(name) {
                 names.push(name);
             }
@@ -258,7 +300,7 @@ impl RhaiSession {
             .collect();
         // Cannot fail for identifiers in scope; without it only `global::` is affected.
         self.engine
-            .compile_with_scope(&self.scope, code)
+            .compile_with_scope(&scope, code)
             .unwrap_or_default()
     }
 
@@ -273,10 +315,10 @@ impl RhaiSession {
     /// Each `let` pushes a new entry even when the name exists; drop shadowed entries so
     /// a long session's scope stays as large as the set of names.
     fn compact_scope(&mut self) {
-        let total = self.scope.len();
+        let mut scope = self.scope();
+        let total = scope.len();
         let mut seen = std::collections::HashSet::new();
-        let unique = self
-            .scope
+        let unique = scope
             .iter_raw()
             .filter(|(name, ..)| seen.insert(*name))
             .count();
@@ -285,8 +327,7 @@ impl RhaiSession {
         }
         let mut keep: Vec<(String, bool, Dynamic)> = Vec::with_capacity(unique);
         let mut seen = std::collections::HashSet::new();
-        let entries: Vec<(String, bool, Dynamic)> = self
-            .scope
+        let entries: Vec<(String, bool, Dynamic)> = scope
             .iter_raw()
             .map(|(name, constant, value)| (name.to_string(), constant, value.clone()))
             .collect();
@@ -296,12 +337,12 @@ impl RhaiSession {
                 keep.push((name, constant, value));
             }
         }
-        self.scope.clear();
+        scope.clear();
         for (name, constant, value) in keep.into_iter().rev() {
             if constant {
-                self.scope.push_constant_dynamic(name, value);
+                scope.push_constant_dynamic(name, value);
             } else {
-                self.scope.push_dynamic(name, value);
+                scope.push_dynamic(name, value);
             }
         }
     }
@@ -323,14 +364,14 @@ impl Interpreter for RhaiSession {
 
     fn evaluate(&mut self, expression: &str) -> Result<MimeBundle, ScriptError> {
         let source = "<expression>";
-        let ast = self
+        let compiled = self
             .engine
-            .compile_expression_with_scope(&self.scope, expression)
-            .map_err(|e| ScriptError::from_parse(&e, source))?;
+            .compile_expression_with_scope(&self.scope(), expression);
+        let ast = compiled.map_err(|e| ScriptError::from_parse(&e, source))?;
         let program = self.functions.merge(&ast);
         let outcome = self
             .engine
-            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &program);
+            .eval_ast_with_scope::<Dynamic>(&mut self.scope(), &program);
         crate::runtime::sched::leaving();
         outcome
             .map(|v| self.shown(&v))

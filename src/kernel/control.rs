@@ -1,5 +1,5 @@
-//! The control channel, on its own thread so that interrupt and shutdown requests are
-//! served while a cell is running.
+//! The control channel, on its own thread so that interrupt, shutdown and debug requests
+//! are served while a cell is running (or stopped at a breakpoint).
 
 use super::{validate, KernelContext};
 use crate::protocol::{decode_once, encode, Message};
@@ -52,7 +52,7 @@ fn handle(socket: &zmq::Socket, ctx: &KernelContext, request: &Message) {
     // Only the requests this channel serves are checked; others are ignored below.
     let served = matches!(
         request.msg_type(),
-        "interrupt_request" | "kernel_info_request" | "shutdown_request"
+        "interrupt_request" | "kernel_info_request" | "shutdown_request" | "debug_request"
     );
     let checked = if served {
         validate::check(request.msg_type(), &request.content)
@@ -96,6 +96,11 @@ fn handle(socket: &zmq::Socket, ctx: &KernelContext, request: &Message) {
             ctx.iopub.status("idle", Some(request));
             interrupt::request();
             super::exit_process(&ctx.iopub, 0);
+        }
+        "debug_request" => {
+            let content = ctx.debug.reply(&request.content);
+            reply(socket, ctx, request, "debug_reply", content);
+            ctx.debug.after_reply(&request.content);
         }
         other => {
             eprintln!("[rhai-kernel] unsupported message type on control: {other}");

@@ -26,7 +26,9 @@ pub fn kernel_info(language: &LanguageInfo) -> Value {
             language.version,
             RUST_CELLS_BANNER
         ),
-        "debugger": false,
+        // The Jupyter debug protocol on the control channel (`kernel::debug`).
+        "debugger": true,
+        "supported_features": ["debugger"],
         "help_links": [
             { "text": "The Rhai Book", "url": "https://rhai.rs/book/" },
             { "text": "Rhai language reference", "url": "https://rhai.rs/book/language/" },

@@ -4,6 +4,7 @@
 //! [`Interpreter`]: crate::interpreter::Interpreter
 
 pub mod control;
+pub mod debug;
 pub mod heartbeat;
 pub mod history;
 pub mod info;
@@ -29,6 +30,8 @@ pub struct KernelContext {
     pub seen: Arc<SeenSignatures>,
     pub iopub: iopub::Iopub,
     pub kernel_info: Arc<serde_json::Value>,
+    /// Answers `debug_request`s from the session's debugger.
+    pub debug: debug::DebugAdapter,
 }
 
 /// Whether the linked libzmq can serve CurveZMQ (it needs a crypto library at build time).
@@ -101,12 +104,14 @@ pub fn run(connection_file: &Path) -> anyhow::Result<()> {
     let interpreter = RhaiSession::new();
     let kernel_info = Arc::new(info::kernel_info(&interpreter.language_info()));
     let seen = Arc::new(SeenSignatures::default());
+    let debug = debug::DebugAdapter::new(interpreter.debugger(), iopub.clone());
     let ctx = KernelContext {
         session: session.clone(),
         signer: signer.clone(),
         seen: seen.clone(),
         iopub: iopub.clone(),
         kernel_info,
+        debug,
     };
     iopub.status("starting", None);
 

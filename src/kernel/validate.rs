@@ -74,6 +74,10 @@ fn fields(msg_type: &str) -> (Fields, Fields) {
         "comm_info_request" => (&[], &[("target_name", String)]),
         "comm_open" => (&[("comm_id", String)], &[("target_name", String)]),
         "shutdown_request" => (&[], &[("restart", Bool)]),
+        "debug_request" => (
+            &[("command", String)],
+            &[("seq", Count), ("arguments", Object)],
+        ),
         _ => (&[], &[]),
     }
 }

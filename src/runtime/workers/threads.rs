@@ -10,7 +10,7 @@ use rhai::{Dynamic, Engine, FnPtr, NativeCallContext};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
@@ -21,7 +21,23 @@ pub fn install_engine(factory: impl FnOnce() -> Engine) {
     ENGINE.get_or_init(|| Arc::new(factory()));
 }
 
+/// While set, script threads start on this engine instead: the session's engine with a
+/// debugger, so that breakpoints stop threads too.
+static TRACED_ENGINE: RwLock<Option<Arc<Engine>>> = RwLock::new(None);
+
+/// Sets (or, with `None`, clears) the engine script threads start on while debugging.
+pub fn set_traced_engine(engine: Option<Arc<Engine>>) {
+    *TRACED_ENGINE.write().unwrap_or_else(|e| e.into_inner()) = engine;
+}
+
 pub fn script_engine() -> Result<Arc<Engine>, Box<EvalAltResult>> {
+    if let Some(engine) = TRACED_ENGINE
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+    {
+        return Ok(engine.clone());
+    }
     ENGINE
         .get()
         .cloned()

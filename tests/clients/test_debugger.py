@@ -1,0 +1,458 @@
+"""The Jupyter debug protocol over a real jupyter_client: the scenarios of ipykernel's
+tests/test_debugger.py, plus threads stopping at one breakpoint and continued one by one,
+a lock held by a stopped thread, stepping, interrupts and restarts."""
+
+import queue
+import time
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+TIMEOUT = 30
+
+FUNCTION_CELL = """fn f(a, b) {
+    let c = a + b;
+    c
+}
+
+f(2, 3)"""
+
+
+class Debug:
+    """A kernel client speaking the debug protocol on the control channel."""
+
+    def __init__(self, kc):
+        self.kc = kc
+        self.seq = 0
+        self.events = []
+
+    def request(self, command, **arguments):
+        self.seq += 1
+        msg = self.kc.session.msg(
+            "debug_request",
+            {"type": "request", "seq": self.seq, "command": command, "arguments": arguments},
+        )
+        self.kc.control_channel.send(msg)
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            reply = self.kc.control_channel.get_msg(timeout=TIMEOUT)
+            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                assert reply["msg_type"] == "debug_reply"
+                content = reply["content"]
+                assert content["request_seq"] == self.seq and content["command"] == command
+                return content
+        raise AssertionError(f"no reply to {command}")
+
+    def ok(self, command, **arguments):
+        reply = self.request(command, **arguments)
+        assert reply["success"], reply
+        return reply.get("body", {})
+
+    def start(self):
+        body = self.ok(
+            "initialize",
+            clientID="test-client",
+            clientName="testClient",
+            adapterID="rhai",
+            pathFormat="path",
+            linesStartAt1=True,
+            columnsStartAt1=True,
+            supportsVariableType=True,
+            supportsVariablePaging=True,
+            supportsRunInTerminalRequest=True,
+            locale="en",
+        )
+        self.ok("attach")
+        return body
+
+    def event(self, name, timeout=TIMEOUT, **match):
+        """The next IOPub debug_event `name` whose body has the given values."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events:
+                if event["event"] == name and all(event["body"].get(k) == v for k, v in match.items()):
+                    self.events.remove(event)
+                    return event
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {name} event {match}; saw {self.events}")
+            try:
+                msg = self.kc.get_iopub_msg(timeout=left)
+            except queue.Empty:
+                continue
+            if msg["msg_type"] == "debug_event":
+                self.events.append(msg["content"])
+
+    def breakpoints(self, code, *lines):
+        path = self.ok("dumpCell", code=code)["sourcePath"]
+        body = self.ok(
+            "setBreakpoints",
+            source={"path": path},
+            breakpoints=[{"line": line} for line in lines],
+            sourceModified=False,
+        )
+        return path, body["breakpoints"]
+
+    def frames(self, thread):
+        return self.ok("stackTrace", threadId=thread)["stackFrames"]
+
+    def scope(self, frame, name="Locals"):
+        scopes = self.ok("scopes", frameId=frame["id"])["scopes"]
+        ref = next(s for s in scopes if s["name"] == name)["variablesReference"]
+        return {v["name"]: v for v in self.ok("variables", variablesReference=ref)["variables"]}
+
+
+def reply_to(kc, msg_id):
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        reply = kc.get_shell_msg(timeout=TIMEOUT)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply["content"]
+    raise AssertionError("no execute reply")
+
+
+def result_of(kc, msg_id):
+    """The text/plain result of an executed cell (after its reply)."""
+    content = reply_to(kc, msg_id)
+    assert content["status"] == "ok", content
+    return content
+
+
+@pytest.fixture
+def kernel(jupyter_env, monkeypatch):
+    for key, value in jupyter_env.items():
+        monkeypatch.setenv(key, value)
+    km, kc = start_new_kernel(kernel_name="rhai", startup_timeout=60)
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def debug(kernel):
+    _, kc = kernel
+    d = Debug(kc)
+    d.start()
+    yield d
+    d.request("disconnect", restart=False, terminateDebuggee=True)
+
+
+def test_initialize_and_supported_features(kernel):
+    km, kc = kernel
+    body = Debug(kc).start()
+    assert body["supportsConfigurationDoneRequest"]
+    kc.kernel_info()
+    info = kc.get_shell_msg(timeout=TIMEOUT)["content"]
+    assert info["debugger"] is True
+    assert "debugger" in info["supported_features"]
+    assert km.kernel_spec.metadata.get("debugger") is True
+
+
+def test_debug_info_before_and_after_initialize(kernel):
+    _, kc = kernel
+    d = Debug(kc)
+    before = d.ok("debugInfo")
+    assert before["isStarted"] is False
+    assert before["hashMethod"] == "Murmur2"
+    assert before["tmpFileSuffix"] == ".rhai"
+    assert before["breakpoints"] == [] and before["stoppedThreads"] == []
+    for key in ("hashSeed", "tmpFilePrefix", "richRendering", "exceptionPaths", "copyToGlobals"):
+        assert key in before
+    d.start()
+    after = d.ok("debugInfo")
+    assert after["isStarted"] is True
+    assert after["tmpFilePrefix"] == before["tmpFilePrefix"]
+
+
+def test_cell_paths_are_murmur2_of_the_code(debug):
+    info = debug.ok("debugInfo")
+    code = "let é = 1;\nprint(é)"
+    path = debug.ok("dumpCell", code=code)["sourcePath"]
+    assert path == f"{info['tmpFilePrefix']}{murmur2(code.encode(), info['hashSeed'])}.rhai"
+    assert debug.ok("source", source={"path": path})["content"] == code
+
+
+def test_evaluate_while_nothing_is_stopped(kernel, debug):
+    _, kc = kernel
+    result_of(kc, kc.execute("let x = 20;"))
+    body = debug.ok("evaluate", expression='"a" + "b"', context="repl")
+    assert body["result"] == '"ab"'
+    assert debug.ok("evaluate", expression="x * 2 + 2", context="repl")["result"] == "42"
+    bad = debug.request("evaluate", expression="x +* 2", context="repl")
+    assert not bad["success"] and bad["message"]
+
+
+def test_set_breakpoints(debug):
+    path, placed = debug.breakpoints(FUNCTION_CELL, 2, 5)
+    assert placed[0] == {"verified": True, "line": 2, "source": {"path": path}}
+    # Line 5 is blank: the breakpoint moves to the next line with code.
+    assert placed[1]["verified"] and placed[1]["line"] == 6
+    info = debug.ok("debugInfo")
+    assert {"source": path, "breakpoints": [{"line": 2}, {"line": 6}]} in info["breakpoints"]
+    debug.ok("configurationDone")
+
+
+def test_stop_on_breakpoint_and_continue(kernel, debug):
+    _, kc = kernel
+    path, _ = debug.breakpoints(FUNCTION_CELL, 2)
+    debug.ok("configurationDone")
+    msg_id = kc.execute(FUNCTION_CELL)
+    stopped = debug.event("stopped")
+    assert stopped["body"]["reason"] == "breakpoint" and stopped["body"]["threadId"] == 1
+    assert debug.ok("debugInfo")["stoppedThreads"] == [1]
+    frames = debug.frames(1)
+    assert [f["name"] for f in frames] == ["f", "<cell>"]
+    assert frames[0]["line"] == 2 and frames[0]["source"]["path"] == path
+    assert frames[1]["line"] == 6 and frames[1]["source"]["path"] == path
+    local = debug.scope(frames[0])
+    assert local["a"]["value"] == "2" and local["b"]["value"] == "3" and local["a"]["type"] == "i64"
+    debug.ok("continue", threadId=1)
+    assert debug.event("continued", threadId=1)
+    result_of(kc, msg_id)
+    assert debug.ok("debugInfo")["stoppedThreads"] == []
+
+
+def test_breakpoint_in_cell_with_leading_empty_lines(kernel, debug):
+    _, kc = kernel
+    code = "\n" + FUNCTION_CELL
+    debug.breakpoints(code, 7)
+    msg_id = kc.execute(code)
+    stopped = debug.event("stopped")
+    assert stopped["body"]["reason"] == "breakpoint"
+    assert debug.frames(1)[0]["line"] == 7
+    debug.ok("continue", threadId=1)
+    result_of(kc, msg_id)
+
+
+def test_a_line_stops_once_and_next_moves_one_line(kernel, debug):
+    _, kc = kernel
+    code = "let x = [1, 2].len() + [3].len(); let y = x * 2;\nlet z = y + 1;\nz"
+    debug.breakpoints(code, 1)
+    msg_id = kc.execute(code)
+    debug.event("stopped", reason="breakpoint")
+    debug.ok("next", threadId=1)
+    debug.event("stopped", reason="step")
+    frame = debug.frames(1)[0]
+    assert frame["line"] == 2
+    assert debug.scope(frame)["y"]["value"] == "6"
+    debug.ok("continue", threadId=1)
+    content = result_of(kc, msg_id)
+    assert content["status"] == "ok"
+    # Nothing stopped twice on line 1.
+    assert not [e for e in debug.events if e["event"] == "stopped"]
+
+
+def test_step_in_and_out(kernel, debug):
+    _, kc = kernel
+    code = "fn g(v) {\n    let w = v * 10;\n    w\n}\nlet r = g(4);\nr + 1"
+    debug.breakpoints(code, 5)
+    msg_id = kc.execute(code)
+    debug.event("stopped", reason="breakpoint")
+    debug.ok("stepIn", threadId=1)
+    debug.event("stopped", reason="step")
+    frames = debug.frames(1)
+    assert frames[0]["name"] == "g" and frames[0]["line"] == 2
+    debug.ok("stepOut", threadId=1)
+    debug.event("stopped", reason="step")
+    frames = debug.frames(1)
+    assert frames[0]["name"] == "<cell>" and frames[0]["line"] == 6
+    debug.ok("continue", threadId=1)
+    result_of(kc, msg_id)
+
+
+def test_functions_of_earlier_cells_keep_their_cells_path(kernel, debug):
+    _, kc = kernel
+    defining = "fn h(n) {\n    n + 1\n}"
+    result_of(kc, kc.execute(defining))
+    path_h, _ = debug.breakpoints(defining, 2)
+    calling = "let k = 1;\nh(k)"
+    msg_id = kc.execute(calling)
+    debug.event("stopped", reason="breakpoint")
+    frames = debug.frames(1)
+    assert frames[0]["name"] == "h" and frames[0]["source"]["path"] == path_h
+    assert frames[1]["source"]["path"] == debug.ok("dumpCell", code=calling)["sourcePath"]
+    assert frames[1]["line"] == 2
+    debug.ok("continue", threadId=1)
+    result_of(kc, msg_id)
+
+
+def test_rich_inspect_not_at_breakpoint(kernel, debug):
+    _, kc = kernel
+    result_of(kc, kc.execute('let text = "Hello the world";\nprint(text);'))
+    names = [v["name"] for v in debug.ok("inspectVariables")["variables"]]
+    assert "text" in names
+    body = debug.ok("richInspectVariables", variableName="text")
+    assert body["data"]["text/plain"] == '"Hello the world"'
+
+
+def test_rich_inspect_at_breakpoint(kernel, debug):
+    _, kc = kernel
+    debug.breakpoints(FUNCTION_CELL, 2)
+    msg_id = kc.execute(FUNCTION_CELL)
+    debug.event("stopped")
+    frame = debug.frames(1)[0]
+    local = debug.scope(frame)
+    body = debug.ok("richInspectVariables", variableName="a", frameId=frame["id"])
+    assert body["data"]["text/plain"] == local["a"]["value"]
+    # evaluate in the stopped frame sees its variables.
+    assert debug.ok("evaluate", expression="a * b", frameId=frame["id"], context="repl")["result"] == "6"
+    debug.ok("continue", threadId=1)
+    result_of(kc, msg_id)
+
+
+def test_variables_have_children(kernel, debug):
+    _, kc = kernel
+    code = 'let xs = [1, [2, 3]];\nlet m = #{ k: "v" };\nlet l = lock();\nl.acquire();\nlet done = 1;\nl.release();'
+    debug.breakpoints(code, 5)
+    msg_id = kc.execute(code)
+    debug.event("stopped")
+    local = debug.scope(debug.frames(1)[0])
+    xs = debug.ok("variables", variablesReference=local["xs"]["variablesReference"])["variables"]
+    assert [v["name"] for v in xs] == ["[0]", "[1]"] and xs[1]["variablesReference"] > 0
+    m = debug.ok("variables", variablesReference=local["m"]["variablesReference"])["variables"]
+    assert m == [dict(m[0], name="k", value='"v"')]
+    lock = {v["name"]: v["value"] for v in debug.ok("variables", variablesReference=local["l"]["variablesReference"])["variables"]}
+    assert lock["locked"] == "true" and lock["held by"] == '"MainThread"'
+    debug.ok("continue", threadId=1)
+    result_of(kc, msg_id)
+
+
+THREADS_CELL = """fn work(v) {
+    let mine = v.value;
+    mine
+}
+let v = value(7);
+let a = spawn_thread(work, v);
+let b = spawn_thread(work, v);
+[a.join(), b.join()]"""
+
+
+def test_two_threads_stop_at_one_breakpoint_and_continue_one_by_one(kernel, debug):
+    _, kc = kernel
+    debug.breakpoints(THREADS_CELL, 3)
+    msg_id = kc.execute(THREADS_CELL)
+    first = debug.event("stopped", reason="breakpoint")["body"]["threadId"]
+    second = debug.event("stopped", reason="breakpoint")["body"]["threadId"]
+    assert {first, second}.isdisjoint({1}) and first != second
+    assert sorted(debug.ok("debugInfo")["stoppedThreads"]) == sorted([first, second])
+    names = {t["id"]: t["name"] for t in debug.ok("threads")["threads"]}
+    assert names[1] == "MainThread"
+    assert names[first].startswith("Thread-") and names[second].startswith("Thread-")
+    for thread in (first, second):
+        frames = debug.frames(thread)
+        assert [f["name"] for f in frames] == ["work"]
+        assert frames[0]["line"] == 3
+        assert debug.scope(frames[0])["mine"]["value"] == "7"
+    debug.ok("continue", threadId=first)
+    debug.event("continued", threadId=first)
+    # The frontend is shown the thread still stopped.
+    assert debug.event("stopped", threadId=second)
+    debug.ok("continue", threadId=second)
+    content = result_of(kc, msg_id)
+    assert content["status"] == "ok"
+
+
+LOCK_CELL = """fn work(l, v) {
+    l.acquire();
+    v.value += 1;
+    l.release();
+}
+let l = lock();
+let v = value(0);
+let a = spawn_thread(work, l, v);
+let b = spawn_thread(work, l, v);
+a.join();
+b.join();
+v.value"""
+
+
+def test_a_thread_stopped_in_its_critical_section_holds_the_lock(kernel, debug):
+    _, kc = kernel
+    debug.breakpoints(LOCK_CELL, 3)
+    msg_id = kc.execute(LOCK_CELL)
+    first = debug.event("stopped", reason="breakpoint")["body"]["threadId"]
+    # The other thread waits for the lock: it does not reach the breakpoint.
+    time.sleep(1.0)
+    assert debug.ok("debugInfo")["stoppedThreads"] == [first]
+    frame = debug.frames(first)[0]
+    holder = {t["id"]: t["name"] for t in debug.ok("threads")["threads"]}[first]
+    lock = debug.scope(frame)["l"]
+    fields = {v["name"]: v["value"] for v in debug.ok("variables", variablesReference=lock["variablesReference"])["variables"]}
+    assert fields["locked"] == "true" and fields["held by"] == f'"{holder}"'
+    debug.ok("continue", threadId=first)
+    second = debug.event("stopped", reason="breakpoint")["body"]["threadId"]
+    assert second != first
+    debug.ok("continue", threadId=second)
+    content = result_of(kc, msg_id)
+    assert content["status"] == "ok"
+    output = debug.ok("evaluate", expression="v.value", context="repl")["result"]
+    assert output == "2"
+
+
+def test_interrupt_while_stopped_keeps_the_kernel(kernel, debug):
+    km, kc = kernel
+    code = "let kept = 5;\n" + FUNCTION_CELL
+    debug.breakpoints(code, 3)
+    msg_id = kc.execute(code)
+    debug.event("stopped", reason="breakpoint")
+    km.interrupt_kernel()
+    content = reply_to(kc, msg_id)
+    assert content["status"] == "error"
+    assert debug.ok("debugInfo")["stoppedThreads"] == []
+    assert debug.ok("evaluate", expression="kept", context="repl")["result"] == "5"
+
+
+def test_disconnect_resumes_and_clears_breakpoints(kernel):
+    _, kc = kernel
+    d = Debug(kc)
+    d.start()
+    d.breakpoints(FUNCTION_CELL, 2)
+    msg_id = kc.execute(FUNCTION_CELL)
+    d.event("stopped")
+    d.ok("disconnect", restart=False, terminateDebuggee=True)
+    result_of(kc, msg_id)
+    info = d.ok("debugInfo")
+    assert info["isStarted"] is False and info["breakpoints"] == [] and info["stoppedThreads"] == []
+
+
+def test_a_restarted_kernel_has_no_breakpoints(kernel):
+    km, kc = kernel
+    d = Debug(kc)
+    d.start()
+    d.breakpoints(FUNCTION_CELL, 2)
+    assert d.ok("debugInfo")["breakpoints"]
+    km.restart_kernel(now=True)
+    kc.wait_for_ready(timeout=60)
+    info = Debug(kc).ok("debugInfo")
+    assert info["isStarted"] is False and info["breakpoints"] == []
+
+
+def test_unknown_and_malformed_requests_are_errors(debug):
+    reply = debug.request("noSuchCommand")
+    assert not reply["success"] and "noSuchCommand" in reply["message"]
+    assert not debug.request("stackTrace", threadId=99)["success"]
+    assert not debug.request("variables", variablesReference=12345)["success"]
+
+
+def murmur2(data: bytes, seed: int) -> int:
+    """MurmurHash2 (32-bit), as JupyterLab computes a cell's id."""
+    m = 0x5BD1E995
+    h = (seed ^ len(data)) & 0xFFFFFFFF
+    i = 0
+    while len(data) - i >= 4:
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+        i += 4
+    rest = data[i:]
+    for j, byte in enumerate(rest):
+        h ^= byte << (8 * j)
+    if rest:
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
