@@ -12,6 +12,8 @@ single run are meaningful, never the absolute numbers across runs. Measured:
 4. idle RSS (VmRSS) of the kernel process after startup and one trivial cell, and
    post-load RSS (and the peak, VmHWM) after a cell that builds and drops a large array
    and prints many lines.
+5. what the debugger costs: a loop cell with the debugger started (no breakpoint) against
+   the same cell before it was started, in each kernel.
 
 Usage:
     python benches/kernel_bench.py [--quick] [--write REPORT.md]
@@ -60,6 +62,10 @@ RHAI_LOAD_CODE = (
     f"{{ let a = []; for i in 0..{LOAD_ITEMS} {{ a.push(i); }} }} {RHAI_PRINT_CODE}"
 )
 PYTHON_LOAD_CODE = f"a = [i for i in range({LOAD_ITEMS})]\ndel a\n{PYTHON_PRINT_CODE}"
+# The cell timed with the debugger off and started (no breakpoints anywhere).
+DEBUG_LOOP = 300_000
+RHAI_DEBUG_CODE = f"let s = 0; for i in 0..{DEBUG_LOOP} {{ s += i % 7; }} s"
+PYTHON_DEBUG_CODE = f"s = 0\nfor i in range({DEBUG_LOOP}):\n    s += i % 7\ns"
 
 
 class BenchError(Exception):
@@ -74,10 +80,11 @@ class Plan:
     round_trips: int
     round_trip_block: int
     print_runs: int
+    debug_runs: int
 
 
-FULL_PLAN = Plan(launches=10, round_trips=200, round_trip_block=20, print_runs=5)
-QUICK_PLAN = Plan(launches=2, round_trips=20, round_trip_block=10, print_runs=1)
+FULL_PLAN = Plan(launches=10, round_trips=200, round_trip_block=20, print_runs=5, debug_runs=7)
+QUICK_PLAN = Plan(launches=2, round_trips=20, round_trip_block=10, print_runs=1, debug_runs=1)
 
 
 @dataclass
@@ -237,6 +244,53 @@ def measure_cells(kernels, plan, round_trip, printing):
                 getattr(printing, key).append(elapsed)
 
 
+def debug_request(kc, seq, command, **arguments):
+    """Sends a debug request on the control channel and returns its reply's content."""
+    msg = kc.session.msg(
+        "debug_request",
+        {"type": "request", "seq": seq, "command": command, "arguments": arguments},
+    )
+    kc.control_channel.send(msg)
+    deadline = time.monotonic() + CELL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        reply = kc.control_channel.get_msg(timeout=CELL_TIMEOUT_S)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            if not reply["content"].get("success"):
+                raise BenchError(f"debug request {command} failed: {reply['content']}")
+            return reply["content"]
+    raise BenchError(f"no reply to debug request {command}")
+
+
+def measure_debugger(kernels, plan, slowdown):
+    """The loop cell in each kernel, timed before the debugger starts and after (as
+    JupyterLab starts it: initialize, attach, configurationDone); a run's ratio is its
+    time with the debugger over its time without."""
+    with contextlib.ExitStack() as stack:
+        clients = []
+        for name, key in kernels:
+            _, kc, _ = stack.enter_context(running_kernel(name))
+            code = RHAI_DEBUG_CODE if key == "rhai" else PYTHON_DEBUG_CODE
+            run_cell(kc, code)  # warm up
+            clients.append((name, key, kc, code))
+        off = {key: [] for _, key, _, _ in clients}
+        for run_no in range(plan.debug_runs):
+            for name, key, kc, code in clients:
+                progress(f"debugger off {run_no + 1}/{plan.debug_runs}: {name}")
+                off[key].append(run_cell(kc, code)[0])
+        for _, _, kc, _ in clients:
+            debug_request(kc, 1, "initialize", clientID="bench", adapterID="", pathFormat="path",
+                          linesStartAt1=True, columnsStartAt1=True)
+            debug_request(kc, 2, "attach")
+            debug_request(kc, 3, "configurationDone")
+        for run_no in range(plan.debug_runs):
+            for name, key, kc, code in clients:
+                progress(f"debugger started {run_no + 1}/{plan.debug_runs}: {name}")
+                on = run_cell(kc, code)[0]
+                getattr(slowdown, key).append(on / statistics.median(off[key]))
+        for _, _, kc, _ in clients:
+            debug_request(kc, 4, "disconnect", restart=False, terminateDebuggee=True)
+
+
 def run_benchmark(kernel_name, python_kernel, plan):
     """Every metric, measured on both kernels interleaved."""
     kernels = [(kernel_name, "rhai"), (python_kernel, "python")]
@@ -250,7 +304,11 @@ def run_benchmark(kernel_name, python_kernel, plan):
     peak_rss = Metric("peak RSS during the load cell (VmHWM)", "MiB", None)
     measure_launches(kernels, plan, first_reply, ready, rss, loaded_rss, peak_rss)
     measure_cells(kernels, plan, round_trip, printing)
-    return [first_reply, ready, round_trip, printing, rss, loaded_rss, peak_rss]
+    slowdown = Metric(
+        f"{DEBUG_LOOP:,}-iteration loop cell: debugger started (no breakpoint) / off", "x", None
+    )
+    measure_debugger(kernels, plan, slowdown)
+    return [first_reply, ready, round_trip, printing, rss, loaded_rss, peak_rss, slowdown]
 
 
 # --- reporting --------------------------------------------------------------
@@ -335,6 +393,13 @@ def markdown_report(metrics, info, plan, mode, elapsed_s):
         f"`{RHAI_LOAD_CODE}` vs `{PYTHON_LOAD_CODE.replace(chr(10), '; ')}`. It shows how "
         "much memory a kernel keeps after a heavier cell; the peak (VmHWM) shows what the "
         "cell needed while it ran.",
+        f"- debugger: `{RHAI_DEBUG_CODE}` vs `{PYTHON_DEBUG_CODE.replace(chr(10), '; ')}`, "
+        f"{plan.debug_runs} runs before the debugger starts and {plan.debug_runs} after it is "
+        "started as JupyterLab starts it (`initialize`, `attach`, `configurationDone`; no "
+        "breakpoint); each value is a run with the debugger over the median without, so "
+        "1.00x is free. rhai-kernel runs cells on a second engine with Rhai's debugger "
+        "callback while the debugger is started, and on its usual engine otherwise; "
+        "ipykernel uses debugpy.",
         "",
     ]
     return "\n".join(lines)
