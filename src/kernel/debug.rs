@@ -367,7 +367,7 @@ impl DebugAdapter {
         let view = self.debugger.view(String::new(), value);
         Ok(json!({
             "result": view.value,
-            "type": view.type_name,
+            "type": shown_type(&view.type_name),
             "variablesReference": view.reference,
         }))
     }
@@ -407,11 +407,24 @@ fn thread_id(arguments: &Value) -> Result<i64, String> {
         .ok_or_else(|| "the request needs a `threadId`".to_string())
 }
 
+/// The type a frontend is told. JupyterLab's variables panel shows the value of a variable
+/// whose type is Python's `int`, `float`, `bool` or `str`, and the type of any other: Rhai's
+/// numbers, booleans, strings and characters are given those names.
+fn shown_type(type_name: &str) -> &str {
+    match type_name {
+        "i64" | "i32" | "u64" | "u32" | "i16" | "u16" | "i8" | "u8" | "int" => "int",
+        "f64" | "f32" | "float" => "float",
+        "bool" => "bool",
+        "string" | "char" => "str",
+        other => other,
+    }
+}
+
 fn variable(view: &VariableView) -> Value {
     let mut variable = json!({
         "name": view.name,
         "value": view.value,
-        "type": view.type_name,
+        "type": shown_type(&view.type_name),
         "evaluateName": view.name,
         "variablesReference": view.reference,
     });

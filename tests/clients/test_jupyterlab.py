@@ -255,3 +255,73 @@ def test_play_asks_in_the_notebook_and_the_learner_breaks_the_counter(lab, open_
     assert "3) Thread-2: read counter.value" in text, text
     assert "Result: 1. You broke it!" in text, text
     assert page.evaluate(ERROR_OUTPUTS) == []
+
+
+DEBUG_CELL = """fn work(l, v) {
+    l.acquire();
+    v.value += 1;
+    l.release();
+}
+let l = lock();
+let v = value(0);
+let a = spawn_thread(work, l, v);
+let b = spawn_thread(work, l, v);
+a.join();
+b.join();
+print(`total: ${v.value}`);"""
+
+
+def test_debugger_stops_a_thread_in_its_critical_section(lab, open_notebook):
+    """The debugger in JupyterLab: switched on from the notebook's toolbar, a breakpoint
+    clicked into the gutter of a cell whose function runs in two threads; each thread stops
+    there in turn (the other waits for the lock), with its call stack and variables shown;
+    a step, then continue, and the cell's output."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(DEBUG_CELL)])
+    nb.metadata["kernelspec"] = {"name": "rhai", "display_name": "Rhai", "language": "rhai"}
+    nbformat.write(nb, lab["root"] / "debugger.ipynb")
+    page = open_notebook("debugger.ipynb")
+
+    page.locator(".jp-DebuggerBugButton").first.click()
+    page.wait_for_selector(".jp-DebuggerBugButton[aria-pressed='true']")
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(0)
+    # The gutter element of line 3 (`v.value += 1;`): line numbers and breakpoints show once
+    # the debugger is on.
+    gutter = cell.locator(".cm-breakpoint-gutter .cm-gutterElement").nth(3)
+    gutter.click()
+    page.wait_for_selector(".jp-DebuggerBreakpoint")
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+
+    frames = page.locator(".jp-DebuggerCallstackFrame")
+    frames.first.wait_for()
+    names = page.locator(".jp-DebuggerCallstackFrame-name").all_text_contents()
+    assert names[0] == "work", names
+    location = page.locator(".jp-DebuggerCallstackFrame-location").first.text_content()
+    assert location.strip().endswith(":3"), location
+    variables = page.locator(".jp-DebuggerVariables")
+    for name in ("l", "v"):
+        variables.get_by_text(name, exact=True).first.wait_for()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "debugger-stopped.png")
+
+    # The lock is held by the stopped thread; the other thread waits for it.
+    variables.get_by_text("l", exact=True).first.click()
+    variables.get_by_text("held by", exact=True).first.wait_for()
+    variables.get_by_text(re.compile(r'^"Thread-\d \(work\)"$')).first.wait_for()
+    page.screenshot(path=SCREENSHOTS / "debugger-lock-held.png")
+
+    page.locator("[data-command='debugger:next']").first.click()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.jp-DebuggerCallstackFrame-location')]
+            .some(e => e.textContent.trim().endsWith(':4'))"""
+    )
+    page.locator("[data-command='debugger:continue']").first.click()
+    # The second thread takes the lock and stops at the same line.
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.jp-DebuggerCallstackFrame-location')]
+            .some(e => e.textContent.trim().endsWith(':3'))"""
+    )
+    page.locator("[data-command='debugger:continue']").first.click()
+    cell_output(page, 0, "total: 2")
+    wait_idle(page)
+    assert page.evaluate(ERROR_OUTPUTS) == []

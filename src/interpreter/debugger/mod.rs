@@ -148,6 +148,8 @@ struct State {
     /// functions and threads).
     globals: Vec<(String, Dynamic)>,
     stopped: BTreeMap<i64, Stopped>,
+    /// The thread of the last `stopped` event: the one the frontend shows.
+    shown: Option<i64>,
     /// Threads asked to pause at their next line (`pause`).
     pause: BTreeSet<i64>,
     /// Names of the threads running on the debugging engine, by id.
@@ -396,18 +398,30 @@ impl Debugger {
         )
     }
 
-    /// Lets a stopped thread go on. An error when the thread is not stopped.
-    pub fn resume(&self, thread: i64, how: Resume) -> Result<(), String> {
-        {
+    /// Lets a stopped thread go on; returns the thread resumed.
+    ///
+    /// A request for a thread that is not stopped goes to the thread the frontend shows:
+    /// JupyterLab forgets the shown thread before it sends `continue`, and then asks for
+    /// its default thread instead. An error when no thread is stopped.
+    pub fn resume(&self, thread: i64, how: Resume) -> Result<i64, String> {
+        let resumed = {
             let mut state = self.state();
-            let stopped = state
-                .stopped
-                .get_mut(&thread)
-                .ok_or_else(|| format!("thread {thread} is not stopped"))?;
-            stopped.command = Some(Command::Resume(how));
-        }
+            let target = if state.stopped.contains_key(&thread) {
+                Some(thread)
+            } else {
+                state
+                    .shown
+                    .filter(|shown| state.stopped.contains_key(shown))
+                    .or_else(|| state.stopped.keys().next_back().copied())
+            };
+            let target = target.ok_or_else(|| format!("thread {thread} is not stopped"))?;
+            if let Some(stopped) = state.stopped.get_mut(&target) {
+                stopped.command = Some(Command::Resume(how));
+            }
+            target
+        };
         self.shared.commands.notify_all();
-        Ok(())
+        Ok(resumed)
     }
 
     /// Stops a running thread at its next line.
@@ -582,6 +596,9 @@ impl Shared {
     }
 
     fn emit(&self, event: Event) {
+        if let Event::Stopped { thread, .. } = &event {
+            self.state().shown = Some(*thread);
+        }
         let sink = self
             .events
             .lock()
