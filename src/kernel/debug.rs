@@ -124,6 +124,7 @@ impl DebugAdapter {
                     "reason": reason.as_str(),
                     "threadId": thread,
                     "description": description,
+                    "text": description,
                     "allThreadsStopped": false,
                     "preserveFocusHint": false,
                 }),
@@ -173,7 +174,12 @@ impl DebugAdapter {
             "supportsStepBack": false,
             "supportsTerminateThreadsRequest": false,
             "supportsDelayedStackTraceLoading": false,
-            "exceptionBreakpointFilters": [],
+            "exceptionBreakpointFilters": [{
+                "filter": "uncaught",
+                "label": "Uncaught errors",
+                "description": "Stop where an error happens that nothing in its thread catches",
+                "default": false,
+            }],
         }))
     }
 

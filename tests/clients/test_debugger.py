@@ -393,6 +393,49 @@ def test_a_thread_stopped_in_its_critical_section_holds_the_lock(kernel, debug):
     assert output == "2"
 
 
+def test_uncaught_errors_stop_where_they_happen(kernel, debug):
+    _, kc = kernel
+    code = 'fn risky(xs) {\n    let i = 5;\n    xs[i]\n}\nlet t = spawn_thread(risky, [1, 2]);\nlet m = "";\ntry { t.join(); } catch (e) { m = "caught"; }\nm'
+    # Without the filter an error does not stop anything.
+    result_of(kc, kc.execute(code))
+    assert not [e for e in debug.events if e["event"] == "stopped"]
+    filters = debug.ok("debugInfo")
+    assert filters["stoppedThreads"] == []
+    debug.ok("setExceptionBreakpoints", filters=["uncaught"])
+    msg_id = kc.execute(code)
+    stopped = debug.event("stopped", reason="exception")["body"]
+    thread = stopped["threadId"]
+    assert thread != 1 and "5" in stopped["text"], stopped
+    frames = debug.frames(thread)
+    assert frames[0]["name"] == "risky" and frames[0]["line"] == 3
+    # The function has ended: its arguments are shown.
+    assert debug.scope(frames[0])["xs"]["value"] == "[1, 2]"
+    debug.ok("continue", threadId=thread)
+    assert result_of(kc, msg_id)["status"] == "ok"
+    # An error thrown in a function the cell calls, on the cell's own thread.
+    cell = 'fn fail() {\n    throw "boom";\n}\nfail()'
+    msg_id = kc.execute(cell)
+    stopped = debug.event("stopped", reason="exception")["body"]
+    assert stopped["threadId"] == 1 and "boom" in stopped["text"]
+    assert debug.frames(1)[0]["line"] == 2
+    debug.ok("continue", threadId=1)
+    assert reply_to(kc, msg_id)["status"] == "error"
+
+
+def test_pause_stops_a_running_cell(kernel, debug):
+    km, kc = kernel
+    msg_id = kc.execute("let n = 0;\nloop {\n    n += 1;\n}")
+    time.sleep(0.5)
+    debug.ok("pause", threadId=1)
+    debug.event("stopped", reason="pause", threadId=1)
+    frame = debug.frames(1)[0]
+    assert frame["line"] in (2, 3)
+    assert int(debug.scope(frame)["n"]["value"]) > 0
+    debug.ok("continue", threadId=1)
+    km.interrupt_kernel()
+    assert reply_to(kc, msg_id)["status"] == "error"
+
+
 def test_interrupt_while_stopped_keeps_the_kernel(kernel, debug):
     km, kc = kernel
     code = "let kept = 5;\n" + FUNCTION_CELL

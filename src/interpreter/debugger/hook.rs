@@ -33,8 +33,9 @@ struct StepGoal {
 
 /// What the callback remembers about the script thread on this OS thread.
 struct Track {
-    /// The worker's name (`MainThread`, `Thread-1 (work)`, `pool-thread-0`): OS threads
-    /// are reused, and a new name is a new script thread.
+    /// Which script thread of this OS thread this is (OS threads are reused).
+    epoch: u64,
+    /// The worker's name (`MainThread`, `Thread-1 (work)`, `pool-thread-0`).
     name: String,
     id: i64,
     /// The call-stack depth where this thread's own frames start (a thread's call stack
@@ -42,6 +43,11 @@ struct Track {
     base: usize,
     /// The last line event: depth, function, line.
     last: Option<(usize, Option<ImmutableString>, usize)>,
+    /// The breakpoints as of `breakpoints_version`, read again when it changes.
+    breakpoints: Arc<super::Breakpoints>,
+    breakpoints_version: u64,
+    /// The path of the code of the last line event's function and source.
+    path: Option<(Option<ImmutableString>, Option<String>, Option<String>)>,
     /// Column of the last statement of that line: a statement at or before it is the
     /// line run again (a loop on one line).
     last_statement_column: usize,
@@ -92,6 +98,9 @@ fn on_node(
             });
             return Ok(DebuggerCommand::StepInto);
         }
+        DebuggerEvent::FunctionExitWithError(error) => {
+            return on_error(shared, ctx, error, source, pos);
+        }
         _ => return Ok(DebuggerCommand::StepInto),
     }
     // A function's entry is announced at its opening brace: the first line of its body
@@ -105,14 +114,15 @@ fn on_node(
     let column = pos.position().unwrap_or(0);
     let call_stack = ctx.global_runtime_state().debugger().call_stack();
     let depth = call_stack.len();
-    let function = call_stack.last().map(|f| f.fn_name.clone());
+    let function = call_stack.last().map(|f| &f.fn_name);
     let is_statement = node.is_stmt();
 
-    // Is this a new line for this thread?
+    // Is this a new line for this thread? (This runs at every node: no locks, no clones.)
     let new_line = TRACK.with(|t| {
         let mut slot = t.borrow_mut();
-        let name = threads::worker_name();
-        if slot.as_ref().is_none_or(|track| track.name != name) {
+        let epoch = threads::script_thread_epoch();
+        if slot.as_ref().is_none_or(|track| track.epoch != epoch) {
+            let name = threads::worker_name();
             let id = if name == "MainThread" {
                 CELL_THREAD
             } else {
@@ -125,19 +135,26 @@ fn on_node(
             };
             shared.state().threads.insert(id, name.clone());
             *slot = Some(Track {
+                epoch,
                 name,
                 id,
                 base,
                 last: None,
                 last_statement_column: 0,
                 step: None,
+                breakpoints: Arc::default(),
+                breakpoints_version: u64::MAX,
+                path: None,
             });
         }
         let Some(track) = slot.as_mut() else {
             return false;
         };
-        let key = (depth, function.clone(), line);
-        let same_line = track.last.as_ref() == Some(&key);
+        let same_line = track.last.as_ref().is_some_and(|(d, f, l)| {
+            *d == depth
+                && *l == line
+                && f.as_ref().map(|f| f.as_str()) == function.map(|f| f.as_str())
+        });
         let again = same_line && is_statement && column <= track.last_statement_column;
         if same_line && !again {
             if is_statement {
@@ -145,19 +162,98 @@ fn on_node(
             }
             return false;
         }
-        track.last = Some(key);
+        track.last = Some((depth, function.cloned(), line));
         track.last_statement_column = if is_statement { column } else { 0 };
         true
     });
     if !new_line {
         return Ok(DebuggerCommand::StepInto);
     }
-    let reason = stop_reason(shared, depth, function.as_deref(), source, line);
+    let function = function.cloned();
+    let reason = stop_reason(shared, depth, function.as_ref(), source, line);
     match reason {
-        Some((reason, path)) => stop(shared, ctx, reason, path, depth, line, column, source),
+        Some((reason, path)) => {
+            let at = Place {
+                path,
+                depth,
+                line,
+                column,
+            };
+            stop(shared, ctx, reason, None, at, source)
+        }
         None => Ok(DebuggerCommand::StepInto),
     }
 }
+
+/// An error leaves a function. With the `uncaught` exception filter, the thread stops where
+/// the error happened when nothing in the thread can catch it any more: it leaves the
+/// thread's own function, or (on the cell's thread) the function the cell called. A cell
+/// that calls a function inside `try` is not seen: it is stopped at too.
+fn on_error(
+    shared: &Shared,
+    ctx: &mut EvalContext,
+    error: &EvalAltResult,
+    source: Option<&str>,
+    pos: Position,
+) -> Result<DebuggerCommand, Box<EvalAltResult>> {
+    let wanted = shared
+        .state()
+        .exception_filters
+        .iter()
+        .any(|f| f == UNCAUGHT);
+    if !wanted || matches!(error, EvalAltResult::ErrorTerminated(..)) || error.is_system_exception()
+    {
+        return Ok(DebuggerCommand::StepInto);
+    }
+    let call_stack = ctx.global_runtime_state().debugger().call_stack();
+    let depth = call_stack.len();
+    let function = call_stack.last().map(|f| f.fn_name.clone());
+    let outermost = TRACK.with(|t| {
+        t.borrow()
+            .as_ref()
+            .is_some_and(|track| depth == track.base + 1 || (track.id == CELL_THREAD && depth == 1))
+    });
+    // Natives have frames too (`join` failing because its thread failed): only a script
+    // function's error is where the error happened.
+    let in_script = call_stack.last().is_some_and(|f| {
+        ctx.iter_namespaces()
+            .any(|m| m.get_script_fn(&f.fn_name, f.args.len()).is_some())
+    });
+    if !outermost || !in_script {
+        return Ok(DebuggerCommand::StepInto);
+    }
+    // Where the error happened, not where the function ends.
+    let at = innermost_position(error).unwrap_or(pos);
+    let path = path_of(shared, function.as_deref(), source);
+    let (line, column) = (at.line().unwrap_or(0), at.position().unwrap_or(0));
+    let at = Place {
+        path,
+        depth,
+        line,
+        column,
+    };
+    stop(
+        shared,
+        ctx,
+        StopReason::Exception,
+        Some(error.to_string()),
+        at,
+        source,
+    )
+}
+
+/// The position of the innermost error of a chain of function-call errors.
+fn innermost_position(error: &EvalAltResult) -> Option<Position> {
+    match error {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => {
+            innermost_position(inner).or(Some(error.position()))
+        }
+        other => Some(other.position()).filter(|p| !p.is_none()),
+    }
+}
+
+/// The exception filter this debugger offers: stop on errors nothing catches.
+pub(super) const UNCAUGHT: &str = "uncaught";
 
 /// The path of the code running at this line: the defining cell of the current function,
 /// else the cell itself.
@@ -168,61 +264,107 @@ fn path_of(shared: &Shared, function: Option<&str>, source: Option<&str>) -> Opt
         .or_else(|| source.and_then(|s| state.cell_paths.get(s).cloned()))
 }
 
-/// Whether the thread stops at this line event, and why.
+/// Whether the thread stops at this line event, and why. Locks the debugger's state only
+/// when a pause is pending, the breakpoints changed, or the function or source did.
 fn stop_reason(
     shared: &Shared,
     depth: usize,
-    function: Option<&str>,
+    function: Option<&ImmutableString>,
     source: Option<&str>,
     line: usize,
 ) -> Option<(StopReason, Option<String>)> {
-    let path = path_of(shared, function, source);
-    let (id, base, step) = TRACK.with(|t| {
-        let track = t.borrow();
-        let track = track.as_ref()?;
-        Some((track.id, track.base, track.step.clone()))
-    })?;
-    let depth = depth.saturating_sub(base);
-    let mut state = shared.state();
-    if state.pause.remove(&id) {
-        return Some((StopReason::Pause, path));
-    }
-    let stepped = step.is_some_and(|goal| match goal.how {
-        Resume::Continue => false,
-        Resume::In => true,
-        Resume::Over => {
-            depth < goal.depth || (depth == goal.depth && (line != goal.line || path != goal.path))
+    let pause_pending = shared.pause_pending.load(Ordering::Acquire);
+    let version = shared.breakpoints_version.load(Ordering::Acquire);
+    TRACK.with(|t| {
+        let mut slot = t.borrow_mut();
+        let track = slot.as_mut()?;
+        if track.breakpoints_version != version {
+            track.breakpoints = shared.state().breakpoints.clone();
+            track.breakpoints_version = version;
         }
-        Resume::Out => depth < goal.depth,
-    });
-    if stepped {
-        return Some((StopReason::Step, path));
-    }
-    let at_breakpoint = path
-        .as_ref()
-        .and_then(|p| state.breakpoints.get(p))
-        .is_some_and(|lines| lines.contains(&line));
-    at_breakpoint.then_some((StopReason::Breakpoint, path))
+        let cached = track.path.as_ref().filter(|(f, s, _)| {
+            f.as_ref().map(|f| f.as_str()) == function.map(|f| f.as_str()) && s.as_deref() == source
+        });
+        let path = match cached {
+            Some((_, _, path)) => path.clone(),
+            None => {
+                let path = path_of(shared, function.map(|f| f.as_str()), source);
+                track.path = Some((function.cloned(), source.map(String::from), path.clone()));
+                path
+            }
+        };
+        let depth = depth.saturating_sub(track.base);
+        if pause_pending {
+            let mut state = shared.state();
+            let paused = state.pause.remove(&track.id);
+            if state.pause.is_empty() {
+                shared.pause_pending.store(false, Ordering::Release);
+            }
+            if paused {
+                return Some((StopReason::Pause, path));
+            }
+        }
+        let stepped = track.step.as_ref().is_some_and(|goal| match goal.how {
+            Resume::Continue => false,
+            Resume::In => true,
+            Resume::Over => {
+                depth < goal.depth
+                    || (depth == goal.depth && (line != goal.line || path != goal.path))
+            }
+            Resume::Out => depth < goal.depth,
+        });
+        if stepped {
+            return Some((StopReason::Step, path));
+        }
+        let at_breakpoint = path
+            .as_ref()
+            .and_then(|p| track.breakpoints.get(p))
+            .is_some_and(|lines| lines.contains(&line));
+        at_breakpoint.then_some((StopReason::Breakpoint, path))
+    })
 }
 
-/// Stops this thread: publishes its frames, tells the frontend, and waits for a command.
-#[allow(clippy::too_many_arguments)]
-fn stop(
-    shared: &Shared,
-    ctx: &mut EvalContext,
-    reason: StopReason,
+/// Where a thread stops: the code's path, the call-stack depth, the line and column.
+struct Place {
     path: Option<String>,
     depth: usize,
     line: usize,
     column: usize,
+}
+
+/// Stops this thread: publishes its frames, tells the frontend (with `detail`, an error's
+/// message), and waits for a command.
+fn stop(
+    shared: &Shared,
+    ctx: &mut EvalContext,
+    reason: StopReason,
+    detail: Option<String>,
+    at: Place,
     source: Option<&str>,
 ) -> Result<DebuggerCommand, Box<EvalAltResult>> {
+    let Place {
+        path,
+        depth,
+        line,
+        column,
+    } = at;
     let Some((id, name, base)) =
         TRACK.with(|t| t.borrow().as_ref().map(|t| (t.id, t.name.clone(), t.base)))
     else {
         return Ok(DebuggerCommand::StepInto);
     };
-    let frames = frames(shared, ctx, id, base, path.clone(), line, column, source);
+    let mut frames = frames(shared, ctx, id, base, path.clone(), line, column, source);
+    if reason == StopReason::Exception {
+        // The function has ended: its local variables are gone, its arguments are known.
+        let call_stack = ctx.global_runtime_state().debugger().call_stack();
+        if let (Some(frame), Some(top)) = (call_stack.last(), frames.first_mut()) {
+            top.locals = arguments(ctx, frame);
+        }
+    }
+    let description = match detail {
+        Some(detail) => format!("{name} stopped ({}): {detail}", reason.as_str()),
+        None => format!("{name} stopped ({})", reason.as_str()),
+    };
     {
         let mut state = shared.state();
         let mut frame_ids = Vec::with_capacity(frames.len());
@@ -235,7 +377,7 @@ fn stop(
             id,
             Stopped {
                 reason,
-                description: format!("{name} stopped ({})", reason.as_str()),
+                description: description.clone(),
                 frames,
                 frame_ids,
                 command: None,
@@ -245,7 +387,7 @@ fn stop(
     shared.emit(Event::Stopped {
         thread: id,
         reason,
-        description: format!("{name} stopped ({})", reason.as_str()),
+        description,
     });
     // Other threads run meanwhile, also under the GIL switch.
     gil::release_for_wait();

@@ -15,7 +15,7 @@ pub use variables::VariableView;
 
 use rhai::{Dynamic, Engine, Scope, AST};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// The thread id the frontend knows the cell's own thread by (ipykernel's main thread is
@@ -119,6 +119,10 @@ pub(crate) struct Shared {
     /// Started by the frontend (`initialize` … `disconnect`): the session then runs cells,
     /// and script threads start, on the debugging engine.
     active: AtomicBool,
+    /// Bumped whenever the breakpoints change.
+    breakpoints_version: AtomicU64,
+    /// Some thread was asked to pause.
+    pause_pending: AtomicBool,
     state: Mutex<State>,
     /// Stopped threads wait here for a command.
     commands: Condvar,
@@ -133,9 +137,13 @@ pub(crate) struct Shared {
     plain: Engine,
 }
 
+/// Lines with a breakpoint, by path. Replaced as a whole when it changes: each script
+/// thread keeps the one it read.
+pub(crate) type Breakpoints = HashMap<String, BTreeSet<usize>>;
+
 #[derive(Default)]
 struct State {
-    breakpoints: HashMap<String, BTreeSet<usize>>,
+    breakpoints: Arc<Breakpoints>,
     /// Code by path: cells dumped by the frontend and cells run while debugging.
     sources: HashMap<String, String>,
     /// The path of each cell run, by the name it ran under (`In[3]`).
@@ -205,6 +213,8 @@ impl Debugger {
         Debugger {
             shared: Arc::new(Shared {
                 active: AtomicBool::new(false),
+                breakpoints_version: AtomicU64::new(0),
+                pause_pending: AtomicBool::new(false),
                 state: Mutex::new(State::default()),
                 commands: Condvar::new(),
                 events: Mutex::new(None),
@@ -241,7 +251,10 @@ impl Debugger {
         self.shared.active.store(false, Ordering::Release);
         let resumed: Vec<i64> = {
             let mut state = self.state();
-            state.breakpoints.clear();
+            state.breakpoints = Arc::default();
+            self.shared
+                .breakpoints_version
+                .fetch_add(1, Ordering::AcqRel);
             state.pause.clear();
             state.exception_filters.clear();
             let ids: Vec<i64> = state.stopped.keys().copied().collect();
@@ -305,7 +318,15 @@ impl Debugger {
             })
             .collect();
         let set: BTreeSet<usize> = placed.iter().filter_map(|p| p.line).collect();
-        self.state().breakpoints.insert(path.to_string(), set);
+        {
+            let mut state = self.state();
+            let mut breakpoints = (*state.breakpoints).clone();
+            breakpoints.insert(path.to_string(), set);
+            state.breakpoints = Arc::new(breakpoints);
+            self.shared
+                .breakpoints_version
+                .fetch_add(1, Ordering::AcqRel);
+        }
         placed
     }
 
@@ -427,6 +448,7 @@ impl Debugger {
     /// Stops a running thread at its next line.
     pub fn pause(&self, thread: i64) {
         self.state().pause.insert(thread);
+        self.shared.pause_pending.store(true, Ordering::Release);
     }
 
     /// Evaluates an expression in a stopped thread's frame (on that thread, where its

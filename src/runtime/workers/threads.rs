@@ -54,6 +54,14 @@ struct CurrentThread {
 
 thread_local! {
     static CURRENT: RefCell<Option<CurrentThread>> = const { RefCell::new(None) };
+    /// Counts the script threads this OS thread has started to run.
+    static EPOCH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Changes whenever the OS thread it is called on starts running another script thread
+/// (OS threads are reused): a cheap way to tell that the script thread changed.
+pub fn script_thread_epoch() -> u64 {
+    EPOCH.with(|e| e.get())
 }
 
 static THREAD_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -350,6 +358,7 @@ pub(crate) fn spawn(
         let tid = os_thread_id();
         thread_handle.0.os_id.store(tid, Ordering::Release);
         set_label(tid as i32, Some(thread_handle.0.name.clone()));
+        EPOCH.with(|e| e.set(e.get() + 1));
         CURRENT.with(|c| {
             *c.borrow_mut() = Some(CurrentThread {
                 name: thread_handle.0.name.clone(),
