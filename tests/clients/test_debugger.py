@@ -244,6 +244,21 @@ def test_a_line_stops_once_and_next_moves_one_line(kernel, debug):
     assert not [e for e in debug.events if e["event"] == "stopped"]
 
 
+def test_a_loop_on_one_line_stops_at_each_round(kernel, debug):
+    _, kc = kernel
+    code = "let x = 0;\nfor i in 0..3 { x += i; }\nx"
+    debug.breakpoints(code, 2)
+    msg_id = kc.execute(code)
+    seen = []
+    for _ in range(3):
+        debug.event("stopped", reason="breakpoint")
+        seen.append(debug.scope(debug.frames(1)[0]).get("i", {}).get("value"))
+        debug.ok("continue", threadId=1)
+    result_of(kc, msg_id)
+    assert not [e for e in debug.events if e["event"] == "stopped"]
+    assert seen[1:] == ["1", "2"], seen
+
+
 def test_step_in_and_out(kernel, debug):
     _, kc = kernel
     code = "fn g(v) {\n    let w = v * 10;\n    w\n}\nlet r = g(4);\nr + 1"
