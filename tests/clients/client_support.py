@@ -70,3 +70,19 @@ def private_env(base, **extra_dirs):
         env[var] = str(base / name)
         os.makedirs(env[var], exist_ok=True)
     return env
+
+
+# A function that takes a lock and increments a value, run by two threads: the cell the
+# debugger tests stop inside the critical section (line 3). Its value is the final count, 2.
+LOCK_CELL = """fn work(l, v) {
+    l.acquire();
+    v.value += 1;
+    l.release();
+}
+let l = lock();
+let v = value(0);
+let a = spawn_thread(work, l, v);
+let b = spawn_thread(work, l, v);
+a.join();
+b.join();
+v.value"""

@@ -6,6 +6,7 @@ import queue
 import time
 
 import pytest
+from client_support import LOCK_CELL
 from jupyter_client.manager import start_new_kernel
 
 TIMEOUT = 30
@@ -367,20 +368,6 @@ def test_two_threads_stop_at_one_breakpoint_and_continue_one_by_one(kernel, debu
     debug.ok("continue", threadId=second)
     content = result_of(kc, msg_id)
     assert content["status"] == "ok"
-
-
-LOCK_CELL = """fn work(l, v) {
-    l.acquire();
-    v.value += 1;
-    l.release();
-}
-let l = lock();
-let v = value(0);
-let a = spawn_thread(work, l, v);
-let b = spawn_thread(work, l, v);
-a.join();
-b.join();
-v.value"""
 
 
 def test_a_thread_stopped_in_its_critical_section_holds_the_lock(kernel, debug):
