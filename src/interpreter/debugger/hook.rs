@@ -2,45 +2,35 @@
 //! Rhai's calls (one per statement and expression) into line events, and at a breakpoint,
 //! after a step or when paused, stops the thread and waits for the frontend's command.
 
-use super::{Command, Event, Resume, Shared, StopReason, Stopped, CELL_THREAD};
-use crate::runtime::{gil, interrupt, threads, INTERRUPTED};
+use super::frames::path_of;
+use super::stop::{stop, Place};
+use super::{Resume, Shared, StopReason, CELL_THREAD};
+use crate::runtime::threads;
 use rhai::debugger::{DebuggerCommand, DebuggerEvent};
-use rhai::{ASTNode, Dynamic, Engine, EvalAltResult, EvalContext, ImmutableString, Position};
+use rhai::{ASTNode, Engine, EvalAltResult, EvalContext, ImmutableString, Position};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// What a stopped thread shows of one frame.
-#[derive(Debug, Clone)]
-pub(crate) struct FrameData {
-    pub name: String,
-    pub path: Option<String>,
-    pub line: usize,
-    pub column: usize,
-    pub locals: Vec<(String, Dynamic)>,
-    pub globals: Option<Vec<(String, Dynamic)>>,
-}
 
 /// Where a step ends: the first line event that satisfies it.
 #[derive(Debug, Clone)]
-struct StepGoal {
-    how: Resume,
-    depth: usize,
-    line: usize,
-    path: Option<String>,
+pub(super) struct StepGoal {
+    pub how: Resume,
+    pub depth: usize,
+    pub line: usize,
+    pub path: Option<String>,
 }
 
 /// What the callback remembers about the script thread on this OS thread.
-struct Track {
+pub(super) struct Track {
     /// Which script thread of this OS thread this is (OS threads are reused).
     epoch: u64,
     /// The worker's name (`MainThread`, `Thread-1 (work)`, `pool-thread-0`).
-    name: String,
-    id: i64,
+    pub name: String,
+    pub id: i64,
     /// The call-stack depth where this thread's own frames start (a thread's call stack
     /// begins with its starter's frames).
-    base: usize,
+    pub base: usize,
     /// The last line event: depth, function, line.
     last: Option<(usize, Option<ImmutableString>, usize)>,
     /// The breakpoints as of `breakpoints_version`, read again when it changes.
@@ -51,11 +41,11 @@ struct Track {
     /// Column of the last statement of that line: a statement at or before it is the
     /// line run again (a loop on one line).
     last_statement_column: usize,
-    step: Option<StepGoal>,
+    pub step: Option<StepGoal>,
 }
 
 thread_local! {
-    static TRACK: RefCell<Option<Track>> = const { RefCell::new(None) };
+    pub(super) static TRACK: RefCell<Option<Track>> = const { RefCell::new(None) };
 }
 
 /// Ids of script threads other than the cell's.
@@ -255,15 +245,6 @@ fn innermost_position(error: &EvalAltResult) -> Option<Position> {
 /// The exception filter this debugger offers: stop on errors nothing catches.
 pub(super) const UNCAUGHT: &str = "uncaught";
 
-/// The path of the code running at this line: the defining cell of the current function,
-/// else the cell itself.
-fn path_of(shared: &Shared, function: Option<&str>, source: Option<&str>) -> Option<String> {
-    let state = shared.state();
-    function
-        .and_then(|f| state.function_paths.get(f).cloned())
-        .or_else(|| source.and_then(|s| state.cell_paths.get(s).cloned()))
-}
-
 /// Whether the thread stops at this line event, and why. Locks the debugger's state only
 /// when a pause is pending, the breakpoints changed, or the function or source did.
 fn stop_reason(
@@ -324,309 +305,8 @@ fn stop_reason(
     })
 }
 
-/// Where a thread stops: the code's path, the call-stack depth, the line and column.
-struct Place {
-    path: Option<String>,
-    depth: usize,
-    line: usize,
-    column: usize,
-}
-
-/// Stops this thread: publishes its frames, tells the frontend (with `detail`, an error's
-/// message), and waits for a command.
-fn stop(
-    shared: &Shared,
-    ctx: &mut EvalContext,
-    reason: StopReason,
-    detail: Option<String>,
-    at: Place,
-    source: Option<&str>,
-) -> Result<DebuggerCommand, Box<EvalAltResult>> {
-    let Place {
-        path,
-        depth,
-        line,
-        column,
-    } = at;
-    let Some((id, name, base)) =
-        TRACK.with(|t| t.borrow().as_ref().map(|t| (t.id, t.name.clone(), t.base)))
-    else {
-        return Ok(DebuggerCommand::StepInto);
-    };
-    let mut frames = frames(shared, ctx, id, base, path.clone(), line, column, source);
-    if reason == StopReason::Exception {
-        // The function has ended: its local variables are gone, its arguments are known.
-        let call_stack = ctx.global_runtime_state().debugger().call_stack();
-        if let (Some(frame), Some(top)) = (call_stack.last(), frames.first_mut()) {
-            top.locals = arguments(ctx, frame);
-        }
-    }
-    let description = match detail {
-        Some(detail) => format!("{name} stopped ({}): {detail}", reason.as_str()),
-        None => format!("{name} stopped ({})", reason.as_str()),
-    };
-    {
-        let mut state = shared.state();
-        let mut frame_ids = Vec::with_capacity(frames.len());
-        for index in 0..frames.len() {
-            let frame_id = state.reference();
-            state.frames.insert(frame_id, (id, index));
-            frame_ids.push(frame_id);
-        }
-        state.stopped.insert(
-            id,
-            Stopped {
-                reason,
-                description: description.clone(),
-                frames,
-                frame_ids,
-                command: None,
-            },
-        );
-    }
-    shared.emit(Event::Stopped {
-        thread: id,
-        reason,
-        description,
-    });
-    // Other threads run meanwhile, also under the GIL switch.
-    gil::release_for_wait();
-    let how = wait_for_resume(shared, ctx, id)?;
-    TRACK.with(|t| {
-        if let Some(track) = t.borrow_mut().as_mut() {
-            track.step = Some(StepGoal {
-                how,
-                depth: depth.saturating_sub(base),
-                line,
-                path,
-            });
-        }
-    });
-    Ok(DebuggerCommand::StepInto)
-}
-
-/// Waits until the frontend resumes this thread (running the expressions it asks to
-/// evaluate meanwhile), the debugger stops, or an interrupt arrives.
-fn wait_for_resume(
-    shared: &Shared,
-    ctx: &mut EvalContext,
-    id: i64,
-) -> Result<Resume, Box<EvalAltResult>> {
-    let mut state = shared.state();
-    loop {
-        let command = state.stopped.get_mut(&id).and_then(|s| s.command.take());
-        match command {
-            Some(Command::Resume(how)) => {
-                forget(&mut state, id);
-                drop(state);
-                after_resume(shared, id, how);
-                return Ok(how);
-            }
-            Some(Command::Evaluate {
-                frame,
-                expression,
-                reply,
-            }) => {
-                drop(state);
-                let result = evaluate_in_frame(shared, ctx, id, frame, &expression);
-                // The requester may have given up; nothing to do then.
-                let _ = reply.send(result);
-                state = shared.state();
-                continue;
-            }
-            None => {}
-        }
-        if !shared.active.load(Ordering::Acquire) || !state.stopped.contains_key(&id) {
-            forget(&mut state, id);
-            return Ok(Resume::Continue);
-        }
-        if interrupt::is_requested() {
-            forget(&mut state, id);
-            drop(state);
-            shared.emit(Event::Continued { thread: id });
-            return Err(
-                EvalAltResult::ErrorTerminated(Dynamic::from(INTERRUPTED), Position::NONE).into(),
-            );
-        }
-        state = shared
-            .commands
-            .wait_timeout(state, Duration::from_millis(50))
-            .map(|(guard, _)| guard)
-            .unwrap_or_else(|e| e.into_inner().0);
-    }
-}
-
 /// Forgets the line and step of the script thread on this OS thread (a cell ended: a step
 /// does not go on into the next cell).
 pub(super) fn reset_thread() {
     TRACK.with(|t| t.borrow_mut().take());
-}
-
-/// Drops what the frontend could ask about a thread that runs again.
-fn forget(state: &mut super::State, id: i64) {
-    state.stopped.remove(&id);
-    state.frames.retain(|_, (thread, _)| *thread != id);
-    state.containers.retain(|_, c| c.thread != id);
-}
-
-/// After a `continue`: the frontend shows one stopped thread at a time, so another thread
-/// still stopped is shown again.
-fn after_resume(shared: &Shared, id: i64, how: Resume) {
-    if how != Resume::Continue {
-        return;
-    }
-    shared.emit(Event::Continued { thread: id });
-    let other = {
-        let state = shared.state();
-        state
-            .stopped
-            .iter()
-            .next_back()
-            .map(|(thread, s)| (*thread, s.reason, s.description.clone()))
-    };
-    if let Some((thread, reason, description)) = other {
-        shared.emit(Event::Stopped {
-            thread,
-            reason,
-            description,
-        });
-    }
-}
-
-/// Runs an expression in a frame of this stopped thread: the newest frame sees (and may
-/// change) its variables; an older one sees copies of its arguments.
-fn evaluate_in_frame(
-    shared: &Shared,
-    ctx: &mut EvalContext,
-    id: i64,
-    frame: usize,
-    expression: &str,
-) -> Result<Dynamic, String> {
-    if frame == 0 {
-        return shared.evaluate_detached(expression, Some(ctx.scope_mut()));
-    }
-    let locals = shared
-        .state()
-        .stopped
-        .get(&id)
-        .and_then(|s| s.frames.get(frame))
-        .map(|f| f.locals.clone())
-        .unwrap_or_default();
-    let mut scope = rhai::Scope::new();
-    for (name, value) in locals {
-        scope.push_dynamic(name, value);
-    }
-    shared.evaluate_detached(expression, Some(&mut scope))
-}
-
-/// The frames of this thread, newest first: the current line in the current function,
-/// then each caller at its call.
-#[allow(clippy::too_many_arguments)]
-fn frames(
-    shared: &Shared,
-    ctx: &EvalContext,
-    id: i64,
-    base: usize,
-    path: Option<String>,
-    line: usize,
-    column: usize,
-    source: Option<&str>,
-) -> Vec<FrameData> {
-    let call_stack = ctx.global_runtime_state().debugger().call_stack();
-    let own = &call_stack[base.min(call_stack.len())..];
-    let globals = if id == CELL_THREAD && own.is_empty() {
-        None
-    } else {
-        Some(shared.state().globals.clone())
-    };
-    let mut locals: Vec<(String, Dynamic)> = ctx
-        .scope()
-        .iter_raw()
-        .map(|(name, _, value)| (name.to_string(), value.flatten_clone()))
-        .collect();
-    locals.reverse();
-    dedup_newest(&mut locals);
-    if let Some(this) = ctx.this_ptr() {
-        locals.insert(0, ("this".to_string(), this.flatten_clone()));
-    }
-    let mut frames = vec![FrameData {
-        name: own
-            .last()
-            .map_or_else(|| top_level_name(id), |f| function_name(&f.fn_name)),
-        path,
-        line,
-        column,
-        locals,
-        globals: globals.clone(),
-    }];
-    // Frame k (from the newest) called frame k-1 at frame k-1's recorded position.
-    for k in (0..own.len()).rev() {
-        let callee = &own[k];
-        let caller = k.checked_sub(1).map(|i| &own[i]);
-        if caller.is_none() && id != CELL_THREAD {
-            break; // a thread's own function is its oldest frame
-        }
-        let caller_name = caller.map(|f| f.fn_name.as_str());
-        frames.push(FrameData {
-            name: caller.map_or_else(|| top_level_name(id), |f| function_name(&f.fn_name)),
-            path: path_of(shared, caller_name, callee.source.as_deref().or(source)),
-            line: callee.pos.line().unwrap_or(0),
-            column: callee.pos.position().unwrap_or(0),
-            locals: caller
-                .map(|f| arguments(ctx, f))
-                .unwrap_or_else(|| globals.clone().unwrap_or_default()),
-            globals: caller.and(globals.clone()),
-        });
-    }
-    frames
-}
-
-/// A frame's arguments by parameter name (as the function defines them).
-fn arguments(ctx: &EvalContext, frame: &rhai::debugger::CallStackFrame) -> Vec<(String, Dynamic)> {
-    let params = ctx
-        .iter_namespaces()
-        .find_map(|m| m.get_script_fn(&frame.fn_name, frame.args.len()))
-        .map(|f| f.params.iter().map(|p| p.to_string()).collect::<Vec<_>>())
-        .unwrap_or_default();
-    frame
-        .args
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let name = params
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("arg{}", i + 1));
-            (name, v.clone())
-        })
-        .collect()
-}
-
-/// Keeps the newest entry of each name (a scope may hold a shadowed one), in order.
-fn dedup_newest(entries: &mut Vec<(String, Dynamic)>) {
-    let mut seen = std::collections::HashSet::new();
-    let mut kept: Vec<(String, Dynamic)> = entries
-        .drain(..)
-        .rev()
-        .filter(|(name, _)| seen.insert(name.clone()))
-        .collect();
-    kept.reverse();
-    *entries = kept;
-}
-
-fn top_level_name(id: i64) -> String {
-    if id == CELL_THREAD {
-        "<cell>".to_string()
-    } else {
-        "<thread>".to_string()
-    }
-}
-
-/// Closures are `anon$…` functions inside Rhai.
-fn function_name(name: &str) -> String {
-    if name.starts_with("anon$") {
-        "<closure>".to_string()
-    } else {
-        name.to_string()
-    }
 }

@@ -8,101 +8,21 @@
 //! on the usual engine at full speed.
 
 pub mod cells;
+mod evaluate;
+mod frames;
 mod hook;
+mod stop;
+mod types;
 mod variables;
 
+pub use types::{Event, Frame, Info, Placed, Resume, ScopeView, StopReason, CELL_THREAD};
 pub use variables::VariableView;
 
+use evaluate::{evaluation_engine, scope_entries};
 use rhai::{Dynamic, Engine, Scope, AST};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-
-/// The thread id the frontend knows the cell's own thread by (ipykernel's main thread is
-/// also 1). Script threads are numbered after it.
-pub const CELL_THREAD: i64 = 1;
-
-/// What the debugger tells the frontend without being asked.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// A thread stopped: at a breakpoint, after a step, or paused.
-    Stopped {
-        thread: i64,
-        reason: StopReason,
-        description: String,
-    },
-    /// A thread runs again.
-    Continued { thread: i64 },
-}
-
-/// Why a thread stopped, in the protocol's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    Breakpoint,
-    Step,
-    Pause,
-    Exception,
-}
-
-impl StopReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopReason::Breakpoint => "breakpoint",
-            StopReason::Step => "step",
-            StopReason::Pause => "pause",
-            StopReason::Exception => "exception",
-        }
-    }
-}
-
-/// How a stopped thread goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resume {
-    Continue,
-    /// The next line in this function or its callers (`next`).
-    Over,
-    /// The next line anywhere, into called functions (`stepIn`).
-    In,
-    /// The next line after this function returns (`stepOut`).
-    Out,
-}
-
-/// One frame of a stopped thread, newest first.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    pub id: i64,
-    pub name: String,
-    /// The cell path (or file) the frame's code is in, if known.
-    pub path: Option<String>,
-    pub line: usize,
-    pub column: usize,
-}
-
-/// A scope of a frame: its name and the reference of its variables.
-#[derive(Debug, Clone)]
-pub struct ScopeView {
-    pub name: &'static str,
-    pub reference: i64,
-    pub count: usize,
-}
-
-/// What `debugInfo` reports.
-#[derive(Debug, Clone)]
-pub struct Info {
-    pub started: bool,
-    pub seed: u32,
-    pub prefix: String,
-    pub breakpoints: Vec<(String, Vec<usize>)>,
-    pub stopped_threads: Vec<i64>,
-    pub exception_filters: Vec<String>,
-}
-
-/// A breakpoint as set: the line asked for and where it stops, if anywhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placed {
-    pub requested: usize,
-    pub line: Option<usize>,
-}
 
 type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
@@ -174,7 +94,7 @@ struct State {
 struct Stopped {
     reason: StopReason,
     description: String,
-    frames: Vec<hook::FrameData>,
+    frames: Vec<frames::FrameData>,
     frame_ids: Vec<i64>,
     command: Option<Command>,
 }
@@ -578,40 +498,6 @@ impl Debugger {
     }
 }
 
-/// How long an expression the frontend asks for may run: it runs on the control thread or
-/// on a stopped thread, and must not hang either.
-const EVALUATION_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
-
-thread_local! {
-    /// When the expression running on this thread must stop.
-    static DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
-}
-
-/// The engine of expressions and property reads: the session's natives, without the
-/// debugger's callback, and ended by its time budget instead of the kernel's interrupt
-/// (which may still be pending from the cell it interrupted).
-fn evaluation_engine() -> Engine {
-    let mut engine = super::engine::new_engine();
-    engine.on_progress(|ops| {
-        crate::runtime::gil::on_operation(ops);
-        let late = DEADLINE.with(|d| d.get().is_some_and(|end| std::time::Instant::now() > end));
-        late.then(|| Dynamic::from(format!("stopped after {} s", EVALUATION_BUDGET.as_secs())))
-    });
-    engine
-}
-
-/// A scope's variables, oldest first, the newest of each name only.
-fn scope_entries(scope: &Scope) -> Vec<(String, Dynamic)> {
-    let mut seen = std::collections::HashSet::new();
-    let mut entries: Vec<(String, Dynamic)> = scope
-        .iter_raw()
-        .filter(|(name, ..)| seen.insert(name.to_string()))
-        .map(|(name, _, value)| (name.to_string(), value.flatten_clone()))
-        .collect();
-    entries.reverse();
-    entries
-}
-
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -629,29 +515,5 @@ impl Shared {
         if let Some(sink) = sink {
             sink(event);
         }
-    }
-
-    /// Evaluates with the plain engine and the functions of all cells, in `scope` or an
-    /// empty one.
-    fn evaluate_detached(
-        &self,
-        expression: &str,
-        scope: Option<&mut Scope>,
-    ) -> Result<Dynamic, String> {
-        let functions = self.state().functions.clone();
-        let mut empty = Scope::new();
-        let scope = scope.unwrap_or(&mut empty);
-        let ast = self
-            .plain
-            .compile_with_scope(scope, expression)
-            .map_err(|e| e.to_string())?;
-        let program = match functions {
-            Some(functions) => functions.merge(&ast),
-            None => ast,
-        };
-        DEADLINE.with(|d| d.set(Some(std::time::Instant::now() + EVALUATION_BUDGET)));
-        let result = self.plain.eval_ast_with_scope::<Dynamic>(scope, &program);
-        DEADLINE.with(|d| d.set(None));
-        result.map_err(|e| e.to_string())
     }
 }
