@@ -393,7 +393,8 @@ def markdown_report(metrics, info, plan, mode, elapsed_s):
         f"`{RHAI_LOAD_CODE}` vs `{PYTHON_LOAD_CODE.replace(chr(10), '; ')}`. It shows how "
         "much memory a kernel keeps after a heavier cell; the peak (VmHWM) shows what the "
         "cell needed while it ran.",
-        f"- debugger: `{RHAI_DEBUG_CODE}` vs `{PYTHON_DEBUG_CODE.replace(chr(10), '; ')}`, "
+        f"- debugger: `{RHAI_DEBUG_CODE}` vs "
+        f"`{PYTHON_DEBUG_CODE.replace(chr(10) + '    ', ' ').replace(chr(10), '; ')}`, "
         f"{plan.debug_runs} runs before the debugger starts and {plan.debug_runs} after it is "
         "started as JupyterLab starts it (`initialize`, `attach`, `configurationDone`; no "
         "breakpoint); each value is a run with the debugger over the median without, so "
