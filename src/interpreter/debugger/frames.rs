@@ -142,3 +142,14 @@ fn function_name(name: &str) -> String {
         name.to_string()
     }
 }
+
+/// A thread's oldest frame is named after the thread (`Thread-2 (work)`), so that the call
+/// stack says which thread stopped; `work on pool-thread-0` when the thread's name does not
+/// name its function.
+pub(super) fn thread_frame_name(thread: &str, function: &str) -> String {
+    if thread.ends_with(&format!("({function})")) {
+        thread.to_string()
+    } else {
+        format!("{function} on {thread}")
+    }
+}

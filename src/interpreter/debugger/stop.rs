@@ -2,9 +2,9 @@
 //! in the callback for a command (resume, step, evaluate), the debugger's end or an
 //! interrupt.
 
-use super::frames::{arguments, frames};
+use super::frames::{arguments, frames, thread_frame_name};
 use super::hook::{StepGoal, TRACK};
-use super::{Command, Event, Resume, Shared, StopReason, Stopped};
+use super::{Command, Event, Resume, Shared, StopReason, Stopped, CELL_THREAD};
 use crate::runtime::{gil, interrupt, INTERRUPTED};
 use rhai::debugger::DebuggerCommand;
 use rhai::{Dynamic, EvalAltResult, EvalContext, Position};
@@ -41,6 +41,11 @@ pub(super) fn stop(
         return Ok(DebuggerCommand::StepInto);
     };
     let mut frames = frames(shared, ctx, id, base, path.clone(), line, column, source);
+    if id != CELL_THREAD {
+        if let Some(oldest) = frames.last_mut() {
+            oldest.name = thread_frame_name(&name, &oldest.name);
+        }
+    }
     if reason == StopReason::Exception {
         // The function has ended: its local variables are gone, its arguments are known.
         let call_stack = ctx.global_runtime_state().debugger().call_stack();
