@@ -50,7 +50,7 @@ impl Shared {
         let mut empty = Scope::new();
         let scope = scope.unwrap_or(&mut empty);
         let ast = self
-            .plain
+            .plain()
             .compile_with_scope(scope, expression)
             .map_err(|e| e.to_string())?;
         let program = match functions {
@@ -58,7 +58,7 @@ impl Shared {
             None => ast,
         };
         DEADLINE.with(|d| d.set(Some(std::time::Instant::now() + EVALUATION_BUDGET)));
-        let result = self.plain.eval_ast_with_scope::<Dynamic>(scope, &program);
+        let result = self.plain().eval_ast_with_scope::<Dynamic>(scope, &program);
         DEADLINE.with(|d| d.set(None));
         result.map_err(|e| e.to_string())
     }

@@ -22,7 +22,7 @@ use evaluate::{evaluation_engine, scope_entries};
 use rhai::{Dynamic, Engine, Scope, AST};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
@@ -54,7 +54,7 @@ pub(crate) struct Shared {
     prefix: String,
     /// An engine like the session's, without the callback, for expressions evaluated while
     /// stopped and for the values of runtime objects' properties.
-    plain: Engine,
+    plain: OnceLock<Engine>,
 }
 
 /// Lines with a breakpoint, by path. Replaced as a whole when it changes: each script
@@ -142,7 +142,7 @@ impl Debugger {
                 // Any fixed seed works: the frontend takes it from `debugInfo`.
                 seed: 3_339_675_911,
                 prefix,
-                plain: evaluation_engine(),
+                plain: OnceLock::new(),
             }),
         }
     }
@@ -225,7 +225,7 @@ impl Debugger {
         let code = self.source(path);
         let code_lines = code
             .as_deref()
-            .and_then(|code| cells::code_lines(&self.shared.plain, code));
+            .and_then(|code| cells::code_lines(self.shared.plain(), code));
         let placed: Vec<Placed> = lines
             .iter()
             .map(|&requested| Placed {
@@ -322,14 +322,14 @@ impl Debugger {
     pub fn variables(&self, reference: i64) -> Option<Vec<VariableView>> {
         let mut state = self.state();
         let container = state.containers.get(&reference)?.clone();
-        let children = container.children(&self.shared.plain);
+        let children = container.children(self.shared.plain());
         Some(
             children
                 .into_iter()
                 .map(|(name, value)| {
                     variables::view(
                         &mut state,
-                        &self.shared.plain,
+                        self.shared.plain(),
                         container.thread,
                         name,
                         value,
@@ -408,7 +408,7 @@ impl Debugger {
     /// A view of a value for the protocol (with a reference when it has children).
     pub fn view(&self, name: String, value: Dynamic) -> VariableView {
         let mut state = self.state();
-        variables::view(&mut state, &self.shared.plain, 0, name, value)
+        variables::view(&mut state, self.shared.plain(), 0, name, value)
     }
 
     /// The session's variables: as they are between cells, as they were when the running
@@ -432,7 +432,7 @@ impl Debugger {
         let mut state = self.state();
         entries
             .into_iter()
-            .map(|(name, value)| variables::view(&mut state, &self.shared.plain, 0, name, value))
+            .map(|(name, value)| variables::view(&mut state, self.shared.plain(), 0, name, value))
             .collect()
     }
 
@@ -499,6 +499,11 @@ impl Debugger {
 }
 
 impl Shared {
+    /// Made when first needed: a kernel whose debugger is never used pays nothing for it.
+    fn plain(&self) -> &Engine {
+        self.plain.get_or_init(evaluation_engine)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
