@@ -397,6 +397,25 @@ def test_a_thread_stopped_in_its_critical_section_holds_the_lock(kernel, debug):
     assert output == "2"
 
 
+def test_breakpoints_stop_thread_pool_tasks(kernel, debug):
+    _, kc = kernel
+    code = "fn sq(x) {\n    let y = x * x;\n    y\n}\nlet p = thread_pool(2);\np.map(sq, [1, 2, 3])"
+    debug.breakpoints(code, 3)
+    msg_id = kc.execute(code)
+    seen = []
+    while len(seen) < 3:
+        thread = debug.event("stopped", reason="breakpoint")["body"]["threadId"]
+        if thread not in debug.ok("debugInfo")["stoppedThreads"]:
+            continue  # shown again after another thread continued, and since resumed
+        frame = debug.frames(thread)[0]
+        assert frame["name"].startswith("sq on pool-thread-"), frame
+        local = debug.scope(frame)
+        seen.append((int(local["x"]["value"]), int(local["y"]["value"])))
+        debug.ok("continue", threadId=thread)
+    assert sorted(seen) == [(1, 1), (2, 4), (3, 9)]
+    assert result_of(kc, msg_id)["status"] == "ok"
+
+
 def test_uncaught_errors_stop_where_they_happen(kernel, debug):
     _, kc = kernel
     code = 'fn risky(xs) {\n    let i = 5;\n    xs[i]\n}\nlet t = spawn_thread(risky, [1, 2]);\nlet m = "";\ntry { t.join(); } catch (e) { m = "caught"; }\nm'
