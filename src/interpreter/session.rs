@@ -178,7 +178,7 @@ impl RhaiSession {
         // Functions are hoisted in Rhai, so they exist even if the cell later fails.
         self.functions = program.clone_functions_only();
 
-        let engine = self.engine_for(source_name, code, &ast);
+        let engine = self.engine_for();
         let engine: &Engine = match &engine {
             Some(debugging) => debugging,
             None => &self.engine,
@@ -218,7 +218,7 @@ impl RhaiSession {
     /// The engine a cell runs on: with the debugger started, the debugging engine (which
     /// script threads then start on too, and which learns the cell's path and functions);
     /// else `None`, the usual engine.
-    fn engine_for(&mut self, source_name: &str, code: &str, cell: &AST) -> Option<Arc<Engine>> {
+    fn engine_for(&mut self) -> Option<Arc<Engine>> {
         if !self.debugger.is_started() {
             crate::runtime::threads::set_traced_engine(None);
             return None;
@@ -230,7 +230,7 @@ impl RhaiSession {
             .clone();
         crate::runtime::threads::set_traced_engine(Some(engine.clone()));
         self.debugger
-            .cell_started(source_name, code, cell, &self.scope());
+            .cell_started(&self.sources, &self.function_origins, &self.scope());
         self.debugger.set_functions(&self.functions);
         Some(engine)
     }

@@ -294,6 +294,25 @@ def test_functions_of_earlier_cells_keep_their_cells_path(kernel, debug):
     result_of(kc, msg_id)
 
 
+def test_functions_defined_before_the_debugger_started_keep_their_cells_path(kernel):
+    # As in JupyterLab: a notebook is run, then the debugger is switched on and a breakpoint
+    # set in a cell that only defines a function.
+    _, kc = kernel
+    defining = "fn h(n) {\n    n + 1\n}"
+    result_of(kc, kc.execute(defining))
+    d = Debug(kc)
+    d.start()
+    path_h, _ = d.breakpoints(defining, 2)
+    msg_id = kc.execute("h(4)")
+    d.event("stopped", reason="breakpoint")
+    frames = d.frames(1)
+    assert frames[0]["name"] == "h" and frames[0]["source"]["path"] == path_h
+    assert frames[0]["line"] == 2
+    d.ok("continue", threadId=1)
+    result_of(kc, msg_id)
+    d.ok("disconnect", restart=False, terminateDebuggee=True)
+
+
 def test_rich_inspect_not_at_breakpoint(kernel, debug):
     _, kc = kernel
     result_of(kc, kc.execute('let text = "Hello the world";\nprint(text);'))

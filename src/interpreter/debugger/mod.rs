@@ -66,9 +66,10 @@ struct State {
     breakpoints: Arc<Breakpoints>,
     /// Code by path: cells dumped by the frontend and cells run while debugging.
     sources: HashMap<String, String>,
-    /// The path of each cell run, by the name it ran under (`In[3]`).
+    /// The path of each cell the session keeps, by the name it ran under (`In[3]`).
     cell_paths: HashMap<String, String>,
-    /// The path of the cell that defined each script function.
+    /// The path of the cell that defined each script function (from the session's
+    /// origins of functions, which go back to before the debugger started).
     function_paths: HashMap<String, String>,
     /// Functions of all cells so far, for expressions evaluated while stopped.
     functions: Option<Arc<AST>>,
@@ -210,9 +211,7 @@ impl Debugger {
 
     /// The path the frontend knows `code` by (`dumpCell`); the code is kept for `source`.
     pub fn dump_cell(&self, code: &str) -> String {
-        let path = cells::cell_path(&self.shared.prefix, self.shared.seed, code);
-        self.state().sources.insert(path.clone(), code.to_string());
-        path
+        self.shared.remember(&mut self.state(), code)
     }
 
     /// The code behind a path, if it is a cell this kernel has seen.
@@ -464,20 +463,31 @@ impl Debugger {
         *self.shared.scope.lock().unwrap_or_else(|e| e.into_inner()) = Some(scope);
     }
 
-    /// A cell is about to run under `source_name` (with the debugger started): its path
-    /// maps its lines, each function it defines keeps that path, and the session's
-    /// variables as they are now are the globals of frames in functions and threads.
-    pub fn cell_started(&self, source_name: &str, code: &str, cell: &AST, scope: &Scope) {
-        let path = cells::cell_path(&self.shared.prefix, self.shared.seed, code);
+    /// A cell is about to run (with the debugger started). `sources` are the cells the
+    /// session keeps (those defining functions, and this one) by name, `origins` the cell
+    /// each function was last defined in: the lines of each map to that cell's path, also
+    /// for cells run before the debugger started. The session's variables as they are now
+    /// are the globals of frames in functions and threads.
+    pub fn cell_started(
+        &self,
+        sources: &[(String, Arc<str>)],
+        origins: &HashMap<String, String>,
+        scope: &Scope,
+    ) {
         let globals = scope_entries(scope);
         let mut state = self.state();
-        state.sources.insert(path.clone(), code.to_string());
-        for f in cell.iter_functions() {
-            state
-                .function_paths
-                .insert(f.name.to_string(), path.clone());
+        for (name, code) in sources {
+            let path = self.shared.remember(&mut state, code);
+            state.cell_paths.insert(name.clone(), path);
         }
-        state.cell_paths.insert(source_name.to_string(), path);
+        let function_paths = origins
+            .iter()
+            .filter_map(|(function, cell)| {
+                let path = state.cell_paths.get(cell)?;
+                Some((function.clone(), path.clone()))
+            })
+            .collect();
+        state.function_paths = function_paths;
         state.globals = globals;
     }
 
@@ -499,6 +509,14 @@ impl Debugger {
 }
 
 impl Shared {
+    /// Keeps `code` for `source` requests under the path the frontend knows it by, and
+    /// returns that path.
+    fn remember(&self, state: &mut State, code: &str) -> String {
+        let path = cells::cell_path(&self.prefix, self.seed, code);
+        state.sources.insert(path.clone(), code.to_string());
+        path
+    }
+
     /// Made when first needed: a kernel whose debugger is never used pays nothing for it.
     fn plain(&self) -> &Engine {
         self.plain.get_or_init(evaluation_engine)
