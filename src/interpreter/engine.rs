@@ -40,6 +40,20 @@ fn variable<'s>(scope: &'s rhai::Scope, name: &str, index: usize) -> Option<&'s 
     Some(value)
 }
 
+/// How a runtime object (a lock, a thread, an exploration…) shows itself: the script-level
+/// `to_string` its package gives it, which Rust's view of the value does not know. `None`
+/// for other values.
+pub fn object_text(engine: &Engine, value: &Dynamic) -> Option<String> {
+    if !value.is_variant() {
+        return None;
+    }
+    let mut scope = rhai::Scope::new();
+    scope.push_dynamic("value", value.clone());
+    engine
+        .eval_with_scope::<String>(&mut scope, "to_string(value)")
+        .ok()
+}
+
 /// Functions with more parameters than this are not found by their bare name.
 const MAX_FUNCTION_PARAMS: usize = 16;
 

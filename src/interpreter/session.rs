@@ -111,15 +111,8 @@ impl RhaiSession {
     /// its own `to_string` writes it, not by its Rust type's name.
     fn shown(&self, value: &Dynamic) -> MimeBundle {
         let mut bundle = mime_bundle(value);
-        if value.is_variant() {
-            let mut scope = Scope::new();
-            scope.push_dynamic("value", value.clone());
-            if let Ok(text) = self
-                .engine
-                .eval_with_scope::<String>(&mut scope, "to_string(value)")
-            {
-                bundle.insert("text/plain".into(), serde_json::Value::String(text));
-            }
+        if let Some(text) = engine::object_text(&self.engine, value) {
+            bundle.insert("text/plain".into(), serde_json::Value::String(text));
         }
         bundle
     }

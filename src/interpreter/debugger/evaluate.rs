@@ -38,17 +38,23 @@ pub(super) fn scope_entries(scope: &Scope) -> Vec<(String, Dynamic)> {
     entries
 }
 
+/// A scope of copies of `entries`, for expressions that must not change the originals.
+pub(super) fn scope_of(entries: Vec<(String, Dynamic)>) -> Scope<'static> {
+    let mut scope = Scope::new();
+    for (name, value) in entries {
+        scope.push_dynamic(name, value);
+    }
+    scope
+}
+
 impl Shared {
-    /// Evaluates with the plain engine and the functions of all cells, in `scope` or an
-    /// empty one.
+    /// Evaluates with the plain engine and the functions of all cells, in `scope`.
     pub(super) fn evaluate_detached(
         &self,
         expression: &str,
-        scope: Option<&mut Scope>,
+        scope: &mut Scope,
     ) -> Result<Dynamic, String> {
         let functions = self.state().functions.clone();
-        let mut empty = Scope::new();
-        let scope = scope.unwrap_or(&mut empty);
         let ast = self
             .plain()
             .compile_with_scope(scope, expression)

@@ -1,6 +1,7 @@
 //! What a stopped thread shows: its frames, newest first, each with its code's path, line
 //! and variables.
 
+use super::evaluate::scope_entries;
 use super::{Shared, CELL_THREAD};
 use rhai::{Dynamic, EvalContext};
 
@@ -48,13 +49,7 @@ pub(super) fn frames(
     } else {
         Some(shared.state().globals.clone())
     };
-    let mut locals: Vec<(String, Dynamic)> = ctx
-        .scope()
-        .iter_raw()
-        .map(|(name, _, value)| (name.to_string(), value.flatten_clone()))
-        .collect();
-    locals.reverse();
-    dedup_newest(&mut locals);
+    let mut locals = scope_entries(ctx.scope());
     if let Some(this) = ctx.this_ptr() {
         locals.insert(0, ("this".to_string(), this.flatten_clone()));
     }
@@ -112,18 +107,6 @@ pub(super) fn arguments(
             (name, v.clone())
         })
         .collect()
-}
-
-/// Keeps the newest entry of each name (a scope may hold a shadowed one), in order.
-fn dedup_newest(entries: &mut Vec<(String, Dynamic)>) {
-    let mut seen = std::collections::HashSet::new();
-    let mut kept: Vec<(String, Dynamic)> = entries
-        .drain(..)
-        .rev()
-        .filter(|(name, _)| seen.insert(name.clone()))
-        .collect();
-    kept.reverse();
-    *entries = kept;
 }
 
 fn top_level_name(id: i64) -> String {

@@ -286,6 +286,7 @@ fn stop_reason(
             }
         }
         let stepped = track.step.as_ref().is_some_and(|goal| match goal.how {
+            // A thread that continues keeps no goal.
             Resume::Continue => false,
             Resume::In => true,
             Resume::Over => {

@@ -18,7 +18,7 @@ mod variables;
 pub use types::{Event, Frame, Info, Placed, Resume, ScopeView, StopReason, CELL_THREAD};
 pub use variables::VariableView;
 
-use evaluate::{evaluation_engine, scope_entries};
+use evaluate::{evaluation_engine, scope_entries, scope_of};
 use rhai::{Dynamic, Engine, Scope, AST};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -292,29 +292,24 @@ impl Debugger {
         let mut state = self.state();
         let (thread, index) = *state.frames.get(&frame_id)?;
         let frame = state.stopped.get(&thread)?.frames.get(index)?.clone();
-        let mut scopes = Vec::new();
-        let locals = frame.locals.clone();
-        let reference = state.reference();
-        scopes.push(ScopeView {
-            name: "Locals",
-            reference,
-            count: locals.len(),
-        });
-        state
-            .containers
-            .insert(reference, variables::Container::scope(thread, locals));
-        if let Some(globals) = frame.globals.clone() {
-            let reference = state.reference();
-            scopes.push(ScopeView {
-                name: "Globals",
-                reference,
-                count: globals.len(),
-            });
-            state
-                .containers
-                .insert(reference, variables::Container::scope(thread, globals));
-        }
-        Some(scopes)
+        let scopes = [("Locals", Some(frame.locals)), ("Globals", frame.globals)];
+        let views = scopes
+            .into_iter()
+            .filter_map(|(name, entries)| {
+                let entries = entries?;
+                let reference = state.reference();
+                let count = entries.len();
+                state
+                    .containers
+                    .insert(reference, variables::Container::scope(thread, entries));
+                Some(ScopeView {
+                    name,
+                    reference,
+                    count,
+                })
+            })
+            .collect();
+        Some(views)
     }
 
     /// The variables inside a reference (a scope, an array, a map, a runtime object).
@@ -376,11 +371,8 @@ impl Debugger {
         let target = frame_id.and_then(|id| self.state().frames.get(&id).copied());
         let Some((thread, index)) = target else {
             // On copies of the session's variables: a cell may be running meanwhile.
-            let mut scope = Scope::new();
-            for (name, value) in self.session_variables() {
-                scope.push_dynamic(name, value);
-            }
-            return self.shared.evaluate_detached(expression, Some(&mut scope));
+            let mut scope = scope_of(self.session_variables());
+            return self.shared.evaluate_detached(expression, &mut scope);
         };
         let (reply, answer) = crossbeam_channel::bounded(1);
         {

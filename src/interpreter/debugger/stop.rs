@@ -2,6 +2,7 @@
 //! in the callback for a command (resume, step, evaluate), the debugger's end or an
 //! interrupt.
 
+use super::evaluate::scope_of;
 use super::frames::{arguments, frames, thread_frame_name};
 use super::hook::{StepGoal, TRACK};
 use super::{Command, Event, Resume, Shared, StopReason, Stopped, CELL_THREAD};
@@ -86,7 +87,7 @@ pub(super) fn stop(
     let how = wait_for_resume(shared, ctx, id)?;
     TRACK.with(|t| {
         if let Some(track) = t.borrow_mut().as_mut() {
-            track.step = Some(StepGoal {
+            track.step = (how != Resume::Continue).then_some(StepGoal {
                 how,
                 depth: depth.saturating_sub(base),
                 line,
@@ -189,7 +190,7 @@ fn evaluate_in_frame(
     expression: &str,
 ) -> Result<Dynamic, String> {
     if frame == 0 {
-        return shared.evaluate_detached(expression, Some(ctx.scope_mut()));
+        return shared.evaluate_detached(expression, ctx.scope_mut());
     }
     let locals = shared
         .state()
@@ -198,9 +199,5 @@ fn evaluate_in_frame(
         .and_then(|s| s.frames.get(frame))
         .map(|f| f.locals.clone())
         .unwrap_or_default();
-    let mut scope = rhai::Scope::new();
-    for (name, value) in locals {
-        scope.push_dynamic(name, value);
-    }
-    shared.evaluate_detached(expression, Some(&mut scope))
+    shared.evaluate_detached(expression, &mut scope_of(locals))
 }

@@ -3,6 +3,7 @@
 //! a lock whether it is held and by which thread).
 
 use super::State;
+use crate::interpreter::engine::object_text;
 use crate::runtime::locks::{Lock, RLock};
 use rhai::{Array, Dynamic, Engine, Map, Scope};
 
@@ -72,6 +73,15 @@ fn children(engine: &Engine, value: &Dynamic) -> Vec<(String, Dynamic)> {
     fields
 }
 
+/// Whether a value has children to list, without reading them.
+fn has_children(engine: &Engine, value: &Dynamic) -> bool {
+    match () {
+        _ if value.is_array() => value.read_lock::<Array>().is_some_and(|a| !a.is_empty()),
+        _ if value.is_map() => value.read_lock::<Map>().is_some_and(|m| !m.is_empty()),
+        _ => value.is::<Lock>() || value.is::<RLock>() || !getter_names(engine, value).is_empty(),
+    }
+}
+
 /// Whether a lock is held, and by which thread (of which process).
 fn lock_fields(locked: bool, owner: Option<(i32, i32)>) -> Vec<(String, Dynamic)> {
     let mut fields = vec![("locked".to_string(), Dynamic::from(locked))];
@@ -90,6 +100,21 @@ fn lock_fields(locked: bool, owner: Option<(i32, i32)>) -> Vec<(String, Dynamic)
 /// The values of a runtime object's properties (`v.value`, `t.name`…): every getter the
 /// engine has for the value's type.
 fn properties(engine: &Engine, value: &Dynamic) -> Vec<(String, Dynamic)> {
+    getter_names(engine, value)
+        .into_iter()
+        .filter_map(|name| {
+            let mut scope = Scope::new();
+            scope.push_dynamic("value", value.clone());
+            engine
+                .eval_with_scope::<Dynamic>(&mut scope, &format!("value.{name}"))
+                .ok()
+                .map(|v| (name, v))
+        })
+        .collect()
+}
+
+/// The properties the engine has getters for on a runtime object's type, sorted.
+fn getter_names(engine: &Engine, value: &Dynamic) -> Vec<String> {
     if !value.is_variant() {
         return Vec::new();
     }
@@ -102,16 +127,6 @@ fn properties(engine: &Engine, value: &Dynamic) -> Vec<(String, Dynamic)> {
     names.sort();
     names.dedup();
     names
-        .into_iter()
-        .filter_map(|name| {
-            let mut scope = Scope::new();
-            scope.push_dynamic("value", value.clone());
-            engine
-                .eval_with_scope::<Dynamic>(&mut scope, &format!("value.{name}"))
-                .ok()
-                .map(|v| (name, v))
-        })
-        .collect()
 }
 
 /// `get$value(value: &mut SharedValue) -> …` gives `value` for type `SharedValue`.
@@ -125,14 +140,7 @@ fn getter_name(signature: &str, type_name: &str) -> Option<String> {
 
 /// How a value is shown in one line: as a cell's result shows it.
 fn text(engine: &Engine, value: &Dynamic) -> String {
-    if !value.is_variant() {
-        return crate::runtime::display::repr(value);
-    }
-    let mut scope = Scope::new();
-    scope.push_dynamic("value", value.clone());
-    engine
-        .eval_with_scope::<String>(&mut scope, "to_string(value)")
-        .unwrap_or_else(|_| value.to_string())
+    object_text(engine, value).unwrap_or_else(|| crate::runtime::display::repr(value))
 }
 
 /// A view of a value, registering its children under a new reference if it has any.
@@ -150,8 +158,7 @@ pub(crate) fn view(
         _ if value.is_map() => value.read_lock::<Map>().map_or(0, |m| m.len()),
         _ => 0,
     };
-    let expandable = count > 0 || (value.is_variant() && !children(engine, &value).is_empty());
-    let reference = if expandable {
+    let reference = if has_children(engine, &value) {
         let reference = state.reference();
         state.containers.insert(
             reference,
