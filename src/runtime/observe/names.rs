@@ -1,6 +1,7 @@
-//! What traces and race reports call things: the variable names of the shared objects a worker's closure
-//! captured (`counter`, `lock_a`), and the values of the named shared values after each
-//! step.
+//! What traces and race reports call things: the variable names of the shared objects a
+//! worker's closure captured (`counter`, `lock_a`), the numbers of the others (`Lock-1`,
+//! counted in the order the run met them, so that every run of one schedule says the same),
+//! and the values of the named shared values after each step.
 
 use crate::runtime::locks::{Lock, RLock};
 use crate::runtime::queues::Queue;
@@ -14,6 +15,9 @@ use std::collections::HashMap;
 #[derive(Default)]
 pub struct Names {
     by_object: HashMap<(Kind, u64), String>,
+    /// The objects met so far, numbered from 1 per kind in the order they were met.
+    met: HashMap<(Kind, u64), u64>,
+    counts: HashMap<Kind, u64>,
     /// The named shared values, in the order they were found.
     values: Vec<(String, SharedValue)>,
 }
@@ -103,12 +107,32 @@ impl Names {
         }
     }
 
-    /// A variable's name, or the object's own label (`Lock-3`, `value#4`).
+    /// The object's number among the objects of its kind this run met, counting it now if
+    /// it is new: the same object gets the same number in every run of the same schedule,
+    /// where its address and its serial number in the session differ.
+    pub fn meet(&mut self, object: &Object) -> u64 {
+        let counts = &mut self.counts;
+        *self.met.entry((object.kind, object.id)).or_insert_with(|| {
+            let count = counts.entry(object.kind).or_insert(0);
+            *count += 1;
+            *count
+        })
+    }
+
+    /// `Lock-2`, `value#3`: the object's label, numbered as this run met it if it did.
+    pub fn label(&self, object: &Object) -> String {
+        match self.met.get(&(object.kind, object.id)) {
+            Some(&serial) => Object { serial, ..*object }.label(),
+            None => object.label(),
+        }
+    }
+
+    /// A variable's name, or the object's label (`Lock-3`, `value#4`).
     pub fn name(&self, object: &Object) -> String {
         self.by_object
             .get(&(object.kind, object.id))
             .cloned()
-            .unwrap_or_else(|| object.label())
+            .unwrap_or_else(|| self.label(object))
     }
 
     /// One step as a trace shows it: `read counter.value → 7`, `acquire Lock-1`.

@@ -237,6 +237,9 @@ pub trait Controller: Send + Sync {
     fn started(&self) -> Result<(), Box<EvalAltResult>>;
     /// The worker's code ended; `object` is what its joiners wait for.
     fn finished(&self, object: Object);
+    /// The step under way looked at `object` without an operation of its own (see
+    /// [`look`]).
+    fn looked_at(&self, object: Object);
 }
 
 /// The process-wide hooks of the tools that are always there (the GIL, `timeline`),
@@ -421,6 +424,16 @@ pub fn announce(
     detail: impl Fn() -> String,
 ) -> Result<(), Box<EvalAltResult>> {
     step(op, || Ok(()), |_| detail())
+}
+
+/// A query that reads `object` without being a scheduling point (`is_set()`, `locked()`,
+/// `len()`): the explorer counts it in the step under way, so that it knows the step
+/// depends on whoever changes the object. With nobody watching, one relaxed load.
+#[inline]
+pub fn look(object: impl FnOnce() -> Object) {
+    if let Some(controller) = controller() {
+        controller.looked_at(object());
+    }
 }
 
 /// What the calling worker did so far is there for whoever next takes `object` over (a

@@ -570,6 +570,7 @@ pub mod thread_api {
     /// `true` until the thread's function has returned (or thrown).
     #[rhai_fn(get = "is_alive", pure)]
     pub fn is_alive(thread: &mut ThreadHandle) -> bool {
+        sched::look(|| thread.object());
         thread.outcome().is_none()
     }
 

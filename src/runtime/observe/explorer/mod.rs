@@ -5,6 +5,7 @@
 //! step. Inside, `sleep` only lets others run (virtual time), and a deadlock is an
 //! outcome with its trace, never a hang. `play(f)` lets the learner choose instead.
 
+mod dpor;
 mod play;
 mod report;
 mod run;
@@ -27,6 +28,8 @@ use strategy::Strategy;
 #[derive(Clone, Debug, Default)]
 pub struct Exploration {
     schedules: i64,
+    /// Runs the reduction cut short because they only repeated explored schedules.
+    redundant: i64,
     complete: bool,
     bound: String,
     outcomes: BTreeMap<String, i64>,
@@ -84,30 +87,44 @@ fn parse_options(options: &Map) -> Result<Options, Box<EvalAltResult>> {
         return Err("explore: 'preemptions' must be between 0 and 1000".into());
     }
     let seed = int_option(options, "seed", 1)? as u64;
+    // A bound on preemptions is a depth-first search's: asking for one asks for it.
+    let default = if options.contains_key("preemptions") {
+        "dfs"
+    } else {
+        "dpor"
+    };
     let name = match options.get("strategy") {
-        None => "dfs".to_string(),
+        None => default.to_string(),
         Some(v) => v
             .clone()
             .into_string()
             .map_err(|t| format!("explore: option 'strategy' must be a string, not {t}"))?,
     };
-    let strategy = match name.as_str() {
-        "dfs" => Strategy::dfs(preemptions as u32),
-        "random" => Strategy::Random {
-            rng: strategy::Rng::new(seed),
-        },
-        "pct" => Strategy::pct(seed, preemptions as u32 + 1),
+    let (strategy, bound) = match name.as_str() {
+        "dpor" => (
+            Strategy::Dpor(Box::default()),
+            "dpor: independent steps in one order only".to_string(),
+        ),
+        "dfs" => (
+            Strategy::dfs(preemptions as u32),
+            format!("dfs, at most {preemptions} preemptions"),
+        ),
+        "random" => (
+            Strategy::Random {
+                rng: strategy::Rng::new(seed),
+            },
+            format!("random, seed {seed}"),
+        ),
+        "pct" => (
+            Strategy::pct(seed, preemptions as u32 + 1),
+            format!("pct, depth {}, seed {seed}", preemptions + 1),
+        ),
         other => {
             return Err(format!(
-                "explore: unknown strategy '{other}' (\"dfs\", \"random\" or \"pct\")"
+                "explore: unknown strategy '{other}' (\"dpor\", \"dfs\", \"random\" or \"pct\")"
             )
             .into())
         }
-    };
-    let bound = match name.as_str() {
-        "dfs" => format!("dfs, at most {preemptions} preemptions"),
-        "pct" => format!("pct, depth {}, seed {seed}", preemptions + 1),
-        _ => format!("random, seed {seed}"),
     };
     let max_schedules = int_option(options, "max_schedules", 1000)?;
     let max_steps = int_option(options, "max_steps", 10_000)?;
@@ -186,24 +203,43 @@ fn explore_with(
     // Every schedule runs under the race detector too: a race may not change this
     // schedule's result, yet be there.
     let check = races::Check::start()?;
+    // How often the detector had seen each race after the previous run.
+    let mut seen: Vec<u64> = Vec::new();
     loop {
         if found.schedules > 0 {
             check.next_run();
         }
         let (result, record) = run_once(ctx, f, strategy, options.max_steps, None);
-        // A race is named after the objects of the schedule that found it first.
+        // A race is named after the objects of the schedule that found it first, and
+        // counted once in each schedule that has it.
         let (now, _) = check.races();
+        let counts = (record.ending != Some(Ending::Redundant)) as u64;
         for (i, mut race) in now.into_iter().enumerate() {
+            let happened = race.count;
             match found.races.get_mut(i) {
-                Some(known) => known.count = race.count,
+                Some(known) if happened > seen[i] => known.count += counts,
+                Some(_) => {}
                 None => {
                     race.name_by(&record.names);
+                    race.count = counts.max(1);
                     found.races.push(race);
+                    seen.push(0);
                 }
             }
+            seen[i] = happened;
         }
         if record.ending == Some(Ending::Interrupted) || crate::runtime::interrupt::is_requested() {
             return Err(crate::runtime::interrupted_error());
+        }
+        if record.ending == Some(Ending::Redundant) {
+            // Cut short by the reduction: not a schedule of its own.
+            found.redundant += 1;
+            strategy = record.strategy;
+            if !strategy.advance(&record.decisions, &record.transitions) {
+                found.complete = true;
+                break;
+            }
+            continue;
         }
         found.schedules += 1;
         let (value, wrong) = outcome(&record, result)?;
@@ -225,8 +261,8 @@ fn explore_with(
             found.deadlocks.push(trace());
         }
         strategy = record.strategy;
-        if !strategy.advance(&record.decisions) {
-            found.complete = matches!(strategy, Strategy::Dfs { .. });
+        if !strategy.advance(&record.decisions, &record.transitions) {
+            found.complete = matches!(strategy, Strategy::Dfs { .. } | Strategy::Dpor(_));
             break;
         }
         if found.schedules >= options.max_schedules {
@@ -239,7 +275,7 @@ fn explore_with(
         let summary = found.summary();
         show_rich("text/html", summary.html(), summary.text());
         if !found.races.is_empty() {
-            races::show(&found.races, &lost);
+            races::show(&found.races, &lost, races::Counted::Schedules);
         }
     }
     Ok(found)
@@ -304,6 +340,7 @@ fn outcome(
     Ok(match (&record.ending, result) {
         (Some(Ending::Interrupted), _) => return Err(crate::runtime::interrupted_error()),
         (Some(Ending::Unfit(message)), _) => return Err(message.clone().into()),
+        (Some(Ending::Redundant), _) => return Err(Ending::Redundant.error()),
         (Some(Ending::Deadlock), _) => (Dynamic::from("deadlock"), true),
         (Some(Ending::StepLimit(n)), _) => (Dynamic::from(format!("more than {n} steps")), true),
         (None, Err(e)) => (

@@ -3,6 +3,7 @@
 //! the strategy picks who goes next. Each worker reaches the run through its own
 //! [`Worker`] handle, the [`Controller`] installed on its thread.
 
+use super::dpor::{Access, Pick, Target, Transition};
 use super::strategy::{Decision, Strategy};
 use crate::runtime::interrupted_error;
 use crate::runtime::observe::names::Names;
@@ -32,9 +33,36 @@ struct WorkerState {
     timed: bool,
     /// What it does when it runs next (for the player of `play`).
     next: String,
+    /// Fair scheduling (as in CHESS): it yielded (slept) without having changed anything
+    /// since its previous yield, so it spins; it gives way until another worker has moved.
+    gave_way: bool,
+    /// It yielded before.
+    yielded: bool,
+    /// It changed something since its previous yield.
+    wrote: bool,
+    /// Its next step follows the step of another worker that ended its giving way.
+    follows_way: bool,
+    /// The step during which it was spawned, until its first step.
+    spawned_at: Option<usize>,
 }
 
 impl WorkerState {
+    fn new(name: String, status: Status) -> WorkerState {
+        WorkerState {
+            name,
+            status,
+            blocked_on: None,
+            woken: false,
+            timed: false,
+            next: String::new(),
+            gave_way: false,
+            yielded: false,
+            wrote: false,
+            follows_way: false,
+            spawned_at: None,
+        }
+    }
+
     fn can_run(&self) -> bool {
         match self.status {
             Status::Ready => true,
@@ -54,10 +82,12 @@ pub enum Ending {
     Interrupted,
     /// A replayed schedule names a worker that cannot run.
     Unfit(String),
+    /// The reduction stopped the run: it only repeats schedules already explored.
+    Redundant,
 }
 
 impl Ending {
-    fn error(&self) -> Box<EvalAltResult> {
+    pub fn error(&self) -> Box<EvalAltResult> {
         match self {
             Ending::Deadlock => "deadlock: every thread is waiting for another one".into(),
             Ending::StepLimit(n) => {
@@ -65,6 +95,7 @@ impl Ending {
             }
             Ending::Interrupted => interrupted_error(),
             Ending::Unfit(message) => message.clone().into(),
+            Ending::Redundant => "explore: this schedule repeats one already explored".into(),
         }
     }
 }
@@ -96,6 +127,9 @@ struct State {
     names: Names,
     /// Who chooses instead of the strategy (`play`).
     player: Option<Arc<dyn Player>>,
+    /// The steps that ended, and the one under way (for the reduction).
+    transitions: Vec<Transition>,
+    open: Option<Transition>,
 }
 
 /// How a spawn step starts (`spawn Thread-1`).
@@ -120,6 +154,7 @@ pub trait Player: Send + Sync {
 pub struct Record {
     pub strategy: Strategy,
     pub decisions: Vec<Decision>,
+    pub transitions: Vec<Transition>,
     pub steps: Vec<Step>,
     pub ending: Option<Ending>,
     pub workers: Vec<String>,
@@ -133,17 +168,13 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn new(strategy: Strategy, step_limit: usize, names: Names) -> Arc<Run> {
+    pub fn new(mut strategy: Strategy, step_limit: usize, names: Names) -> Arc<Run> {
+        if let Strategy::Dpor(dpor) = &mut strategy {
+            dpor.start_run();
+        }
         Arc::new(Run {
             state: Mutex::new(State {
-                workers: vec![WorkerState {
-                    name: "main".into(),
-                    status: Status::Ready,
-                    blocked_on: None,
-                    woken: false,
-                    timed: false,
-                    next: String::new(),
-                }],
+                workers: vec![WorkerState::new("main".into(), Status::Ready)],
                 running: Some(0),
                 strategy,
                 decisions: Vec::new(),
@@ -154,6 +185,8 @@ impl Run {
                 preempting: false,
                 names,
                 player: None,
+                transitions: Vec::new(),
+                open: Some(Transition::default()),
             }),
             turn: Condvar::new(),
         })
@@ -190,9 +223,14 @@ impl Run {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        if let Some(mut open) = state.open.take() {
+            open.cut = true;
+            state.transitions.push(open);
+        }
         Record {
             strategy: std::mem::replace(&mut state.strategy, Strategy::dfs(0)),
             decisions: std::mem::take(&mut state.decisions),
+            transitions: std::mem::take(&mut state.transitions),
             steps: std::mem::take(&mut state.steps),
             ending: state.ending.clone(),
             workers: state.workers.iter().map(|w| w.name.clone()).collect(),
@@ -238,9 +276,29 @@ impl Run {
     /// `me` stops running (at a scheduling point, blocked or finished): picks who runs
     /// next. `yielding`: `me` sleeps, so running another worker preempts nobody.
     fn decide(&self, state: &mut State, me: usize, yielding: bool) -> Result<(), Ending> {
-        let enabled: Vec<usize> = (0..state.workers.len())
-            .filter(|&w| state.workers[w].can_run())
+        close_step(state);
+        if yielding {
+            let worker = &mut state.workers[me];
+            if worker.yielded && !worker.wrote {
+                worker.gave_way = true;
+                // Its step is ordered before the step that lets it run again.
+                if let Some(step) = state.transitions.last_mut().filter(|s| s.worker == me) {
+                    step.touch(gave_way(me, true));
+                }
+            }
+            worker.yielded = true;
+            worker.wrote = false;
+        }
+        let can_run = |w: &usize| state.workers[*w].can_run();
+        let mut enabled: Vec<usize> = (0..state.workers.len())
+            .filter(can_run)
+            .filter(|&w| !state.workers[w].gave_way)
             .collect();
+        if enabled.is_empty() {
+            // Nobody else can move: a spinning worker goes on (and, if nothing it waits for
+            // can ever happen, runs into the step limit: a livelock, reported as such).
+            enabled = (0..state.workers.len()).filter(can_run).collect();
+        }
         if enabled.is_empty() {
             state.running = None;
             self.turn.notify_all();
@@ -261,34 +319,17 @@ impl Run {
                 .find(|&w| w > me)
                 .unwrap_or(enabled[0]),
         };
-        let chosen = if enabled.len() == 1 {
-            enabled[0]
-        } else {
-            let index = state.decisions.len();
-            let chosen = match &state.player {
-                Some(player) => {
-                    let choices: Vec<(usize, String)> = enabled
-                        .iter()
-                        .map(|&w| {
-                            let worker = &state.workers[w];
-                            (w, format!("{}: {}", worker.name, worker.next))
-                        })
-                        .collect();
-                    player.choose(&choices, default, &state.names.values_now())
-                }
-                None => state
-                    .strategy
-                    .choose(index, &enabled, me, default)
-                    .map_err(Ending::Unfit),
-            };
-            let chosen = match chosen {
-                Ok(chosen) => chosen,
-                Err(ending) => {
-                    state.ending = Some(ending.clone());
-                    self.turn.notify_all();
-                    return Err(ending);
-                }
-            };
+        let index = state.decisions.len();
+        let multiple = enabled.len() > 1;
+        let chosen = match pick(state, &enabled, me, default, index) {
+            Ok(chosen) => chosen,
+            Err(ending) => {
+                state.ending = Some(ending.clone());
+                self.turn.notify_all();
+                return Err(ending);
+            }
+        };
+        if multiple {
             state.decisions.push(Decision {
                 enabled,
                 chosen,
@@ -300,11 +341,27 @@ impl Run {
                 state.preemptions += 1;
                 state.preempting = true;
             }
-            chosen
+        }
+        self.give_turn(state, chosen, multiple.then_some(index));
+        Ok(())
+    }
+
+    /// `chosen` runs next: its step begins (after `decision`, if several could run).
+    fn give_turn(&self, state: &mut State, chosen: usize, decision: Option<usize>) {
+        let worker = &mut state.workers[chosen];
+        let mut step = Transition {
+            worker: chosen,
+            accesses: Vec::new(),
+            decision,
+            spawned_by: worker.spawned_at.take(),
+            cut: false,
         };
+        if std::mem::take(&mut worker.follows_way) {
+            step.touch(gave_way(chosen, false));
+        }
+        state.open = Some(step);
         state.running = Some(chosen);
         self.turn.notify_all();
-        Ok(())
     }
 
     fn push_step(
@@ -347,14 +404,113 @@ fn wake(state: &mut State, object: &Object) {
     }
 }
 
+/// Who runs next among `enabled`: the player's choice, or the strategy's (the reduction
+/// sees every point, the other strategies only decisions between several workers).
+fn pick(
+    state: &mut State,
+    enabled: &[usize],
+    me: usize,
+    default: usize,
+    index: usize,
+) -> Result<usize, Ending> {
+    if let (Strategy::Dpor(dpor), None) = (&mut state.strategy, &state.player) {
+        return match dpor.pick(enabled, default) {
+            Pick::Run(w) => Ok(w),
+            Pick::Redundant => Err(Ending::Redundant),
+            Pick::Unfit => Err(Ending::Unfit(unfit_rerun(index))),
+        };
+    }
+    if enabled.len() == 1 {
+        return Ok(enabled[0]);
+    }
+    match &state.player {
+        Some(player) => {
+            let choices: Vec<(usize, String)> = enabled
+                .iter()
+                .map(|&w| {
+                    let worker = &state.workers[w];
+                    (w, format!("{}: {}", worker.name, worker.next))
+                })
+                .collect();
+            player.choose(&choices, default, &state.names.values_now())
+        }
+        None => state
+            .strategy
+            .choose(index, enabled, me, default)
+            .map_err(Ending::Unfit),
+    }
+}
+
+/// The running worker's step touches `access`.
+fn touch(state: &mut State, worker: usize, access: Option<Access>) {
+    if let (Some(step), Some(access)) = (state.open.as_mut(), access) {
+        if step.worker == worker {
+            step.touch(access);
+        }
+    }
+}
+
+/// The token that orders a worker's giving way with the step that ends it.
+fn gave_way(worker: usize, write: bool) -> Access {
+    Access {
+        target: Target::GaveWay(worker),
+        write,
+    }
+}
+
+/// The step under way ended: it counts as moving for the workers that gave way, and as
+/// progress for its own worker.
+fn close_step(state: &mut State) {
+    let Some(mut step) = state.open.take() else {
+        return;
+    };
+    for (w, worker) in state.workers.iter_mut().enumerate() {
+        if worker.gave_way && w != step.worker {
+            worker.gave_way = false;
+            worker.follows_way = true;
+            step.touch(gave_way(w, true));
+        }
+    }
+    let changed = step
+        .accesses
+        .iter()
+        .any(|a| a.write && matches!(a.target, Target::Object(..)));
+    if changed {
+        state.workers[step.worker].wrote = true;
+    }
+    if let Strategy::Dpor(dpor) = &mut state.strategy {
+        dpor.stepped(&step);
+    }
+    state.transitions.push(step);
+}
+
+fn unfit_rerun(index: usize) -> String {
+    format!(
+        "explore: the program did not run as before at decision {}: does it depend on \
+         something other than the schedule (the time, input, a process outside)?",
+        index + 1
+    )
+}
+
 /// A worker of a run: the controller its thread is under.
 pub struct Worker {
     run: Arc<Run>,
     id: usize,
 }
 
-impl Controller for Worker {
+impl Worker {
     fn before(&self, op: &Op) -> Result<(), Box<EvalAltResult>> {
+        let outcome = self.take_turn(op);
+        // Workers of a run that ended still give back what they hold as they unwind (a
+        // guard, `hold`), so that nothing stays locked for the next run or cell.
+        if outcome.is_err() && op.action == Action::Release && self.run.lock().ending.is_some() {
+            return Ok(());
+        }
+        outcome
+    }
+
+    /// Waits for this worker's turn to do `op`, choosing who runs if it is running.
+    fn take_turn(&self, op: &Op) -> Result<(), Box<EvalAltResult>> {
         let run = &self.run;
         let mut state = run.lock();
         if let Some(ending) = &state.ending {
@@ -363,6 +519,7 @@ impl Controller for Worker {
         let me = self.id;
         let was = state.workers[me].status;
         state.workers[me].status = Status::Ready;
+        state.names.meet(&op.object);
         if state.player.is_some() {
             state.workers[me].next = match op.action {
                 Action::Spawn => format!("{SPAWN} a new worker"),
@@ -382,15 +539,30 @@ impl Controller for Worker {
 
     fn after(&self, op: &Op, detail: Detail) {
         let mut state = self.run.lock();
+        if state.ending.is_some() {
+            return;
+        }
         let text = state.names.describe(op, &detail());
         let access = op
             .action
             .is_access()
             .then_some((op.object, op.action != Action::Read));
         self.run.push_step(&mut state, self.id, text, access);
+        let number = state.names.meet(&op.object);
+        touch(&mut state, self.id, Access::of(op, number));
         if op.action != Action::Read {
             wake(&mut state, &op.object);
         }
+    }
+}
+
+impl Controller for Worker {
+    fn before(&self, op: &Op) -> Result<(), Box<EvalAltResult>> {
+        Worker::before(self, op)
+    }
+
+    fn after(&self, op: &Op, detail: Detail) {
+        Worker::after(self, op, detail)
     }
 
     fn controls(&self, kind: Kind) -> bool {
@@ -416,6 +588,8 @@ impl Controller for Worker {
         };
         let text = format!("blocked on {awaited}");
         run.push_step(&mut state, me, text, None);
+        let number = state.names.meet(&op.object);
+        touch(&mut state, me, Access::attempt(op, number));
         if state.player.is_some() {
             state.workers[me].next = format!("try again to {}", state.names.describe(op, ""));
         }
@@ -448,14 +622,9 @@ impl Controller for Worker {
             format!("{noun}-{id} ({})", function.fn_name())
         };
         state.names.capture(ctx, function, args);
-        state.workers.push(WorkerState {
-            name: name.clone(),
-            status: Status::Starting,
-            blocked_on: None,
-            woken: false,
-            timed: false,
-            next: String::new(),
-        });
+        let mut worker = WorkerState::new(name.clone(), Status::Starting);
+        worker.spawned_at = Some(state.transitions.len());
+        state.workers.push(worker);
         // The spawn step (just recorded) names the new thread.
         let spawner = state.workers[self.id].name.clone();
         if let Some(step) = state.steps.last_mut().filter(|s| s.worker == self.id) {
@@ -480,12 +649,31 @@ impl Controller for Worker {
             .map(drop)
     }
 
+    fn looked_at(&self, object: Object) {
+        let mut state = self.run.lock();
+        let number = state.names.meet(&object);
+        // Whoever's step is under way: a new worker runs its first lines during its
+        // spawner's step.
+        if let Some(step) = state.open.as_mut() {
+            step.touch(Access {
+                target: Target::Object(object.kind, number, object.slot),
+                write: false,
+            });
+        }
+    }
+
     fn finished(&self, object: Object) {
         let run = &self.run;
         let mut state = run.lock();
         let me = self.id;
         state.workers[me].status = Status::Finished;
         wake(&mut state, &object);
+        // Its joiners wait for this.
+        let end = Access {
+            target: Target::Object(object.kind, state.names.meet(&object), object.slot),
+            write: true,
+        };
+        touch(&mut state, me, Some(end));
         if state.running == Some(me) {
             // A deadlock found here is recorded in the run; nobody is left to tell.
             let _ = run.decide(&mut state, me, false);

@@ -1,7 +1,10 @@
 //! How the explorer picks who runs next at a scheduling point where several workers
-//! could: every schedule in turn (depth-first, with a bound on preemptions, as CHESS and
-//! Loom do), at random, by PCT (probabilistic concurrency testing), or as a replay of a
-//! schedule it was given.
+//! could: one schedule of every class of equivalent ones (dynamic partial-order
+//! reduction, `dpor.rs`), every schedule in turn (depth-first, with a bound on
+//! preemptions, as CHESS does), at random, by PCT (probabilistic concurrency testing), or
+//! as a replay of a schedule it was given.
+
+use super::dpor::{Dpor, Transition};
 
 /// One point where more than one worker could run, as it happened.
 #[derive(Clone, Debug)]
@@ -60,6 +63,9 @@ impl Rng {
 /// How to choose.
 #[derive(Clone, Debug)]
 pub enum Strategy {
+    /// Dynamic partial-order reduction: the run follows the reduction's current path
+    /// (it chooses at every scheduling point itself, see `run.rs`).
+    Dpor(Box<Dpor>),
     /// Every schedule with at most `bound` preemptions, depth first: this run follows
     /// `prefix`, then takes the defaults.
     Dfs { bound: u32, prefix: Vec<usize> },
@@ -110,6 +116,8 @@ impl Strategy {
         default: usize,
     ) -> Result<usize, String> {
         match self {
+            // Chosen in `Dpor::pick`; not asked here.
+            Strategy::Dpor(_) => Ok(default),
             Strategy::Dfs { prefix, .. } => match prefix.get(index) {
                 Some(&choice) if enabled.contains(&choice) => Ok(choice),
                 Some(_) => Err(unfit(index)),
@@ -145,10 +153,11 @@ impl Strategy {
         }
     }
 
-    /// Prepares the next run after one that took `decisions`; `false` when there is no
-    /// schedule left to run (depth-first search done, or a replay).
-    pub fn advance(&mut self, decisions: &[Decision]) -> bool {
+    /// Prepares the next run after one that took `decisions` in `steps`; `false` when
+    /// there is no schedule left to run (the search is done, or a replay).
+    pub fn advance(&mut self, decisions: &[Decision], steps: &[Transition]) -> bool {
         match self {
+            Strategy::Dpor(dpor) => dpor.advance(steps),
             Strategy::Dfs { bound, prefix } => {
                 for (i, decision) in decisions.iter().enumerate().rev() {
                     let order = decision.order();
@@ -246,7 +255,7 @@ mod tests {
             decision(&[0, 1], 0, Some(0), 0),
             decision(&[0, 1], 0, Some(0), 0),
         ];
-        assert!(s.advance(&run));
+        assert!(s.advance(&run, &[]));
         match &s {
             Strategy::Dfs { prefix, .. } => assert_eq!(prefix, &[0, 1]),
             other => panic!("{other:?}"),
@@ -258,12 +267,12 @@ mod tests {
         let mut s = Strategy::dfs(0);
         let run = [decision(&[0, 1], 0, Some(0), 0)];
         assert!(
-            !s.advance(&run),
+            !s.advance(&run, &[]),
             "a switch away from a running worker costs one"
         );
         let mut s = Strategy::dfs(0);
         let run = [decision(&[0, 1], 0, None, 0)];
-        assert!(s.advance(&run), "after a yield, any worker is free");
+        assert!(s.advance(&run, &[]), "after a yield, any worker is free");
     }
 
     #[test]

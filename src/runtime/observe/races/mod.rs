@@ -17,6 +17,7 @@ use crate::runtime::sched::{self, Detail, Object, Observer, Observing, Op};
 use crate::runtime::shm::arena;
 use crate::runtime::sink::{self, Stream};
 use crate::runtime::threads::current_thread_name;
+pub use report::Counted;
 use rhai::plugin::*;
 use rhai::{Array, FnPtr, Map};
 use std::sync::Arc;
@@ -103,11 +104,12 @@ pub fn attach_worker() -> Option<Observing> {
 }
 
 /// Shows races as ThreadSanitizer-like reports (HTML in a notebook, text elsewhere).
-pub fn show(races: &[Race], lost: &Lost) {
+/// `counted` says what each race's count counts.
+pub fn show(races: &[Race], lost: &Lost, counted: Counted) {
     show_rich(
         "text/html",
-        report::html(races, lost),
-        report::text(races, lost),
+        report::html(races, lost, counted),
+        report::text(races, lost, counted),
     );
 }
 
@@ -134,7 +136,7 @@ impl<R> Captured<R> {
         match &mut self.races {
             Ok((races, lost)) => {
                 name_all(races, names);
-                show(races, lost);
+                show(races, lost, Counted::Times);
             }
             Err(e) => sink::write(Stream::Stderr, &format!("%%races: {e}\n")),
         }
@@ -178,7 +180,7 @@ fn check_with(
     names.capture(ctx, f, &[]);
     name_all(&mut races, &names);
     if show_races {
-        show(&races, &lost);
+        show(&races, &lost, Counted::Times);
     }
     // An error of `f` comes after the races it may have caused.
     let _value = result?;

@@ -12,7 +12,7 @@ impl Race {
     /// the run it was found in).
     pub fn name_by(&mut self, names: &Names) {
         let object = &self.object;
-        let (label, name) = (object.label(), names.name(object));
+        let (label, name) = (names.label(object), names.name(object));
         let element = match object.kind {
             Kind::Array => format!("[{}]", object.slot),
             _ => String::new(),
@@ -101,19 +101,29 @@ fn access_lines(race: &Race) -> [String; 2] {
     [line(&race.second, false), line(&race.first, true)]
 }
 
-fn headline(race: &Race) -> String {
-    let times = if race.count == 1 {
-        "once".to_string()
-    } else {
-        format!("{} times", race.count)
+/// What a race's count counts: the times it happened in one run, or the schedules of an
+/// exploration it happened in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    Times,
+    Schedules,
+}
+
+fn headline(race: &Race, counted: Counted) -> String {
+    let how_often = match (counted, race.count) {
+        (Counted::Times, 1) => "once".to_string(),
+        (Counted::Times, n) => format!("{n} times"),
+        (Counted::Schedules, 1) => "in 1 schedule".to_string(),
+        (Counted::Schedules, n) => format!("in {n} schedules"),
     };
-    if race.target == race.object.label() {
-        format!("WARNING: data race on {} ({times})", race.name)
+    // `name` is the object's label, then its variable's name if it has one.
+    let label = race.name.split(' ').next().unwrap_or_default();
+    if race.target == race.name {
+        format!("WARNING: data race on {} ({how_often})", race.name)
     } else {
         format!(
-            "WARNING: data race on {} ({}, {times})",
-            race.target,
-            race.object.label()
+            "WARNING: data race on {} ({label}, {how_often})",
+            race.target
         )
     }
 }
@@ -151,11 +161,11 @@ fn footnote(races: &[Race], lost: &Lost) -> String {
     text
 }
 
-pub fn text(races: &[Race], lost: &Lost) -> String {
+pub fn text(races: &[Race], lost: &Lost, counted: Counted) -> String {
     let mut text = String::new();
     for race in races {
         text.push_str("==================\n");
-        text.push_str(&headline(race));
+        text.push_str(&headline(race, counted));
         text.push('\n');
         for line in access_lines(race) {
             text.push_str(&format!("  {line}\n"));
@@ -169,13 +179,13 @@ pub fn text(races: &[Race], lost: &Lost) -> String {
     text
 }
 
-pub fn html(races: &[Race], lost: &Lost) -> String {
+pub fn html(races: &[Race], lost: &Lost, counted: Counted) -> String {
     let mut html = String::from("<div class=\"rhai-races\" style=\"font-family:monospace\">");
     for race in races {
         html.push_str("<div style=\"border-left:4px solid #d9534f;padding:2px 8px;margin:6px 0\">");
         html.push_str(&format!(
             "<div style=\"color:#d9534f;font-weight:bold\">{}</div>",
-            escape_html(&headline(race))
+            escape_html(&headline(race, counted))
         ));
         for line in access_lines(race) {
             html.push_str(&format!(

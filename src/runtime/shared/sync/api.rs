@@ -3,6 +3,7 @@
 use super::barrier::Passed;
 use super::{Barrier, Condition, Event, Semaphore};
 use crate::runtime::locks::Lock;
+use crate::runtime::sched;
 use crate::runtime::time::seconds;
 use rhai::plugin::*;
 use rhai::FnPtr;
@@ -138,6 +139,7 @@ pub mod sync_api {
     /// The number of free permits.
     #[rhai_fn(get = "value", pure)]
     pub fn sem_value(s: &mut Semaphore) -> i64 {
+        sched::look(|| s.object());
         s.permits()
     }
 
@@ -162,6 +164,7 @@ pub mod sync_api {
     /// Whether the flag is set.
     #[rhai_fn(name = "is_set", pure)]
     pub fn event_is_set(e: &mut Event) -> bool {
+        sched::look(|| e.object());
         e.is_set()
     }
 
@@ -323,6 +326,7 @@ pub mod sync_api {
     /// How many parties wait in the current round.
     #[rhai_fn(get = "n_waiting", pure)]
     pub fn barrier_n_waiting(b: &mut Barrier) -> i64 {
+        sched::look(|| b.object());
         b.n_waiting() as i64
     }
 
@@ -330,6 +334,7 @@ pub mod sync_api {
     /// `reset()`.
     #[rhai_fn(get = "broken", pure)]
     pub fn barrier_broken(b: &mut Barrier) -> bool {
+        sched::look(|| b.object());
         b.is_broken()
     }
 
