@@ -60,6 +60,8 @@ EXPECTED = {
         "processes: 37 schedules, 15 lose an update",
         "Process-2: read counter.value → 0 (preempts)",
         "locked: 99 schedules, all of them: true, 0 failures",
+        'every schedule: 88 (complete: true), outcomes #{"1": 47, "2": 41}',
+        'reduced: 12 (complete: true), outcomes #{"1": 6, "2": 6}',
         "overdrawn in 153 of 179 schedules",
         "Thread-2: blocked on a",
         "WARNING: data race on counter.value",

@@ -374,9 +374,10 @@ pub mod explorer_api {
     pub type Replay = super::Replay;
 
     /// Runs `f` — a function that starts threads and returns a result — under every
-    /// schedule with at most 2 preemptions (depth first, as CHESS and Loom), one worker
-    /// at a time, switching only at shared operations (`.value` reads and writes, lock
-    /// acquire and release, queue put and get, spawn, join, sleep…). Shows a table of the
+    /// schedule of its threads, one worker at a time, switching only at shared operations
+    /// (`.value` reads and writes, lock acquire and release, queue put and get, spawn,
+    /// join, sleep…); schedules that differ only in the order of independent steps run
+    /// once (partial-order reduction, as Loom). Shows a table of the
     /// outcomes and the trace of the first failing schedule, and returns an `Exploration`
     /// (`schedules`, `complete`, `outcomes`, `failures`, `deadlocks`, `first_failure`,
     /// and `races`: the data races the race detector found in any schedule).
@@ -396,9 +397,10 @@ pub mod explorer_api {
         explore_with(&ctx, &f, parse_options(&Map::new())?)
     }
 
-    /// `explore(f, #{ preemptions: 2, max_schedules: 1000, strategy: "dfs", seed: 1,
-    /// expect: |result| …, max_steps: 10000, show: true })`: `strategy` is `"dfs"` (every
-    /// schedule within `preemptions`), `"random"` or `"pct"` (probabilistic concurrency
+    /// `explore(f, #{ strategy: "dpor", preemptions: 2, max_schedules: 1000, seed: 1,
+    /// expect: |result| …, max_steps: 10000, show: true })`: `strategy` is `"dpor"` (the
+    /// default: one schedule per class of equivalent ones), `"dfs"` (every schedule within
+    /// `preemptions`; the default when `preemptions` is given), `"random"` or `"pct"` (probabilistic concurrency
     /// testing with depth `preemptions + 1`), reproducible by `seed`; a schedule whose
     /// result fails `expect` (or that throws, deadlocks or runs more than `max_steps`
     /// steps) is a failure.
@@ -500,8 +502,8 @@ pub mod explorer_api {
     }
 
     /// The data races that the race detector found in any schedule: an array of
-    /// `#{object, first, second, count}` as `check_races` gives them (`count`: how often,
-    /// over all schedules).
+    /// `#{object, first, second, count}` as `check_races` gives them (`count`: in how many
+    /// schedules).
     #[rhai_fn(get = "races", pure)]
     pub fn races(e: &mut Exploration) -> rhai::Array {
         races::to_array(&e.races)
