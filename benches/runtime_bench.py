@@ -652,7 +652,7 @@ def markdown_report(outcome, info, plan, mode, chart_path):
         "is the race detector's cost against CPython running the program plainly, and its "
         "ratio over the first row's is the detector's slowdown. explore: "
         f"{plan.explorations} explorations of two threads doing one increment each "
-        f"({EXPLORED_SCHEDULES} schedules with the default bound, the detector on in every "
+        f"({EXPLORED_SCHEDULES} schedules of `strategy: \"dfs\"` with its default bound, the detector on in every "
         "one), mean time per schedule, against CPython running that program once.",
         f"- scaling: {SCALING_TASKS} tasks of `work(n)` sized to ~{plan.scaling_task_s} s; "
         "threads: n threads, thread i running tasks i, i+n, ... (`spawn_thread` / "
