@@ -103,16 +103,16 @@ fn a_pool_task_error_is_reported_in_the_cell_that_submitted_the_task() {
 fn a_closure_from_a_cell_run_after_its_receiver_started_is_refused_with_a_reason() {
     let mut k = Kernel::start();
     let a = k.execute(
-        "let q = queue(); let early = |x| x + 1;
+        "let queues = [queue(), queue()]; let early = |x| x + 1;
 fn receive(q) { let f = q.get(); let g = q.get(); let e = \"\";
     try { g.call(1); } catch (err) { e = `${err}`; }
     [f.call(1), e] }
-let t = spawn_thread(receive, q);
-let p = spawn_process(receive, q);",
+let t = spawn_thread(receive, queues[0]);
+let p = spawn_process(receive, queues[1]);",
     );
     assert_eq!(a.status(), "ok", "{:?}", a.error());
     let b = k.execute(
-        "for i in 0..2 { q.put(early); q.put(|x| x * 100); }
+        "for q in queues { q.put(early); q.put(|x| x * 100); }
 [t.join(), p.join()]",
     );
     assert_eq!(b.status(), "ok", "{:?}", b.error());
