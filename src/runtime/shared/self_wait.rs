@@ -24,8 +24,8 @@ pub fn deadlock(lock: LockRef) -> Option<String> {
 
 /// Whether someone other than the caller may still release `lock`:
 /// - another reference to it exists: another process holds it, or a message carries it
-///   (a handle this process received separately counts too, which only makes this answer
-///   yes more often);
+///   (a handle this process received separately, or a condition made with the lock,
+///   counts too, which only makes this answer yes more often);
 /// - a child process is busy: a job sent to it holds no reference of its own;
 /// - a pool task is queued or running in this process;
 /// - another script thread of this process may still run (see `running`).
