@@ -1,6 +1,7 @@
 //! A deadlock between the cell's own thread and a process, in the real kernel over ZeroMQ:
 //! the cell fails with the report naming the cycle (it used to hang for good), the
-//! process's report reaches the cell's stderr, and the kernel goes on working.
+//! process's report reaches the cell's stderr, and the kernel goes on working. A thread
+//! that waits for a lock it holds itself is no deadlock while a later cell may release it.
 
 mod kernel_support;
 
@@ -80,4 +81,22 @@ take_both(b, a, meet);
          [outcome.contains(\"deadlock detected\"), a.locked(), b.locked()]",
     );
     assert_eq!(after, "[true, false, false]");
+}
+
+/// A thread acquires a plain lock twice; the next cell releases it for the thread, as any
+/// thread may in Python. Between cells nothing runs, but the next cell may: the second
+/// acquire waits (it was rejected at once as a deadlock).
+#[test]
+fn a_thread_waiting_for_its_own_lock_is_released_by_a_later_cell() {
+    let mut kernel = Kernel::start();
+    let first = run_cell(
+        &mut kernel,
+        "let l = lock(); let once = event();
+let t = spawn_thread(|l, once| { l.acquire(); once.set(); l.acquire(); \"acquired twice\" }, l, once);
+once.wait();",
+    );
+    assert_eq!(first.status(), "ok", "{:?}", first.reply.content);
+    let second = run_cell(&mut kernel, "l.release(); t.join()");
+    assert_eq!(second.status(), "ok", "{:?}", second.error());
+    assert_eq!(second.result().as_deref(), Some("\"acquired twice\""));
 }

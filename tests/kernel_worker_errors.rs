@@ -94,3 +94,30 @@ fn a_pool_task_error_is_reported_in_the_cell_that_submitted_the_task() {
         format!("\"{pid}: the task failed: bad 3 (line 3, column 5)\"")
     );
 }
+
+/// A thread or process knows the functions and closures of the cells run before it
+/// started: a closure sent to it through a queue from an earlier cell works there, one
+/// written in a later cell cannot run there, and the error says why (instead of "Function
+/// not found: __rhai_kernel_closure_…").
+#[test]
+fn a_closure_from_a_cell_run_after_its_receiver_started_is_refused_with_a_reason() {
+    let mut k = Kernel::start();
+    let a = k.execute(
+        "let queues = [queue(), queue()]; let early = |x| x + 1;
+fn receive(q) { let f = q.get(); let g = q.get(); let e = \"\";
+    try { g.call(1); } catch (err) { e = `${err}`; }
+    [f.call(1), e] }
+let t = spawn_thread(receive, queues[0]);
+let p = spawn_process(receive, queues[1]);",
+    );
+    assert_eq!(a.status(), "ok", "{:?}", a.error());
+    let b = k.execute(
+        "for q in queues { q.put(early); q.put(|x| x * 100); }
+[t.join(), p.join()]",
+    );
+    assert_eq!(b.status(), "ok", "{:?}", b.error());
+    let result = b.result().unwrap_or_default();
+    let reason = "the closure cannot be called here: it comes from a cell run after this thread or process started";
+    assert_eq!(result.matches(reason).count(), 2, "{result}");
+    assert_eq!(result.matches("[2, \"").count(), 2, "{result}");
+}

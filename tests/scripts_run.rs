@@ -103,7 +103,15 @@ fn scripts_pass_under_run() {
 fn process_scripts_pass_without_the_fork_server() {
     for script in scripts() {
         let name = script.file_name().unwrap_or_default().to_string_lossy();
-        if ["processes.rhai", "pools.rhai", "locks.rhai", "globals.rhai"].contains(&name.as_ref()) {
+        let with_processes = [
+            "processes.rhai",
+            "pools.rhai",
+            "locks.rhai",
+            "globals.rhai",
+            "queue_closures.rhai",
+            "lock_handoff.rhai",
+        ];
+        if with_processes.contains(&name.as_ref()) {
             assert_script_passes(&script, &[("RHAI_KERNEL_FORK_SERVER", "off")]);
         }
     }

@@ -9,7 +9,6 @@ use crate::runtime::lifetime::Receive;
 use crate::runtime::pools::run_batch;
 use crate::runtime::processes::{error_event, process_error_event, WorkerSink};
 use crate::runtime::sched::{Kind, Object};
-use crate::runtime::transfer::{CLOSURE_PREFIX, FORWARDER_PREFIX};
 use crate::runtime::{
     globals, interrupt, processes, sched, sink, threads, transfer, SCRIPT_STACK_SIZE,
 };
@@ -165,26 +164,10 @@ pub(crate) struct WorkerRuntime {
 
 /// Name of the native that runs the current batch from inside the notebook's functions.
 const RUN_BATCH: &str = "__rhai_kernel_run_batch";
-/// The native through which forwarders call closures by their internal name.
-const CALL_CLOSURE: &str = "__rhai_kernel_call_closure";
-
-fn worker_engine() -> Engine {
-    let mut engine = new_engine();
-    engine.register_fn(
-        CALL_CLOSURE,
-        |ctx: NativeCallContext, name: &str, args: rhai::Array| {
-            let mut args = args;
-            let mut refs: Vec<&mut Dynamic> = args.iter_mut().collect();
-            ctx.call_fn_raw(name, false, false, &mut refs)
-        },
-    );
-    engine
-}
-
 impl WorkerRuntime {
     pub(crate) fn new() -> Self {
-        let mut engine = worker_engine();
-        threads::install_engine(worker_engine);
+        let mut engine = new_engine();
+        threads::install_engine(new_engine);
         let batch: Arc<Mutex<Option<Batch>>> = Arc::new(Mutex::new(None));
         let current = batch.clone();
         // Called from a script that has the notebook's functions, so private functions
@@ -379,8 +362,9 @@ fn with_constants(
 }
 
 /// Compiles the function definitions of the given sources (later ones replace earlier
-/// ones, as in the notebook); top-level statements are dropped, never run. Each closure
-/// gets a forwarding function with a name that function pointers can use.
+/// ones, as in the notebook); top-level statements are dropped, never run. Closures are
+/// among them, so the closures this worker receives find their code here (see
+/// `transfer::closure_named`).
 pub fn function_library(engine: &Engine, sources: &[String]) -> Result<AST, String> {
     let mut library = AST::empty();
     for source in sources {
@@ -388,23 +372,6 @@ pub fn function_library(engine: &Engine, sources: &[String]) -> Result<AST, Stri
             .compile(source)
             .map_err(|e| format!("cannot compile the notebook's functions: {e}"))?;
         library = library.merge(&ast.clone_functions_only());
-    }
-    let mut forwarders = String::new();
-    for f in library.iter_functions() {
-        if let Some(hash) = f.name.strip_prefix(CLOSURE_PREFIX) {
-            let params: Vec<String> = (0..f.params.len()).map(|i| format!("p{i}")).collect();
-            forwarders.push_str(&format!(
-                "fn {FORWARDER_PREFIX}{hash}({list}) {{ {CALL_CLOSURE}(\"{name}\", [{list}]) }}\n",
-                list = params.join(", "),
-                name = f.name,
-            ));
-        }
-    }
-    if !forwarders.is_empty() {
-        let ast = engine
-            .compile(&forwarders)
-            .map_err(|e| format!("cannot prepare closures: {e}"))?;
-        library = library.merge(&ast);
     }
     Ok(library)
 }

@@ -401,16 +401,6 @@ impl Drop for Registration {
     }
 }
 
-/// The report for a thread that waits for a lock it holds itself.
-pub fn self_deadlock(lock: LockRef) -> String {
-    let (pid, tid) = my_ids();
-    format!(
-        "deadlock detected: {} waits for {} which it already holds (a re-entrant rlock() allows that)",
-        threads::thread_label(pid, tid),
-        lock.name()
-    )
-}
-
 /// The report if the registered wait is part of a cycle: found now (the other members are
 /// told), or found earlier by another member. Must not be called with a lock's monitor
 /// held: it takes lock monitors, one at a time.
@@ -437,14 +427,15 @@ pub fn check(registration: &Registration) -> Option<String> {
 }
 
 /// Follows "waits for a lock → held by a thread → waits for a lock…" from `me`; the path
-/// when it leads back to `me`.
+/// when it leads back to `me` through at least one other thread. (A thread waiting for a
+/// lock it holds itself is never in the table: see `self_wait`.)
 fn find_cycle(table: &Table, me: Entry) -> Option<Vec<Entry>> {
     let start = (me.pid, me.tid);
     let mut path = vec![me];
     loop {
         let owner = path.last()?.lock.owner()?;
         if owner == start {
-            return Some(path);
+            return (path.len() > 1).then_some(path);
         }
         if path.len() >= MAX_CYCLE || path.iter().any(|e| (e.pid, e.tid) == owner) {
             return None;
@@ -480,17 +471,13 @@ fn describe(cycle: &[Entry]) -> String {
         .iter()
         .map(|e| format!("{} waits for {}", name(e), e.lock.name()))
         .collect();
-    if cycle.len() == 1 {
-        parts[0].push_str(" which it already holds (a re-entrant rlock() allows that)");
-    } else {
-        for (i, member) in cycle.iter().enumerate() {
-            let holder = &cycle[(i + 1) % cycle.len()];
-            parts.push(format!(
-                "{} is held by {}",
-                member.lock.name(),
-                name(holder)
-            ));
-        }
+    for (i, member) in cycle.iter().enumerate() {
+        let holder = &cycle[(i + 1) % cycle.len()];
+        parts.push(format!(
+            "{} is held by {}",
+            member.lock.name(),
+            name(holder)
+        ));
     }
     format!("deadlock detected: {}", parts.join("; "))
 }

@@ -326,6 +326,14 @@ pub fn release(offset: u64) {
     arena.free_object(offset);
 }
 
+/// How many references a live object has: one per process holding it (or per handle a
+/// process received separately) and one per message carrying it.
+pub fn references(offset: u64) -> u32 {
+    arena().map_or(0, |arena| {
+        arena.object_header(offset).refs.load(Ordering::Acquire)
+    })
+}
+
 /// Checks that `offset` names a live object of one of `kinds`, and adds a reference when
 /// `add` says so.
 fn acquire_checked(offset: u64, kinds: &[u32], size: usize, add: bool) -> Result<(), String> {

@@ -1,14 +1,16 @@
 //! `lock()` and `rlock()`: locks in shared memory that work between threads and processes.
 //! A lock whose holder process died is taken over by the next `acquire` (instead of
 //! hanging forever), and a cycle of threads (of one process or several) waiting for each
-//! other's locks is reported as a deadlock error instead of hanging (see `deadlock`).
+//! other's locks is reported as a deadlock error instead of hanging (see `deadlock`), as is
+//! a thread waiting for a plain lock it holds when nobody else could release it (see
+//! `self_wait`).
 
-use crate::runtime::deadlock;
 use crate::runtime::lifetime::Held;
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order, POLL};
 use crate::runtime::shm::{arena, kind, Monitor};
 use crate::runtime::sink::{self, Stream};
 use crate::runtime::time::seconds;
+use crate::runtime::{deadlock, self_wait};
 use rhai::plugin::*;
 use rhai::FnPtr;
 use std::cell::Cell;
@@ -247,8 +249,18 @@ impl LockRef {
                 state.owner_tid.store(tid, Relaxed);
                 return Ok(Some(()));
             }
-            if timeout.is_none() && mine {
-                return Err(deadlock::self_deadlock(*self).into());
+            // This thread holds the plain lock it asks for: another thread or process may
+            // release it (as in Python), so wait for that, and look at each wake-up (with
+            // the monitor held, so no release comes meanwhile) whether anyone is left who
+            // could. Such a wait is no cycle with others: it stays out of the waits-for
+            // table. Under the schedule explorer, a deadlock is the explorer's to find.
+            if mine {
+                if timeout.is_none() && sched::controller().is_none() {
+                    if let Some(message) = self_wait::deadlock(*self) {
+                        return Err(message.into());
+                    }
+                }
+                return Ok(None);
             }
             // Only a wait that outlasts its first wake-up is registered and checked, so a
             // briefly contended acquire never touches the shared waits-for table. Under
@@ -438,6 +450,9 @@ pub mod lock_api {
     }
 
     /// Waits until the lock is free and takes it. Interruptible.
+    ///
+    /// A thread that already holds it waits too, for another thread or process to release
+    /// it (any may, as in Python); if nobody else could, that is a deadlock error.
     #[rhai_fn(name = "acquire", return_raw, pure)]
     pub fn acquire(lock: &mut Lock) -> Result<bool, Box<EvalAltResult>> {
         lock.0.acquire(None)

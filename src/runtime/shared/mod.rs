@@ -11,6 +11,7 @@ pub mod lifetime;
 pub mod locks;
 pub mod queues;
 pub mod ring;
+pub mod self_wait;
 pub mod shm;
 pub mod sync;
 pub mod transfer;

@@ -23,11 +23,12 @@ use std::sync::{Mutex, OnceLock};
 /// The key marking an encoded runtime object or function pointer in JSON.
 const TAG: &str = "$rhai";
 
-/// Rhai names closures `anon$<hash>`, a name a function pointer cannot be created with.
-/// A worker defines a forwarding function under this prefix for each closure, and closures
-/// it receives point to their forwarder.
+/// Rhai names closures `anon$<hash>` (the hash of their text), a name a function pointer
+/// cannot be created with. A closure received in any process or thread is a native function
+/// pointer named with `FORWARDER_PREFIX` that calls the closure by its own name (see
+/// [`closure_named`]).
 pub const CLOSURE_PREFIX: &str = "anon$";
-pub const FORWARDER_PREFIX: &str = "__rhai_kernel_closure_";
+const FORWARDER_PREFIX: &str = "__rhai_kernel_closure_";
 
 fn wire_name(name: &str) -> String {
     match name.strip_prefix(FORWARDER_PREFIX) {
@@ -355,7 +356,10 @@ fn object_from_json(
     Ok(match kind {
         "Fn" => {
             let name = map.get("name").and_then(Value::as_str).unwrap_or_default();
-            let mut f = FnPtr::new(local_name(name)).map_err(|e| e.to_string())?;
+            let mut f = match name.starts_with(CLOSURE_PREFIX) {
+                true => closure_named(name)?,
+                false => FnPtr::new(name).map_err(|e| e.to_string())?,
+            };
             if let Some(curry) = map.get("curry").and_then(Value::as_array) {
                 for item in curry {
                     f.add_curry(from_json(item, how)?);
@@ -412,6 +416,39 @@ fn object_from_json(
         }
         other => return Err(format!("unknown object kind {other:?}")),
     })
+}
+
+/// Why a received closure is not among its caller's functions: a thread keeps the
+/// functions of the cells run before it started, and a process compiled those.
+const CLOSURE_UNKNOWN_HERE: &str = "the closure cannot be called here: it comes from a cell run after this thread or process started, which knows only the functions and closures of the cells before (pass it to a new thread or process instead)";
+
+/// A function pointer to the closure called `name` (`anon$<hash>`). Whoever calls it has
+/// the closure among its functions when it runs code compiled from the same text: a thread
+/// of the process that sent it (the cell's or script's functions), or a worker (which
+/// compiled the notebook's functions); the pointer calls it there, by its name, with what
+/// it captured first, as Rhai calls a closure.
+fn closure_named(name: &str) -> Result<FnPtr, String> {
+    let closure = rhai::ImmutableString::from(name);
+    let call = move |ctx: rhai::NativeCallContext, args: &mut [&mut Dynamic]| {
+        // Each call gets its own copy of what the closure captured: a value a pool worker
+        // keeps for many tasks is shared (see `store`), and a task must not change it for
+        // the next one.
+        for arg in args.iter_mut().filter(|arg| arg.is_shared()) {
+            **arg = arg.flatten_clone();
+        }
+        ctx.call_fn_raw(&closure, false, false, args)
+            .map_err(|err| match *err {
+                rhai::EvalAltResult::ErrorFunctionNotFound(ref signature, pos)
+                    if signature.starts_with(&format!("{closure} (")) =>
+                {
+                    rhai::EvalAltResult::ErrorRuntime(CLOSURE_UNKNOWN_HERE.into(), pos).into()
+                }
+                _ => err,
+            })
+    };
+    // Rhai marks `from_fn` as volatile, not as deprecated.
+    #[allow(deprecated)]
+    FnPtr::from_fn(local_name(name), call).map_err(|e| e.to_string())
 }
 
 /// A copy of `value` as a process receives it: shared objects stay shared, everything

@@ -214,6 +214,15 @@ fn busy_children() -> Vec<i32> {
         .collect()
 }
 
+/// Whether a child of this process is running a job (or is about to: a job on its way
+/// holds no reference of its own to the objects it names, see `lifetime`).
+pub fn any_busy_child() -> bool {
+    LIVE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .any(|busy| busy.load(Ordering::SeqCst))
+}
+
 fn live_children() -> Vec<i32> {
     LIVE.lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -8,6 +8,7 @@ pub mod launch;
 pub mod pools;
 pub mod processes;
 pub mod random;
+pub mod running;
 pub mod shutdown;
 pub mod spawners;
 pub mod threads;

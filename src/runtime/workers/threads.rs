@@ -2,6 +2,7 @@
 //! returned `Thread` is joined for its result, like Python's `threading.Thread` but with the
 //! return value (and a thrown error) coming back through `join()`.
 
+use crate::runtime::running;
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::{self, OutputSink};
 use crate::runtime::SCRIPT_STACK_SIZE;
@@ -149,6 +150,9 @@ impl ThreadHandle {
         &self,
         until: Option<std::time::Instant>,
     ) -> Result<Option<Result<Dynamic, Failure>>, Box<EvalAltResult>> {
+        // Whoever waits for good can do nothing else until the thread ends (see
+        // `running::others_may_run`).
+        let _joining = until.is_none().then(|| running::joining(self));
         sched::wait_for_state(
             || Op::new(Action::Join, self.object(), None),
             until,
@@ -163,10 +167,20 @@ impl ThreadHandle {
     fn finish(&self, outcome: Result<Dynamic, Failure>) {
         *self.0.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         self.0.finished.notify_all();
-        UNFINISHED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|t| !Arc::ptr_eq(&t.0, &self.0));
+        running::finished(self);
+    }
+
+    /// Whether both handles are of the same thread.
+    pub(crate) fn is(&self, other: &ThreadHandle) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The thread's OS thread id, once it has started.
+    pub(crate) fn os_id(&self) -> Option<i32> {
+        match self.0.os_id.load(Ordering::Acquire) {
+            0 => None,
+            tid => Some(tid as i32),
+        }
     }
 
     /// The thread's name, like `Thread-1 (work)`.
@@ -184,14 +198,9 @@ impl ThreadHandle {
     }
 }
 
-/// The script threads of this process that have not finished yet, oldest first: what the
+/// Script threads started by this process that are still running, oldest first: what the
 /// end of a script waits for, and what an interrupt stops.
-static UNFINISHED: Mutex<Vec<ThreadHandle>> = Mutex::new(Vec::new());
-
-/// Script threads started by this process that are still running, oldest first.
-pub fn unfinished() -> Vec<ThreadHandle> {
-    UNFINISHED.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
+pub use crate::runtime::running::unfinished;
 
 /// Handles to runtime objects are shared by reference between threads; inside a closure's
 /// captured variable they sit behind Rhai's own lock, which a blocking call would hold.
@@ -419,10 +428,7 @@ pub(crate) fn spawn(
             controller.finished(thread_handle.object());
         }
     };
-    UNFINISHED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(handle.clone());
+    running::started(&handle);
     if let Err(e) = run_on_script_thread(Box::new(body)) {
         handle.finish(Err(Failure::Error("it could not be started".into())));
         return Err(format!("spawn_thread: cannot start a thread: {e}").into());

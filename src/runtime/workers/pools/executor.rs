@@ -9,7 +9,7 @@ use crate::runtime::{interrupt, interrupted_error};
 use crossbeam_channel::{Receiver, TryRecvError};
 use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -211,13 +211,26 @@ pub(super) struct Pending {
     pub(super) idle: Condvar,
 }
 
+/// Chunks queued or running in all the pools of this process.
+static ALL_PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a pool of this process has a task queued or running: such a task may still do
+/// anything, such as release a lock another thread waits for.
+pub fn work_pending() -> bool {
+    ALL_PENDING.load(Ordering::SeqCst) > 0
+}
+
 impl Pending {
     pub(super) fn add(&self) {
         *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        ALL_PENDING.fetch_add(1, Ordering::SeqCst);
     }
     pub(super) fn done(&self) {
         let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        *count = count.saturating_sub(1);
+        if *count > 0 {
+            *count -= 1;
+            ALL_PENDING.fetch_sub(1, Ordering::SeqCst);
+        }
         self.idle.notify_all();
     }
     pub(super) fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {

@@ -19,11 +19,11 @@ mod progress;
 mod results;
 mod thread_executor;
 
-pub use executor::run_batch;
 use executor::{
     receive, replies_id, task_label, CallContext, Chunk, ChunkResult, Executor, Handoff, Lifecycle,
     StartGate,
 };
+pub use executor::{run_batch, work_pending};
 pub use future::{future_api, register_iterators, Future};
 use options::{default_chunksize, items_of, options, Options};
 use process_executor::ProcessExecutor;

@@ -1,0 +1,37 @@
+//! A thread asking for a plain lock it holds itself. Any thread or process may release a
+//! plain lock (as in Python, where a `Lock` may serve as a binary semaphore), so this is a
+//! wait for that release, like any other; it is a deadlock only when nobody else could
+//! ever release the lock, and only then reported.
+
+use crate::runtime::lifetime::references;
+use crate::runtime::locks::{my_ids, LockRef};
+use crate::runtime::{launch, pools, running, threads};
+
+/// The report for the calling thread, which holds `lock` and waits for it, if nobody else
+/// could release it. Called with the lock's monitor held, so no release can happen while
+/// it looks (whoever could release it later is there now); it takes no lock's monitor.
+pub fn deadlock(lock: LockRef) -> Option<String> {
+    if others_could_release(lock) {
+        return None;
+    }
+    let (pid, tid) = my_ids();
+    Some(format!(
+        "deadlock detected: {} waits for {} which it already holds, and no other thread or process could release it (a re-entrant rlock() lets its holder acquire it again)",
+        threads::thread_label(pid, tid),
+        lock.name()
+    ))
+}
+
+/// Whether someone other than the caller may still release `lock`:
+/// - another reference to it exists: another process holds it, or a message carries it
+///   (a handle this process received separately, or a condition made with the lock,
+///   counts too, which only makes this answer yes more often);
+/// - a child process is busy: a job sent to it holds no reference of its own;
+/// - a pool task is queued or running in this process;
+/// - another script thread of this process may still run (see `running`).
+fn others_could_release(lock: LockRef) -> bool {
+    references(lock.offset) > 1
+        || launch::any_busy_child()
+        || pools::work_pending()
+        || running::others_may_run()
+}
