@@ -5,7 +5,7 @@
 
 use crate::runtime::lifetime::{Held, Receive};
 use crate::runtime::locks::{my_ids, process_is_gone};
-use crate::runtime::sched::{Action, Kind, Object, Op, POLL};
+use crate::runtime::sched::{self, Action, Kind, Object, Op, POLL};
 use crate::runtime::shm::{arena, kind, Monitor};
 use crate::runtime::sync::wait_until;
 use rhai::EvalAltResult;
@@ -378,7 +378,7 @@ impl Ring {
             s.monitor.notify_all();
             Ok(())
         };
-        crate::runtime::sched::step(op, done, |_| String::new())
+        sched::step(op, done, |_| String::new())
     }
 
     /// Waits until every message put has been marked done (`join`). Interruptible.
@@ -545,11 +545,17 @@ impl Ring {
     }
 
     /// Refuses new messages; those already in (and one being streamed) can still be
-    /// taken.
-    pub fn close(&self) {
+    /// taken. A scheduling point, on the ring as `kind` (a queue or a pipe): its waiters
+    /// wake up.
+    pub fn close(&self, kind: Kind) -> Result<(), Box<EvalAltResult>> {
         let s = self.state();
-        let _guard = s.monitor.lock();
-        s.closed.store(1, Relaxed);
-        s.monitor.notify_all();
+        let close = || {
+            let _guard = s.monitor.lock();
+            s.closed.store(1, Relaxed);
+            s.monitor.notify_all();
+            Ok(())
+        };
+        let op = || Op::new(Action::Close, self.object(kind), None);
+        sched::step(op, close, |_| String::new())
     }
 }
