@@ -367,6 +367,7 @@ impl Table {
             (Action::Release, _)
                 | (Action::Set, _)
                 | (Action::Notify, _)
+                | (Action::Update, _)
                 | (Action::Wait, Kind::Barrier)
         );
         if !releases {
@@ -379,6 +380,12 @@ impl Table {
                     d.worker[me].held &= !bit;
                 }
             }
+            if op.action == Action::Update {
+                // An `add` both publishes and learns, as atomics do: it is recorded at the
+                // moment it publishes, so that whoever learns it has seen it; it learns in
+                // `after`, once the add is done.
+                d.access(me, &op.object, UPDATE, &op.site);
+            }
             d.release(me, &op.object);
         })
     }
@@ -389,10 +396,9 @@ impl Table {
         let access = match op.action {
             Action::Read => READ,
             Action::Write => WRITE,
-            Action::Update => UPDATE,
             // Its message is taken over by the ring itself (`ring::Mark`).
             Action::Get if matches!(op.object.kind, Kind::Queue | Kind::Pipe) => return,
-            Action::Acquire | Action::Wait | Action::Get | Action::Join => 0,
+            Action::Acquire | Action::Wait | Action::Get | Action::Join | Action::Update => 0,
             _ => return,
         };
         self.while_on(|d| {
