@@ -32,6 +32,8 @@ pub enum Action {
     Notify,
     Put,
     Get,
+    /// A queue's or pipe's `close`: waiters on it wake up and fail.
+    Close,
     Spawn,
     Join,
     Sleep,
@@ -51,6 +53,7 @@ impl Action {
             Action::Notify => "notify",
             Action::Put => "put",
             Action::Get => "get",
+            Action::Close => "close",
             Action::Spawn => "spawn",
             Action::Join => "join",
             Action::Sleep => "sleep",

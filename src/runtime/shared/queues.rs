@@ -4,6 +4,7 @@
 
 use crate::runtime::lifetime::Held;
 pub use crate::runtime::ring::Ring;
+use crate::runtime::sched::Kind;
 use crate::runtime::time::seconds;
 use crate::runtime::transfer;
 use rhai::plugin::*;
@@ -170,10 +171,11 @@ pub mod queue_api {
         q.0.is_empty()
     }
 
-    /// Closes the queue: `put` fails from now on, `get` fails once it is empty.
-    #[rhai_fn(name = "close", pure)]
-    pub fn close(q: &mut super::Queue) {
-        q.0.close();
+    /// Closes the queue: `put` fails from now on, `get` fails once it is empty (and a
+    /// `get` or `put` waiting for it wakes up and fails).
+    #[rhai_fn(name = "close", return_raw, pure)]
+    pub fn close(q: &mut super::Queue) -> Result<(), Box<EvalAltResult>> {
+        q.0.close(Kind::Queue)
     }
 
     /// Shows a queue as `<Queue, 3 items>`.
@@ -227,9 +229,9 @@ pub mod queue_api {
     }
 
     /// Closes this end: the other end's `recv` fails once it has read what was sent.
-    #[rhai_fn(name = "close", pure)]
-    pub fn close_conn(c: &mut super::Conn) {
-        c.outgoing.close();
+    #[rhai_fn(name = "close", return_raw, pure)]
+    pub fn close_conn(c: &mut super::Conn) -> Result<(), Box<EvalAltResult>> {
+        c.outgoing.close(Kind::Pipe)
     }
 
     /// Shows a pipe end as `<Conn>`.

@@ -1,6 +1,6 @@
 //! The race detector: `check_races(f)` runs `f` for real, in parallel, and follows which
 //! operations happen before which (vector clocks; edges from spawn and join, lock,
-//! semaphore, event, condition, barrier, queue and pipe operations, and pool tasks)
+//! semaphore, event, condition, barrier, queue and pipe operations, `add`, and pool tasks)
 //! across threads and processes. Two accesses to a shared value or array element, at
 //! least one a write, that nothing orders are a data race, reported once per pair of
 //! places with how often it happened. `%%races` runs a cell under it, and `explore` runs
@@ -193,9 +193,9 @@ pub mod races_api {
 
     /// Runs `f` (a function that starts threads and/or processes) for real, with the
     /// race detector on: it follows what happens before what — spawn and join, lock,
-    /// semaphore, event, condition, barrier, queue and pipe operations, pool tasks — and
-    /// reports every two accesses to a shared value or `shared_array` element, at least
-    /// one a write, that nothing orders. Shows the races like ThreadSanitizer and returns
+    /// semaphore, event, condition, barrier, queue and pipe operations, `add`, pool tasks
+    /// — and reports every two accesses to a shared value or `shared_array` element, at
+    /// least one a write, that nothing orders. Shows the races like ThreadSanitizer and returns
     /// them: an array of `#{object, first, second, count}`, `first` and `second` being
     /// `#{op, worker, source, line, column, locks}`.
     ///

@@ -152,6 +152,14 @@ fn footnote(races: &[Race], lost: &Lost) -> String {
     if lost.objects > 0 {
         missed.push("some synchronisation could not be followed (reports may be false)".into());
     }
+    if lost.messages > 0 {
+        missed.push(format!(
+            "{} queue items came beyond the {} followed at once: a get of one of them was \
+             ordered after the puts of all of them (a race behind them may be missed)",
+            lost.messages,
+            super::table::MESSAGES
+        ));
+    }
     if lost.reports > 0 {
         missed.push(format!("{} more races not listed", lost.reports));
     }

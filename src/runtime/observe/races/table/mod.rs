@@ -1,23 +1,27 @@
 //! The race detector's state, in shared memory so that every process of a check keeps
 //! it together: each worker's vector clock, the clocks that synchronisation objects and
-//! messages carry, the last accesses of every shared value and array element, and the
-//! races found. One process-shared mutex guards it all; it is reserved once (never freed,
-//! so a late worker process can never write into memory that was given to something
-//! else) and every check or explored schedule starts a new *run*, which makes the entries
-//! of the previous one stale without clearing megabytes.
+//! queue messages (`messages`) carry, the last accesses of every shared value and array
+//! element, and the races found. One process-shared mutex guards it all; it is reserved
+//! once (never freed, so a late worker process can never write into memory that was
+//! given to something else) and every check or explored schedule starts a new *run*,
+//! which makes the entries of the previous one stale without clearing megabytes.
 //!
 //! The check itself is FastTrack's without its read-sharing shortcut: for each location
 //! the last write, and each worker's last read, as (worker, moment, site, locks held).
 
 mod accesses;
+mod messages;
 
 use super::clock::{VectorClock, WORKERS};
+use crate::runtime::ring::Mark;
 use crate::runtime::sched::{Action, Kind, Object, Op, Site};
 use crate::runtime::shm::{arena, Arena, Monitor};
 use std::cell::{Cell as StdCell, UnsafeCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const SYNC: usize = 1024;
+/// Queue and pipe messages followed at once (put and not yet taken).
+pub const MESSAGES: usize = 2048;
 const CELLS: usize = 2048;
 const SITES: usize = 1024;
 const LOCKS: usize = 64;
@@ -170,6 +174,8 @@ pub struct Lost {
     pub locations: u32,
     pub objects: u32,
     pub reports: u32,
+    /// Messages whose clock went with their ring's spill clock.
+    pub messages: u32,
 }
 
 #[repr(C)]
@@ -182,6 +188,7 @@ struct Data {
     lost: Lost,
     worker: [Worker; WORKERS],
     sync: [SyncClock; SYNC],
+    messages: [messages::MessageClock; MESSAGES],
     cells: [Location; CELLS],
     site: [SiteEntry; SITES],
     locks: [LockEntry; LOCKS],
@@ -352,14 +359,15 @@ impl Table {
         })
     }
 
-    /// Before `op`: a release-like operation leaves the worker's clock on the object.
+    /// Before `op`: a release-like operation leaves the worker's clock on the object. (A
+    /// queue's or pipe's put hands over its message itself, see `ring::Mark`.)
     pub fn before(&self, op: &Op, name: impl FnOnce() -> String) {
         let releases = matches!(
             (op.action, op.object.kind),
             (Action::Release, _)
                 | (Action::Set, _)
                 | (Action::Notify, _)
-                | (Action::Put, _)
+                | (Action::Update, _)
                 | (Action::Wait, Kind::Barrier)
         );
         if !releases {
@@ -372,6 +380,12 @@ impl Table {
                     d.worker[me].held &= !bit;
                 }
             }
+            if op.action == Action::Update {
+                // An `add` both publishes and learns, as atomics do: it is recorded at the
+                // moment it publishes, so that whoever learns it has seen it; it learns in
+                // `after`, once the add is done.
+                d.access(me, &op.object, UPDATE, &op.site);
+            }
             d.release(me, &op.object);
         })
     }
@@ -382,8 +396,9 @@ impl Table {
         let access = match op.action {
             Action::Read => READ,
             Action::Write => WRITE,
-            Action::Update => UPDATE,
-            Action::Acquire | Action::Wait | Action::Get | Action::Join => 0,
+            // Its message is taken over by the ring itself (`ring::Mark`).
+            Action::Get if matches!(op.object.kind, Kind::Queue | Kind::Pipe) => return,
+            Action::Acquire | Action::Wait | Action::Get | Action::Join | Action::Update => 0,
             _ => return,
         };
         self.while_on(|d| {
@@ -439,6 +454,15 @@ impl Table {
     }
 }
 
+/// The key of the clock a synchronisation object carries: a ring's marks have their own,
+/// any other element goes with its object.
+fn sync_key(object: &Object) -> Key {
+    match Mark::of(object) {
+        Some(_) => Key::of(object),
+        None => Key::of(&Object { slot: 0, ..*object }),
+    }
+}
+
 impl Data {
     fn new_run(&mut self) {
         self.run += 1;
@@ -472,9 +496,8 @@ impl Data {
         Some(slot)
     }
 
-    /// The clock an object carries in this run, made if `create`.
-    fn sync_clock(&mut self, object: &Object, create: bool) -> Option<usize> {
-        let key = Key::of(&Object { slot: 0, ..*object });
+    /// The clock with `key` in this run, made if `create`.
+    fn sync_clock(&mut self, key: Key, create: bool) -> Option<usize> {
         let start = key.hash() % SYNC;
         for i in 0..SYNC {
             let index = (start + i) % SYNC;
@@ -497,16 +520,26 @@ impl Data {
     }
 
     fn release(&mut self, me: usize, object: &Object) {
-        if let Some(index) = self.sync_clock(object, true) {
-            let clock = self.worker[me].clock;
-            self.sync[index].clock.join(&clock);
+        let clock = self.worker[me].clock;
+        match Mark::of(object) {
+            Some(Mark::Message(_)) => self.hand_over_message(object, &clock),
+            _ => {
+                if let Some(index) = self.sync_clock(sync_key(object), true) {
+                    self.sync[index].clock.join(&clock);
+                }
+            }
         }
         self.worker[me].clock.tick(me);
     }
 
     fn acquire(&mut self, me: usize, object: &Object) {
-        if let Some(index) = self.sync_clock(object, false) {
-            let clock = self.sync[index].clock;
+        let clock = match Mark::of(object) {
+            Some(Mark::Message(_)) => self.take_over_message(object),
+            _ => self
+                .sync_clock(sync_key(object), false)
+                .map(|index| self.sync[index].clock),
+        };
+        if let Some(clock) = clock {
             self.worker[me].clock.join(&clock);
         }
     }

@@ -3,14 +3,18 @@
 //! larger than the buffer is streamed through it in pieces, so an item of any size
 //! crosses while the memory a queue holds stays fixed.
 
+mod order;
+
 use crate::runtime::lifetime::{Held, Receive};
 use crate::runtime::locks::{my_ids, process_is_gone};
-use crate::runtime::sched::{Action, Kind, Object, Op, POLL};
+use crate::runtime::sched::{self, Action, Kind, Object, Op, POLL};
 use crate::runtime::shm::{arena, kind, Monitor};
 use crate::runtime::sync::wait_until;
 use rhai::EvalAltResult;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+pub use order::Mark;
 
 /// Bytes of buffer behind each queue and each direction of a pipe.
 pub const RING_BYTES: u64 = 256 * 1024;
@@ -23,6 +27,8 @@ const MIN_FIRST_PIECE: u64 = 4096;
 /// `reader` value meaning "nobody reads the current message any more: discard the
 /// `reader_left` bytes that remain of it" (its consumer was interrupted or died).
 const DISCARD: u64 = u64::MAX;
+/// What [`Ring::release_contents`] calls its gets.
+const FREEING: &str = "free";
 
 /// The shared state of one ring.
 ///
@@ -48,6 +54,8 @@ const DISCARD: u64 = u64::MAX;
 /// - `closed` only goes from 0 to 1.
 /// - `unfinished` counts the messages put and not yet marked done (`task_done`, for
 ///   `join`); a message its producer abandoned is not counted.
+/// - `taken` counts the headers consumers took: message `taken` is the next one to be
+///   taken, `taken + count` the next one to be put (their numbers, for [`Mark`]).
 #[repr(C)]
 struct RingState {
     monitor: Monitor,
@@ -65,6 +73,7 @@ struct RingState {
     reader_left: AtomicU64,
     reader_cut: AtomicU64,
     unfinished: AtomicU64,
+    taken: AtomicU64,
 }
 
 /// A ring buffer of messages in shared memory (a view: the handles that use it, `Queue`
@@ -132,14 +141,18 @@ impl Ring {
         Ok((Ring { offset }, Held::created(offset)))
     }
 
-    /// An operation on this ring, for the scheduling point: `what` is the native that does
-    /// it, which tells a pipe (`send`, `recv`, `poll`) from a queue.
-    fn op(&self, action: Action, what: &str) -> Op {
-        let kind = match what {
+    /// What a ring is to the native `what` that uses it: a pipe (`send`, `recv`, `poll`)
+    /// or a queue.
+    fn kind(what: &str) -> Kind {
+        match what {
             "send" | "recv" | "poll" => Kind::Pipe,
             _ => Kind::Queue,
-        };
-        Op::new(action, self.object(kind), None)
+        }
+    }
+
+    /// An operation of the native `what` on this ring, for the scheduling point.
+    fn op(&self, action: Action, what: &str) -> Op {
+        Op::new(action, self.object(Ring::kind(what)), None)
     }
 
     /// The ring as scheduling points name it, as a queue or a pipe.
@@ -162,7 +175,7 @@ impl Ring {
     /// freed: no one can take them any more. A message cut short is only skipped.
     pub fn release_contents(&self) {
         loop {
-            match self.pop(Some(Duration::ZERO), "free") {
+            match self.pop(Some(Duration::ZERO), FREEING) {
                 Ok(Some(message)) => {
                     if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&message) {
                         crate::runtime::transfer::release_message(&json);
@@ -308,6 +321,7 @@ impl Ring {
             let free = s.capacity - (tail - s.head.load(Relaxed));
             if !streaming.get() {
                 if s.closed.load(Relaxed) != 0 {
+                    self.order_closed(what);
                     closed = true;
                     return true;
                 }
@@ -318,6 +332,7 @@ impl Ring {
                 {
                     return false;
                 }
+                self.order_put(s, Ring::kind(what));
                 self.copy_in(tail, &length.to_le_bytes());
                 s.count.fetch_add(1, Relaxed);
                 s.unfinished.fetch_add(1, Relaxed);
@@ -378,7 +393,7 @@ impl Ring {
             s.monitor.notify_all();
             Ok(())
         };
-        crate::runtime::sched::step(op, done, |_| String::new())
+        sched::step(op, done, |_| String::new())
     }
 
     /// Waits until every message put has been marked done (`join`). Interruptible.
@@ -437,12 +452,15 @@ impl Ring {
             let outcome = wait_until(&s.monitor, deadline, op, || {
                 self.tidy(s, &mut liveness);
                 if taken.is_none() {
-                    match self.take_header(s, me) {
+                    match self.take_header(s, me, what) {
                         Some(message) => taken = Some(message),
                         None => {
                             closed = s.closed.load(Relaxed) != 0
                                 && s.count.load(Relaxed) == 0
                                 && s.reader.load(Relaxed) == 0;
+                            if closed {
+                                self.order_closed(what);
+                            }
                             return closed;
                         }
                     }
@@ -500,11 +518,12 @@ impl Ring {
 
     /// Takes the header of the oldest message if no other consumer is reading one in
     /// pieces. A message wholly in the buffer is read at once; otherwise this thread
-    /// becomes the ring's `reader`. Monitor held.
-    fn take_header(&self, s: &RingState, me: u64) -> Option<Vec<u8>> {
+    /// becomes the ring's `reader`. Monitor held; `what` is the native that takes it.
+    fn take_header(&self, s: &RingState, me: u64, what: &str) -> Option<Vec<u8>> {
         if s.reader.load(Relaxed) != 0 || s.count.load(Relaxed) == 0 {
             return None;
         }
+        self.order_get(s, s.taken.fetch_add(1, Relaxed), what);
         let head = s.head.load(Relaxed);
         let length = self.read_header(head);
         let body = head + HEADER_BYTES;
@@ -545,11 +564,18 @@ impl Ring {
     }
 
     /// Refuses new messages; those already in (and one being streamed) can still be
-    /// taken.
-    pub fn close(&self) {
+    /// taken. A scheduling point, on the ring as `kind` (a queue or a pipe): its waiters
+    /// wake up.
+    pub fn close(&self, kind: Kind) -> Result<(), Box<EvalAltResult>> {
         let s = self.state();
-        let _guard = s.monitor.lock();
-        s.closed.store(1, Relaxed);
-        s.monitor.notify_all();
+        let close = || {
+            let _guard = s.monitor.lock();
+            self.order_close(kind);
+            s.closed.store(1, Relaxed);
+            s.monitor.notify_all();
+            Ok(())
+        };
+        let op = || Op::new(Action::Close, self.object(kind), None);
+        sched::step(op, close, |_| String::new())
     }
 }
