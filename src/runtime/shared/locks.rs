@@ -474,6 +474,7 @@ pub mod lock_api {
     /// Whether the lock is currently held.
     #[rhai_fn(name = "locked", pure)]
     pub fn locked(lock: &mut Lock) -> bool {
+        sched::look(|| lock.0.object());
         lock.0.locked()
     }
 
@@ -519,6 +520,7 @@ pub mod lock_api {
     /// Whether the re-entrant lock is currently held.
     #[rhai_fn(name = "locked", pure)]
     pub fn rlocked(lock: &mut RLock) -> bool {
+        sched::look(|| lock.0.object());
         lock.0.locked()
     }
 

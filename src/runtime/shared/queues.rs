@@ -4,7 +4,7 @@
 
 use crate::runtime::lifetime::Held;
 pub use crate::runtime::ring::Ring;
-use crate::runtime::sched::Kind;
+use crate::runtime::sched::{self, Kind};
 use crate::runtime::time::seconds;
 use crate::runtime::transfer;
 use rhai::plugin::*;
@@ -121,6 +121,7 @@ pub mod queue_api {
     /// Whether a bounded queue holds `maxsize` items (`put` would wait).
     #[rhai_fn(get = "full", pure)]
     pub fn full(q: &mut super::Queue) -> bool {
+        sched::look(|| q.0.object(Kind::Queue));
         q.0.is_full()
     }
 
@@ -162,12 +163,14 @@ pub mod queue_api {
     /// The number of items in the queue.
     #[rhai_fn(name = "len", pure)]
     pub fn len(q: &mut super::Queue) -> i64 {
+        sched::look(|| q.0.object(Kind::Queue));
         q.0.len() as i64
     }
 
     /// Whether the queue is empty.
     #[rhai_fn(name = "is_empty", pure)]
     pub fn is_empty(q: &mut super::Queue) -> bool {
+        sched::look(|| q.0.object(Kind::Queue));
         q.0.is_empty()
     }
 
