@@ -28,6 +28,13 @@ pub struct Access {
     pub write: bool,
 }
 
+impl Target {
+    /// `object`, numbered `number` in the run.
+    pub fn object(object: &Object, number: u64) -> Target {
+        Target::Object(object.kind, number, object.slot)
+    }
+}
+
 impl Access {
     /// What `op` does, for the reduction, to the object numbered `number` in the run.
     /// Only reads of data, waits for an event and joins leave their object as it was;
@@ -35,14 +42,13 @@ impl Access {
     /// count). A spawn and a sleep touch nothing shared: the new worker's steps come after
     /// its spawn anyway, and a sleep only lets others run.
     pub fn of(op: &Op, number: u64) -> Option<Access> {
-        let Object { kind, slot, .. } = op.object;
-        let write = match (op.action, kind) {
+        let write = match (op.action, op.object.kind) {
             (Action::Spawn | Action::Sleep, _) | (_, Kind::Clock) => return None,
             (Action::Read | Action::Join, _) | (Action::Wait, Kind::Event) => false,
             _ => true,
         };
         Some(Access {
-            target: Target::Object(kind, number, slot),
+            target: Target::object(&op.object, number),
             write,
         })
     }

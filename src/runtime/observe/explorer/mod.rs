@@ -28,8 +28,6 @@ use strategy::Strategy;
 #[derive(Clone, Debug, Default)]
 pub struct Exploration {
     schedules: i64,
-    /// Runs the reduction cut short because they only repeated explored schedules.
-    redundant: i64,
     complete: bool,
     bound: String,
     outcomes: BTreeMap<String, i64>,
@@ -212,8 +210,10 @@ fn explore_with(
         let (result, record) = run_once(ctx, f, strategy, options.max_steps, None);
         // A race is named after the objects of the schedule that found it first, and
         // counted once in each schedule that has it.
+        // A run the reduction cut short repeats explored schedules: not one of its own.
+        let redundant = record.ending == Some(Ending::Redundant);
         let (now, _) = check.races();
-        let counts = (record.ending != Some(Ending::Redundant)) as u64;
+        let counts = u64::from(!redundant);
         for (i, mut race) in now.into_iter().enumerate() {
             let happened = race.count;
             match found.races.get_mut(i) {
@@ -231,34 +231,8 @@ fn explore_with(
         if record.ending == Some(Ending::Interrupted) || crate::runtime::interrupt::is_requested() {
             return Err(crate::runtime::interrupted_error());
         }
-        if record.ending == Some(Ending::Redundant) {
-            // Cut short by the reduction: not a schedule of its own.
-            found.redundant += 1;
-            strategy = record.strategy;
-            if !strategy.advance(&record.decisions, &record.transitions) {
-                found.complete = true;
-                break;
-            }
-            continue;
-        }
-        found.schedules += 1;
-        let (value, wrong) = outcome(&record, result)?;
-        let failed = wrong
-            || options.expect.as_ref().is_some_and(|expect| {
-                !expect
-                    .call_within_context::<Dynamic>(ctx, (value.clone(),))
-                    .is_ok_and(|ok| ok.as_bool().unwrap_or(false))
-            });
-        *found.outcomes.entry(value.to_string()).or_insert(0) += 1;
-        let trace = || record.trace();
-        if failed {
-            found.failures += 1;
-            if found.first_failure.is_none() {
-                found.first_failure = Some(trace());
-            }
-        }
-        if record.ending == Some(Ending::Deadlock) && found.deadlocks.len() < 10 {
-            found.deadlocks.push(trace());
+        if !redundant {
+            found.count(ctx, options.expect.as_ref(), &record, result)?;
         }
         strategy = record.strategy;
         if !strategy.advance(&record.decisions, &record.transitions) {
@@ -282,6 +256,36 @@ fn explore_with(
 }
 
 impl Exploration {
+    /// Counts a schedule that ran to its end: its outcome, and whether it failed.
+    fn count(
+        &mut self,
+        ctx: &NativeCallContext,
+        expect: Option<&FnPtr>,
+        record: &run::Record,
+        result: Result<Dynamic, Box<EvalAltResult>>,
+    ) -> Result<(), Box<EvalAltResult>> {
+        self.schedules += 1;
+        let (value, wrong) = outcome(record, result)?;
+        let failed = wrong
+            || expect.is_some_and(|expect| {
+                !expect
+                    .call_within_context::<Dynamic>(ctx, (value.clone(),))
+                    .is_ok_and(|ok| ok.as_bool().unwrap_or(false))
+            });
+        *self.outcomes.entry(value.to_string()).or_insert(0) += 1;
+        let trace = || record.trace();
+        if failed {
+            self.failures += 1;
+            if self.first_failure.is_none() {
+                self.first_failure = Some(trace());
+            }
+        }
+        if record.ending == Some(Ending::Deadlock) && self.deadlocks.len() < 10 {
+            self.deadlocks.push(trace());
+        }
+        Ok(())
+    }
+
     fn summary(&self) -> Summary<'_> {
         Summary {
             schedules: self.schedules,

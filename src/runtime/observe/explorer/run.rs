@@ -276,19 +276,7 @@ impl Run {
     /// `me` stops running (at a scheduling point, blocked or finished): picks who runs
     /// next. `yielding`: `me` sleeps, so running another worker preempts nobody.
     fn decide(&self, state: &mut State, me: usize, yielding: bool) -> Result<(), Ending> {
-        close_step(state);
-        if yielding {
-            let worker = &mut state.workers[me];
-            if worker.yielded && !worker.wrote {
-                worker.gave_way = true;
-                // Its step is ordered before the step that lets it run again.
-                if let Some(step) = state.transitions.last_mut().filter(|s| s.worker == me) {
-                    step.touch(gave_way(me, true));
-                }
-            }
-            worker.yielded = true;
-            worker.wrote = false;
-        }
+        close_step(state, yielding);
         let can_run = |w: &usize| state.workers[*w].can_run();
         let mut enabled: Vec<usize> = (0..state.workers.len())
             .filter(can_run)
@@ -458,9 +446,10 @@ fn gave_way(worker: usize, write: bool) -> Access {
     }
 }
 
-/// The step under way ended: it counts as moving for the workers that gave way, and as
-/// progress for its own worker.
-fn close_step(state: &mut State) {
+/// The step under way ended (its worker `yielding` if it is about to sleep): it counts as
+/// moving for the workers that gave way, and as progress for its own worker, who gives
+/// way itself if it yields without progress since its previous yield.
+fn close_step(state: &mut State, yielding: bool) {
     let Some(mut step) = state.open.take() else {
         return;
     };
@@ -475,8 +464,16 @@ fn close_step(state: &mut State) {
         .accesses
         .iter()
         .any(|a| a.write && matches!(a.target, Target::Object(..)));
-    if changed {
-        state.workers[step.worker].wrote = true;
+    let worker = &mut state.workers[step.worker];
+    worker.wrote |= changed;
+    if yielding {
+        if worker.yielded && !worker.wrote {
+            worker.gave_way = true;
+            // Its step is ordered before the step that lets it run again.
+            step.touch(gave_way(step.worker, true));
+        }
+        worker.yielded = true;
+        worker.wrote = false;
     }
     if let Strategy::Dpor(dpor) = &mut state.strategy {
         dpor.stepped(&step);
@@ -499,16 +496,6 @@ pub struct Worker {
 }
 
 impl Worker {
-    fn before(&self, op: &Op) -> Result<(), Box<EvalAltResult>> {
-        let outcome = self.take_turn(op);
-        // Workers of a run that ended still give back what they hold as they unwind (a
-        // guard, `hold`), so that nothing stays locked for the next run or cell.
-        if outcome.is_err() && op.action == Action::Release && self.run.lock().ending.is_some() {
-            return Ok(());
-        }
-        outcome
-    }
-
     /// Waits for this worker's turn to do `op`, choosing who runs if it is running.
     fn take_turn(&self, op: &Op) -> Result<(), Box<EvalAltResult>> {
         let run = &self.run;
@@ -519,6 +506,8 @@ impl Worker {
         let me = self.id;
         let was = state.workers[me].status;
         state.workers[me].status = Status::Ready;
+        // Objects are numbered as operations first announce them: the same order in every
+        // run of one schedule.
         state.names.meet(&op.object);
         if state.player.is_some() {
             state.workers[me].next = match op.action {
@@ -535,6 +524,18 @@ impl Worker {
             run.turn.notify_all();
         }
         run.await_turn(state, me).map(drop)
+    }
+}
+
+impl Controller for Worker {
+    fn before(&self, op: &Op) -> Result<(), Box<EvalAltResult>> {
+        let outcome = self.take_turn(op);
+        // Workers of a run that ended still give back what they hold as they unwind (a
+        // guard, `hold`), so that nothing stays locked for the next run or cell.
+        if outcome.is_err() && op.action == Action::Release && self.run.lock().ending.is_some() {
+            return Ok(());
+        }
+        outcome
     }
 
     fn after(&self, op: &Op, detail: Detail) {
@@ -553,16 +554,6 @@ impl Worker {
         if op.action != Action::Read {
             wake(&mut state, &op.object);
         }
-    }
-}
-
-impl Controller for Worker {
-    fn before(&self, op: &Op) -> Result<(), Box<EvalAltResult>> {
-        Worker::before(self, op)
-    }
-
-    fn after(&self, op: &Op, detail: Detail) {
-        Worker::after(self, op, detail)
     }
 
     fn controls(&self, kind: Kind) -> bool {
@@ -651,12 +642,12 @@ impl Controller for Worker {
 
     fn looked_at(&self, object: Object) {
         let mut state = self.run.lock();
-        let number = state.names.meet(&object);
+        let target = Target::object(&object, state.names.meet(&object));
         // Whoever's step is under way: a new worker runs its first lines during its
         // spawner's step.
         if let Some(step) = state.open.as_mut() {
             step.touch(Access {
-                target: Target::Object(object.kind, number, object.slot),
+                target,
                 write: false,
             });
         }
@@ -670,7 +661,7 @@ impl Controller for Worker {
         wake(&mut state, &object);
         // Its joiners wait for this.
         let end = Access {
-            target: Target::Object(object.kind, state.names.meet(&object), object.slot),
+            target: Target::object(&object, state.names.meet(&object)),
             write: true,
         };
         touch(&mut state, me, Some(end));

@@ -13,6 +13,7 @@ impl Race {
     pub fn name_by(&mut self, names: &Names) {
         let object = &self.object;
         let (label, name) = (names.label(object), names.name(object));
+        self.label = label.clone();
         let element = match object.kind {
             Kind::Array => format!("[{}]", object.slot),
             _ => String::new(),
@@ -116,14 +117,12 @@ fn headline(race: &Race, counted: Counted) -> String {
         (Counted::Schedules, 1) => "in 1 schedule".to_string(),
         (Counted::Schedules, n) => format!("in {n} schedules"),
     };
-    // `name` is the object's label, then its variable's name if it has one.
-    let label = race.name.split(' ').next().unwrap_or_default();
     if race.target == race.name {
         format!("WARNING: data race on {} ({how_often})", race.name)
     } else {
         format!(
-            "WARNING: data race on {} ({label}, {how_often})",
-            race.target
+            "WARNING: data race on {} ({}, {how_often})",
+            race.target, race.label
         )
     }
 }

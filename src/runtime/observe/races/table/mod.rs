@@ -231,6 +231,8 @@ pub struct RaceSide {
 #[derive(Clone, Debug)]
 pub struct Race {
     pub object: Object,
+    /// `value#3`: the object's label (numbered as the run that named it met it).
+    pub label: String,
     /// `value#3 counter` and `counter.value`, once the race is named.
     pub name: String,
     pub target: String,
@@ -442,6 +444,7 @@ impl Table {
                 .iter()
                 .map(|r| Race {
                     object: r.key.object(),
+                    label: r.key.object().label(),
                     name: r.key.object().label(),
                     target: r.key.object().label(),
                     first: side(&r.first),
