@@ -83,6 +83,11 @@ pub enum Kind {
     Process,
     /// A pool task's result.
     Future,
+    /// The results of pool tasks that the explorer plays (a map's, a future's): waits for
+    /// them are the explorer's to schedule, unlike a [`Kind::Future`]'s.
+    Results,
+    /// A pool's workers, as tasks the explorer plays take and leave them.
+    Pool,
     /// `sleep`: no object, only time.
     Clock,
 }
@@ -103,6 +108,8 @@ impl Kind {
             Kind::Thread => "thread",
             Kind::Process => "process",
             Kind::Future => "future",
+            Kind::Results => "results",
+            Kind::Pool => "pool",
             Kind::Clock => "clock",
         }
     }
@@ -240,9 +247,12 @@ pub trait Controller: Send + Sync {
     fn started(&self) -> Result<(), Box<EvalAltResult>>;
     /// The worker's code ended; `object` is what its joiners wait for.
     fn finished(&self, object: Object);
+    /// The run the worker belongs to: a number new for every run, for what the runtime
+    /// keeps per run (which of a pool's workers a run's tasks have used).
+    fn run(&self) -> u64;
     /// The step under way looked at `object` without an operation of its own (see
-    /// [`look`]).
-    fn looked_at(&self, object: Object);
+    /// [`look`]), or `changed` it besides its own operation (see [`changed`]).
+    fn touched(&self, object: Object, changed: bool);
 }
 
 /// The process-wide hooks of the tools that are always there (the GIL, `timeline`),
@@ -435,7 +445,16 @@ pub fn announce(
 #[inline]
 pub fn look(object: impl FnOnce() -> Object) {
     if let Some(controller) = controller() {
-        controller.looked_at(object());
+        controller.touched(object(), false);
+    }
+}
+
+/// The operation under way also changed `object` (a task's result also tells whoever waits
+/// for it in `as_completed`): whoever waits for `object` looks again, and the explorer
+/// orders the step with the others that touch `object`.
+pub fn changed(object: impl FnOnce() -> Object) {
+    if let Some(controller) = controller() {
+        controller.touched(object(), true);
     }
 }
 

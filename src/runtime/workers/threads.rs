@@ -305,31 +305,7 @@ pub(crate) fn spawn(
     daemon: bool,
     worker: Worker,
 ) -> Result<ThreadHandle, Box<EvalAltResult>> {
-    let Worker { noun, named_after } = worker;
-    let named_after = named_after.as_ref().unwrap_or(&f);
-    let daemon = daemon || CURRENT.with(|c| c.borrow().as_ref().is_some_and(|t| t.daemon));
-    let engine = script_engine()?;
-    let label = if named_after.is_anonymous() {
-        "closure".to_string()
-    } else {
-        named_after.fn_name().to_string()
-    };
-    sched::announce(
-        || Op::new(Action::Spawn, Object::new(Kind::Thread, 0, 0), Some(ctx)),
-        || label.clone(),
-    )?;
-    // Under the schedule explorer the new thread is one more worker it runs, numbered by
-    // the explorer so that every rerun names it alike.
-    let controlled = sched::controller().map(|c| c.spawn(named_after, &args, ctx, noun));
-    let number = match &controlled {
-        Some((_, number)) => *number,
-        None => THREAD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1,
-    };
-    let name = if named_after.is_anonymous() {
-        format!("{noun}-{number}")
-    } else {
-        format!("{noun}-{number} ({})", named_after.fn_name())
-    };
+    let named_after = worker.named_after.unwrap_or_else(|| f.clone());
     let mut f = f;
     for value in f.iter_curry_mut() {
         *value = detach(value);
@@ -344,6 +320,47 @@ pub(crate) fn spawn(
             }
         })
         .collect();
+    let named = args.clone();
+    start(ctx, worker.noun, &named_after, daemon, &named, move |ctx| {
+        f.call_within_context::<Dynamic>(ctx, args)
+    })
+}
+
+/// Starts `body` on a new OS thread carrying the caller's output sink, as a worker called
+/// `noun-N` after the function `named_after` (a pool task that the explorer plays runs
+/// native code of its own around the task's calls). `args` are what that function is
+/// called with: they name the objects it uses in the explorer's traces.
+pub(crate) fn start(
+    ctx: &NativeCallContext,
+    noun: &'static str,
+    named_after: &FnPtr,
+    daemon: bool,
+    args: &[Dynamic],
+    body: impl FnOnce(&NativeCallContext) -> Result<Dynamic, Box<EvalAltResult>> + Send + 'static,
+) -> Result<ThreadHandle, Box<EvalAltResult>> {
+    let daemon = daemon || CURRENT.with(|c| c.borrow().as_ref().is_some_and(|t| t.daemon));
+    let engine = script_engine()?;
+    let label = if named_after.is_anonymous() {
+        "closure".to_string()
+    } else {
+        named_after.fn_name().to_string()
+    };
+    sched::announce(
+        || Op::new(Action::Spawn, Object::new(Kind::Thread, 0, 0), Some(ctx)),
+        || label.clone(),
+    )?;
+    // Under the schedule explorer the new thread is one more worker it runs, numbered by
+    // the explorer so that every rerun names it alike.
+    let controlled = sched::controller().map(|c| c.spawn(named_after, args, ctx, noun));
+    let number = match &controlled {
+        Some((_, number)) => *number,
+        None => THREAD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1,
+    };
+    let name = if named_after.is_anonymous() {
+        format!("{noun}-{number}")
+    } else {
+        format!("{noun}-{number} ({})", named_after.fn_name())
+    };
     // The stored call context carries the calling script's function library, so the
     // thread can call script functions and closures (Rhai marks this API as volatile).
     #[allow(deprecated)]
@@ -386,7 +403,7 @@ pub(crate) fn spawn(
         let run = || {
             #[allow(deprecated)]
             let ctx = store.create_context(&engine);
-            f.call_within_context::<Dynamic>(&ctx, args)
+            body(&ctx)
         };
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sink.clone() {

@@ -165,6 +165,8 @@ pub struct Record {
 pub struct Run {
     state: Mutex<State>,
     turn: Condvar,
+    /// New for every run (see `Controller::run`).
+    serial: u64,
 }
 
 impl Run {
@@ -189,6 +191,10 @@ impl Run {
                 open: Some(Transition::default()),
             }),
             turn: Condvar::new(),
+            serial: {
+                static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+            },
         })
     }
 
@@ -640,7 +646,7 @@ impl Controller for Worker {
             .map(drop)
     }
 
-    fn looked_at(&self, object: Object) {
+    fn touched(&self, object: Object, changed: bool) {
         let mut state = self.run.lock();
         let target = Target::object(&object, state.names.meet(&object));
         // Whoever's step is under way: a new worker runs its first lines during its
@@ -648,9 +654,16 @@ impl Controller for Worker {
         if let Some(step) = state.open.as_mut() {
             step.touch(Access {
                 target,
-                write: false,
+                write: changed,
             });
         }
+        if changed {
+            wake(&mut state, &object);
+        }
+    }
+
+    fn run(&self) -> u64 {
+        self.run.serial
     }
 
     fn finished(&self, object: Object) {

@@ -68,10 +68,10 @@ pub(super) struct Handoff {
 impl Handoff {
     /// The calling thread submits work to the pool `pool` whose results come through
     /// `answered`: what it did so far is handed over to the task.
-    pub(super) fn submit(pool: u64, answered: u64) -> Handoff {
+    pub(super) fn submit(pool: u64, answered: Object) -> Handoff {
         let handoff = Handoff {
             submitted: Object::new(Kind::Future, pool, 0),
-            answered: Object::new(Kind::Future, answered, 0),
+            answered,
         };
         sched::hand_over(handoff.submitted);
         handoff
@@ -92,6 +92,27 @@ impl Handoff {
 pub(super) fn replies_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The object through which results with the id `id` come: a [`Kind::Results`] when the
+/// explorer plays the tasks (`played`), so that waiting for them is its to schedule.
+pub(super) fn results_object(id: u64, played: bool) -> Object {
+    let kind = if played { Kind::Results } else { Kind::Future };
+    Object::new(kind, id, 0)
+}
+
+/// Runs a chunk's calls in the context `ctx`, on the worker called `worker` (for the
+/// report of an error nobody waits for).
+pub(super) fn run_chunk(chunk: &Chunk, ctx: &NativeCallContext, worker: &str) -> ChunkResult {
+    let call = |args: Vec<Dynamic>| chunk.function.call_within_context::<Dynamic>(ctx, args);
+    match run_batch(&chunk.items, chunk.fold, call) {
+        Ok(values) => ChunkResult::Values(values),
+        Err((index, err)) => ChunkResult::Failed {
+            index,
+            message: crate::runtime::threads::describe_error(&err),
+            worker: worker.to_string(),
+        },
+    }
 }
 
 impl Chunk {
@@ -307,15 +328,15 @@ pub(super) fn next_message<T>(
     Ok(message.flatten())
 }
 
-/// Waits for the next reply of a pool's tasks (on the channel `replies` names); on an
+/// Waits for the next reply of a pool's tasks (on the channel `answered` names); on an
 /// interrupt, cancels the tasks not started yet.
 pub(super) fn receive<T>(
     rx: &Receiver<T>,
-    replies: u64,
+    answered: Object,
     kind: &str,
     cancelled: &AtomicBool,
 ) -> Result<T, Box<EvalAltResult>> {
-    let reply = next_message(rx, Object::new(Kind::Future, replies, 0), None);
+    let reply = next_message(rx, answered, None);
     if reply
         .as_ref()
         .is_err_and(|e| matches!(**e, EvalAltResult::ErrorTerminated(..)))

@@ -1,8 +1,8 @@
 //! `Future`: a task submitted with `submit`, whose result a script waits for, and the
 //! functions that wait for several (`as_completed`, `wait`), as in `concurrent.futures`.
 
-use super::executor::{next_message, StartGate};
-use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
+use super::executor::{next_message, replies_id, results_object, StartGate};
+use crate::runtime::sched::{self, Action, Object, Op, Order};
 use crate::runtime::sink::{self, OutputSink};
 use crossbeam_channel::{Receiver, Sender};
 use rhai::plugin::*;
@@ -32,8 +32,11 @@ struct FutureState {
     waiting: AtomicUsize,
     done: Condvar,
     gate: Arc<StartGate>,
-    /// Told (with `outcome` locked) when the future is done: `as_completed` and `wait`.
-    watchers: Mutex<Vec<(Sender<usize>, usize)>>,
+    /// Told (with `outcome` locked) when the future is done: `as_completed` and `wait`,
+    /// each through the object its scheduling points name.
+    watchers: Mutex<Vec<(Sender<usize>, usize, Object)>>,
+    /// Its task is played by the explorer.
+    played: bool,
     callbacks: Mutex<Vec<Callback>>,
 }
 
@@ -46,7 +49,7 @@ impl PartialEq for Future {
 }
 
 impl Future {
-    pub(super) fn new(gate: Arc<StartGate>) -> Future {
+    pub(super) fn new(gate: Arc<StartGate>, played: bool) -> Future {
         Future(Arc::new(FutureState {
             number: FUTURES.fetch_add(1, Ordering::Relaxed) + 1,
             outcome: Mutex::new(None),
@@ -55,12 +58,13 @@ impl Future {
             gate,
             watchers: Mutex::new(Vec::new()),
             callbacks: Mutex::new(Vec::new()),
+            played,
         }))
     }
 
     /// The future as scheduling points name it (the race detector's edge from the task).
-    pub(super) fn id(&self) -> u64 {
-        Arc::as_ptr(&self.0) as u64
+    pub(super) fn object(&self) -> Object {
+        results_object(Arc::as_ptr(&self.0) as u64, self.0.played)
     }
 
     fn name(&self) -> String {
@@ -87,7 +91,7 @@ impl Future {
         if self.0.waiting.load(Ordering::SeqCst) == 0 {
             unwaited();
         }
-        for (watcher, index) in self
+        for (watcher, index, object) in self
             .0
             .watchers
             .lock()
@@ -95,6 +99,7 @@ impl Future {
             .drain(..)
         {
             let _ = watcher.send(index);
+            sched::changed(|| object);
         }
         drop(slot);
         self.0.done.notify_all();
@@ -132,7 +137,7 @@ impl Future {
     }
 
     /// Tells `watcher` (with `index`) once the future is done: at once if it is.
-    fn watch(&self, watcher: &Sender<usize>, index: usize) {
+    fn watch(&self, watcher: &Sender<usize>, index: usize, object: Object) {
         let slot = self.lock();
         if slot.is_some() {
             let _ = watcher.send(index);
@@ -141,7 +146,7 @@ impl Future {
                 .watchers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((watcher.clone(), index));
+                .push((watcher.clone(), index, object));
         }
     }
 
@@ -160,7 +165,7 @@ impl Future {
         }
         let _waiting = Waiting(&self.0.waiting);
         let done = sched::wait_for_state(
-            || Op::new(Action::Join, Object::new(Kind::Future, self.id(), 0), None),
+            || Op::new(Action::Join, self.object(), None),
             deadline,
             // An interrupt wins over a result that the interrupt itself caused.
             Order::InterruptFirst,
@@ -182,6 +187,8 @@ pub struct Completions {
     futures: Vec<Future>,
     finished: Receiver<usize>,
     left: usize,
+    /// What its scheduling points call it.
+    object: Object,
     until: Option<Instant>,
 }
 
@@ -195,13 +202,17 @@ impl Completions {
             }
         }
         let (tell, finished) = crossbeam_channel::unbounded();
+        // Waiting is the explorer's to schedule when it plays one of the tasks.
+        let played = unique.iter().any(|f| f.0.played);
+        let object = results_object(replies_id(), played);
         for (index, f) in unique.iter().enumerate() {
-            f.watch(&tell, index);
+            f.watch(&tell, index, object);
         }
         Completions {
             left: unique.len(),
             futures: unique,
             finished,
+            object,
             until,
         }
     }
@@ -214,8 +225,7 @@ impl Iterator for Completions {
         if self.left == 0 {
             return None;
         }
-        let object = Object::new(Kind::Future, &self.finished as *const _ as u64, 0);
-        let index = next_message(&self.finished, object, self.until);
+        let index = next_message(&self.finished, self.object, self.until);
         match index {
             Ok(Some(index)) => {
                 self.left -= 1;

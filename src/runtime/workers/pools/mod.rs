@@ -14,20 +14,24 @@ mod captured;
 mod executor;
 mod future;
 mod options;
+mod played;
 mod process_executor;
 mod progress;
+mod replies;
 mod results;
 mod thread_executor;
 
 use executor::{
-    receive, replies_id, task_label, CallContext, Chunk, ChunkResult, Executor, Handoff, Lifecycle,
-    StartGate,
+    replies_id, results_object, task_label, CallContext, Chunk, ChunkResult, Executor, Handoff,
+    Lifecycle, StartGate,
 };
 pub use executor::{run_batch, work_pending};
 pub use future::{future_api, register_iterators, Future};
 use options::{default_chunksize, items_of, options, Options};
+use played::{playing, OnlyPlayed, PlayedPool, Slots};
 use process_executor::ProcessExecutor;
 use progress::Progress;
+use replies::Replies;
 pub use results::Results;
 use thread_executor::ThreadExecutor;
 
@@ -36,6 +40,8 @@ use thread_executor::ThreadExecutor;
 pub struct Pool {
     executor: Arc<dyn Executor>,
     kind: &'static str,
+    /// Its workers as the tasks the explorer plays take them.
+    slots: Arc<Slots>,
 }
 
 /// Which results to wait for and how to order them.
@@ -48,6 +54,49 @@ impl Pool {
     /// The pool as scheduling points name it.
     fn id(&self) -> u64 {
         Arc::as_ptr(&self.executor) as *const () as u64
+    }
+
+    fn new(executor: Arc<dyn Executor>, kind: &'static str) -> Pool {
+        Pool {
+            executor,
+            kind,
+            slots: Arc::default(),
+        }
+    }
+
+    /// The pool as the tasks the explorer plays see it.
+    fn played(&self) -> PlayedPool {
+        PlayedPool {
+            slots: self.slots.clone(),
+            id: self.id(),
+            size: self.executor.size(),
+            terminated: self.executor.lifecycle().terminated.clone(),
+            processes: self.kind == PROCESS_POOL,
+        }
+    }
+
+    /// Hands a chunk to the pool's workers, or, inside `explore`, to a worker the explorer
+    /// plays.
+    fn dispatch(
+        &self,
+        ctx: &NativeCallContext,
+        chunk: Chunk,
+        context: &CallContext,
+    ) -> Result<(), Box<EvalAltResult>> {
+        if playing() {
+            self.played().submit(ctx, chunk)
+        } else {
+            self.executor.submit(chunk, context).map_err(Into::into)
+        }
+    }
+
+    /// Waits until the submitted work has finished (played tasks first, then the real
+    /// ones).
+    fn wait_idle(&self) -> Result<(), Box<EvalAltResult>> {
+        if playing() {
+            self.played().join()?;
+        }
+        self.executor.wait_idle()
     }
 
     fn check_open(&self) -> Result<(), Box<EvalAltResult>> {
@@ -100,7 +149,10 @@ impl Pool {
         let total = calls.len();
         let cancelled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::unbounded::<(usize, ChunkResult)>();
-        let replies = replies_id();
+        let played = playing();
+        let answered = results_object(replies_id(), played);
+        let ordered = matches!(order, Order::Ordered);
+        let mut replies = Replies::new(rx, answered, played && ordered);
         let mut chunks = 0;
         let mut calls = calls.into_iter();
         let mut first = 0;
@@ -122,22 +174,21 @@ impl Pool {
                 reply: Box::new(move |result| {
                     let _ = tx.send((start, result));
                 }),
-                handoff: Handoff::submit(self.id(), replies),
+                handoff: Handoff::submit(self.id(), replies.chunk(start)),
             };
-            if let Err(message) = self.executor.submit(chunk, &context) {
+            if let Err(error) = self.dispatch(ctx, chunk, &context) {
                 cancelled.store(true, Ordering::SeqCst);
-                return Err(format!("{message} (item {start})").into());
+                return Err(format!("{error} (item {start})").into());
             }
             first += len;
             chunks += 1;
         }
         Ok(Results::new(
-            rx,
             replies,
             self.kind,
             cancelled,
             chunks,
-            matches!(order, Order::Ordered),
+            ordered,
             Progress::new(progress, total),
         ))
     }
@@ -171,7 +222,9 @@ impl Pool {
         let context = CallContext::of(ctx);
         let cancelled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::unbounded::<(usize, ChunkResult)>();
-        let replies = replies_id();
+        let played = playing();
+        // The partial results are combined in order, whichever comes first.
+        let mut replies = Replies::new(rx, results_object(replies_id(), played), played);
         let mut chunks = 0;
         for (n, part) in items.chunks(chunksize).enumerate() {
             let tx = tx.clone();
@@ -185,17 +238,15 @@ impl Pool {
                 reply: Box::new(move |result| {
                     let _ = tx.send((n, result));
                 }),
-                handoff: Handoff::submit(self.id(), replies),
+                handoff: Handoff::submit(self.id(), replies.chunk(n)),
             };
-            self.executor
-                .submit(chunk, &context)
-                .map_err(|e| e.to_string())?;
+            self.dispatch(ctx, chunk, &context)?;
             chunks += 1;
         }
         drop(tx);
         let mut partials: Vec<(usize, Dynamic)> = Vec::with_capacity(chunks);
         while partials.len() < chunks {
-            match receive(&rx, replies, self.kind, &cancelled)? {
+            match replies.next(self.kind, &cancelled)? {
                 (n, ChunkResult::Values(mut v)) => partials.push((n, v.pop().unwrap_or_default())),
                 // A task that the interrupt stopped fails; the interrupt is what to report
                 // (as in `run`).
@@ -228,9 +279,10 @@ impl Pool {
     ) -> Result<Future, Box<EvalAltResult>> {
         self.check_open()?;
         let gate = Arc::new(StartGate::default());
-        let future = Future::new(gate.clone());
+        let played = playing();
+        let future = Future::new(gate.clone(), played);
         let done = future.clone();
-        let handoff = Handoff::submit(self.id(), future.id());
+        let handoff = Handoff::submit(self.id(), future.object());
         let label = task_label(&f);
         let report_sink = sink::current();
         let chunk = Chunk {
@@ -253,9 +305,10 @@ impl Pool {
                     ChunkResult::Broken(message) => Err(message),
                 };
                 // Nobody may ever ask for an error nobody waits for now: it is reported
-                // as it happens, before a later `result()` throws it too.
+                // as it happens, before a later `result()` throws it too. (Not under the
+                // explorer, as for threads: its reruns would repeat the report.)
                 done.complete(outcome, || {
-                    if let Some((worker, message)) = uncaught {
+                    if let (Some((worker, message)), false) = (uncaught, played) {
                         crate::runtime::threads::report_uncaught(
                             report_sink.as_ref(),
                             &format!("pool task ({label}) on {worker}"),
@@ -266,33 +319,50 @@ impl Pool {
             }),
             handoff,
         };
-        self.executor.submit(chunk, &CallContext::of(ctx))?;
+        self.dispatch(ctx, chunk, &CallContext::of(ctx))?;
         Ok(future)
     }
 }
 
+/// What a process pool calls itself in messages (a thread pool is a "thread pool").
+const PROCESS_POOL: &str = "pool";
+const THREAD_POOL: &str = "thread pool";
+
+/// A pool made inside `explore` starts no worker: its tasks are all played there.
+fn only_played(size: usize, kind: &'static str) -> Pool {
+    let executor = OnlyPlayed {
+        size,
+        lifecycle: Lifecycle::default(),
+    };
+    Pool::new(Arc::new(executor), kind)
+}
+
 fn thread_pool_new(size: usize) -> Result<Pool, Box<EvalAltResult>> {
+    if playing() {
+        return Ok(only_played(size, THREAD_POOL));
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(size)
         .stack_size(SCRIPT_STACK_SIZE)
         .thread_name(|i| format!("pool-thread-{}", i + 1))
         .build()
         .map_err(|e| format!("thread_pool: {e}"))?;
-    Ok(Pool {
-        executor: Arc::new(ThreadExecutor {
-            pool,
-            size,
-            lifecycle: Lifecycle::default(),
-        }),
-        kind: "thread pool",
-    })
+    let executor = ThreadExecutor {
+        pool,
+        size,
+        lifecycle: Lifecycle::default(),
+    };
+    Ok(Pool::new(Arc::new(executor), THREAD_POOL))
 }
 
 fn process_pool_new(size: usize) -> Result<Pool, Box<EvalAltResult>> {
-    Ok(Pool {
-        executor: Arc::new(ProcessExecutor::start(size)?),
-        kind: "pool",
-    })
+    if playing() {
+        return Ok(only_played(size, PROCESS_POOL));
+    }
+    Ok(Pool::new(
+        Arc::new(ProcessExecutor::start(size)?),
+        PROCESS_POOL,
+    ))
 }
 
 fn size_arg(n: i64) -> Result<usize, Box<EvalAltResult>> {
@@ -489,7 +559,7 @@ pub mod pool_api {
             )
             .into());
         }
-        p.executor.wait_idle()
+        p.wait_idle()
     }
 
     /// Closes the pool and waits for the submitted work to finish (Python's
@@ -505,7 +575,7 @@ pub mod pool_api {
     pub fn shutdown_waiting(p: &mut super::Pool, wait: bool) -> Result<(), Box<EvalAltResult>> {
         p.executor.close();
         if wait {
-            p.executor.wait_idle()
+            p.wait_idle()
         } else {
             Ok(())
         }
@@ -543,7 +613,7 @@ pub mod pool_api {
     /// Shows a pool as `<pool of 4 processes>`.
     #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
     pub fn pool_to_string(p: &mut super::Pool) -> String {
-        let unit = if p.kind == "pool" {
+        let unit = if p.kind == PROCESS_POOL {
             "processes"
         } else {
             "threads"

@@ -2,10 +2,10 @@
 //! `starmap`, handed out one by one by `imap` (in order) and `imap_unordered` (as they
 //! finish), so that a `for` loop gets the first result while the slowest task still runs.
 
-use super::executor::{receive, ChunkResult};
+use super::executor::ChunkResult;
 use super::progress::Progress;
+use super::replies::Replies;
 use crate::runtime::{interrupt, interrupted_error};
-use crossbeam_channel::Receiver;
 use rhai::{Dynamic, EvalAltResult};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex};
 pub struct Results(Arc<Mutex<Arrivals>>);
 
 struct Arrivals {
-    rx: Receiver<(usize, ChunkResult)>,
-    replies: u64,
+    replies: Replies,
     kind: &'static str,
     cancelled: Arc<AtomicBool>,
     chunks_left: usize,
@@ -38,8 +37,7 @@ struct Arrivals {
 
 impl Results {
     pub(super) fn new(
-        rx: Receiver<(usize, ChunkResult)>,
-        replies: u64,
+        replies: Replies,
         kind: &'static str,
         cancelled: Arc<AtomicBool>,
         chunks: usize,
@@ -47,7 +45,6 @@ impl Results {
         progress: Option<Progress>,
     ) -> Results {
         Results(Arc::new(Mutex::new(Arrivals {
-            rx,
             replies,
             kind,
             cancelled,
@@ -80,7 +77,7 @@ impl Results {
 impl Arrivals {
     /// Waits for the next chunk and files its values; an error ends the call.
     fn receive_chunk(&mut self) -> Result<(), Box<EvalAltResult>> {
-        let (start, result) = receive(&self.rx, self.replies, self.kind, &self.cancelled)?;
+        let (start, result) = self.replies.next(self.kind, &self.cancelled)?;
         self.chunks_left -= 1;
         let values = match result {
             ChunkResult::Values(values) => values,

@@ -2,11 +2,10 @@
 //! cell's functions.
 
 use super::executor::{
-    run_batch, task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle,
+    run_chunk, task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle,
 };
 use crate::runtime::sink;
-use crate::runtime::threads::{describe_error, script_engine};
-use rhai::Dynamic;
+use crate::runtime::threads::script_engine;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -24,18 +23,8 @@ fn run_chunk_here(chunk: &Chunk, context: &CallContext) -> ChunkResult {
     };
     #[allow(deprecated)]
     let ctx = context.store.create_context(&engine);
-    let call = |args: Vec<Dynamic>| chunk.function.call_within_context::<Dynamic>(&ctx, args);
-    match run_batch(&chunk.items, chunk.fold, call) {
-        Ok(values) => ChunkResult::Values(values),
-        Err((index, err)) => ChunkResult::Failed {
-            index,
-            message: describe_error(&err),
-            worker: std::thread::current()
-                .name()
-                .unwrap_or("a pool thread")
-                .to_string(),
-        },
-    }
+    let worker = std::thread::current();
+    run_chunk(chunk, &ctx, worker.name().unwrap_or("a pool thread"))
 }
 
 impl Executor for ThreadExecutor {

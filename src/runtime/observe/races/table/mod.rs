@@ -32,7 +32,7 @@ const SOURCE: usize = 56;
 const HELD: usize = 4;
 
 /// Every kind, so that an entry can store one as a byte.
-const KINDS: [Kind; 14] = [
+const KINDS: [Kind; 16] = [
     Kind::Value,
     Kind::Array,
     Kind::Lock,
@@ -46,6 +46,8 @@ const KINDS: [Kind; 14] = [
     Kind::Thread,
     Kind::Process,
     Kind::Future,
+    Kind::Results,
+    Kind::Pool,
     Kind::Clock,
 ];
 
@@ -372,7 +374,9 @@ impl Table {
                 | (Action::Update, _)
                 | (Action::Wait, Kind::Barrier)
         );
-        if !releases {
+        // A pool's worker passes on what its tasks did through its own hand-overs: a task
+        // that takes any worker does not learn what every task before it did.
+        if !releases || op.object.kind == Kind::Pool {
             return;
         }
         self.while_on(|d| {
@@ -400,6 +404,7 @@ impl Table {
             Action::Write => WRITE,
             // Its message is taken over by the ring itself (`ring::Mark`).
             Action::Get if matches!(op.object.kind, Kind::Queue | Kind::Pipe) => return,
+            _ if op.object.kind == Kind::Pool => return,
             Action::Acquire | Action::Wait | Action::Get | Action::Join | Action::Update => 0,
             _ => return,
         };
