@@ -59,6 +59,8 @@ EXPECTED = {
         "same result: true, same steps: true",
         "processes: 37 schedules, 15 lose an update",
         "Process-2: read counter.value → 0 (preempts)",
+        'thread_pool(1): 4 schedules (all of them: true), outcomes #{"2": 4}, races 0',
+        'thread_pool(2): 34 schedules (all of them: true), outcomes #{"1": 17, "2": 17}, races 2',
         "locked: 99 schedules, all of them: true, 0 failures",
         'every schedule: 88 (complete: true), outcomes #{"1": 47, "2": 41}',
         'reduced: 12 (complete: true), outcomes #{"1": 6, "2": 6}',
