@@ -135,10 +135,11 @@ impl TaskDurations {
         &task.name
     }
 
-    /// Whether `task` may join others already in a worker's pipe. While tasks are short,
-    /// the next job lines already wait in the pipe when the worker finishes one, so
-    /// neither it nor its driver sleeps per task. A task of unknown or long duration goes
-    /// alone, so none waits behind another while a different worker is idle.
+    /// Whether more tasks may be queued behind `task` in a worker's pipe. While tasks are
+    /// short, the next job lines already wait in the pipe when the worker finishes one,
+    /// so neither it nor its driver sleeps per task. Behind a task of unknown or long
+    /// duration nothing is queued, so none waits behind it while a different worker is
+    /// idle.
     fn may_pipeline(&self, task: &ProcessTask) -> bool {
         self.0
             .get(Self::key(task))
@@ -181,39 +182,43 @@ fn drive(
     // When the previous result arrived: a pipelined task starts no earlier.
     let mut last_done = Instant::now();
     let mut durations = TaskDurations::default();
-    // A task taken from the queue that waits until the worker's pipe is empty.
-    let mut parked: Option<ProcessTask> = None;
     loop {
-        // Top up the worker's pipe: wait for work only when it has none.
-        while in_flight.len() < MAX_IN_FLIGHT {
-            if parked.is_none() && open {
+        // Top up the worker's pipe: wait for work only when it has none. A task is taken
+        // from the pool's queue only when it can start soon: behind nothing, or behind
+        // tasks known to be short. (A task taken while a long one runs would wait for it
+        // while another worker may be idle: Python's pool hands it to the first worker
+        // that is free, and so does this one.)
+        while in_flight.len() < MAX_IN_FLIGHT && open {
+            if !in_flight.is_empty() {
                 // No more than this worker's share of what is queued: a driver that wakes
                 // first must not take the tasks its idle neighbours could run.
-                if !in_flight.is_empty() && in_flight.len() * workers > tasks.len() {
+                if in_flight.len() * workers > tasks.len()
+                    || !in_flight
+                        .iter()
+                        .all(|sent| durations.may_pipeline(&sent.task))
+                {
                     break;
                 }
-                parked = if in_flight.is_empty() {
-                    tasks.recv().ok()
-                } else {
-                    match tasks.try_recv() {
-                        Ok(task) => Some(task),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => None,
-                    }
-                };
-                open = parked.is_some();
             }
-            let Some(task) = parked.take() else { break };
-            if !in_flight.is_empty() && !durations.may_pipeline(&task) {
-                parked = Some(task);
+            let task = if in_flight.is_empty() {
+                tasks.recv().ok()
+            } else {
+                match tasks.try_recv() {
+                    Ok(task) => Some(task),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => None,
+                }
+            };
+            let Some(task) = task else {
+                open = false;
                 break;
-            }
+            };
             if let Some(sent) = dispatch(task, &mut worker, slot, &pids, &terminated, &pending) {
                 in_flight.push_back(sent);
             }
         }
         let Some(front) = in_flight.pop_front() else {
-            if open || parked.is_some() {
+            if open {
                 continue;
             }
             break;
