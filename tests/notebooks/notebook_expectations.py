@@ -35,6 +35,8 @@ EXPECTED = {
     ],
     "03-locks.ipynb": [
         "threads:   final count: 200000",
+        "without the lock: final count: ",
+        "gave up: deadlock detected",
         "processes: final count: 200000",
         "balance: 20",
         "declined, only $20 left",
@@ -62,6 +64,7 @@ EXPECTED = {
         'thread_pool(1): 4 schedules (all of them: true), outcomes #{"2": 4}, races 0',
         'thread_pool(2): 34 schedules (all of them: true), outcomes #{"1": 17, "2": 17}, races 2',
         "locked: 99 schedules, all of them: true, 0 failures",
+        "without a bound: 924 schedules, all of them: true, 0 failures",
         'every schedule: 88 (complete: true), outcomes #{"1": 47, "2": 41}',
         'reduced: 12 (complete: true), outcomes #{"1": 6, "2": 6}',
         "overdrawn in 153 of 179 schedules",
