@@ -37,13 +37,22 @@ struct ProcessState {
     /// A daemon process is not waited for at the end of a script.
     daemon: bool,
     pid: i32,
+    /// What it returned or threw: shared objects in it live as long as the state does.
     outcome: Mutex<Option<Outcome>>,
-    /// 0 or 1 for a normal exit, minus the signal number when killed.
-    exit_code: Mutex<Option<i64>>,
+    /// Apart from the state, so that the thread that follows the child can report the
+    /// end after dropping its hold on the state (see `follow_child`).
+    ended: Arc<Ended>,
     reaped: AtomicBool,
-    finished: Condvar,
     /// Inside `explore`: the thread that plays this process, scheduled like any thread.
     played_by: Option<ThreadHandle>,
+}
+
+/// How a process ended, and the signal to those waiting for it.
+#[derive(Default)]
+struct Ended {
+    /// 0 or 1 for a normal exit, minus the signal number when killed.
+    exit_code: Mutex<Option<i64>>,
+    finished: Condvar,
 }
 
 /// A script process started by `spawn_process`.
@@ -79,7 +88,8 @@ impl ProcessHandle {
         if let Some(thread) = &self.0.played_by {
             return thread.outcome().map(|o| played_outcome(o).1);
         }
-        *self.0.exit_code.lock().unwrap_or_else(|e| e.into_inner())
+        let ended = &self.0.ended;
+        *ended.exit_code.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn signal(&self, signal: i32) {
@@ -107,8 +117,8 @@ impl ProcessHandle {
             || Op::new(Action::Join, self.object(), None),
             until,
             Order::InterruptFirst,
-            &self.0.exit_code,
-            &self.0.finished,
+            &self.0.ended.exit_code,
+            &self.0.ended.finished,
             |code| *code,
             |_| self.0.name.clone(),
         )?;
@@ -243,9 +253,8 @@ pub(crate) fn spawn_played(
         daemon,
         pid: std::process::id() as i32,
         outcome: Mutex::new(None),
-        exit_code: Mutex::new(None),
+        ended: Arc::default(),
         reaped: AtomicBool::new(true),
-        finished: Condvar::new(),
         played_by: Some(thread),
     })))
 }
@@ -289,9 +298,8 @@ pub fn spawn(
         daemon,
         pid,
         outcome: Mutex::new(None),
-        exit_code: Mutex::new(None),
+        ended: Arc::default(),
         reaped: AtomicBool::new(false),
-        finished: Condvar::new(),
         played_by: None,
     });
     let sink = sink::current();
@@ -314,10 +322,10 @@ pub fn spawn(
                 child,
                 BufReader::new(stdout),
                 sink,
-                &reader_state,
-                || {
+                reader_state,
+                |state| {
                     crate::runtime::sched::worked("process", started, || {
-                        (reader_state.name.clone(), label)
+                        (state.name.clone(), label)
                     })
                 },
                 kept,
@@ -340,14 +348,14 @@ fn follow_child(
     mut child: WorkerProcess,
     stdout: BufReader<std::fs::File>,
     sink: Option<Arc<dyn OutputSink>>,
-    state: &ProcessState,
-    on_exit: impl FnOnce(),
+    state: Arc<ProcessState>,
+    on_exit: impl FnOnce(&ProcessState),
     kept: Vec<Held>,
 ) {
     for line in stdout.lines() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<Value>(&line) {
-            Ok(event) => apply_event(&event, sink.as_ref(), state),
+            Ok(event) => apply_event(&event, sink.as_ref(), &state),
             Err(_) => {
                 let text = format!("{line}\n");
                 match &sink {
@@ -365,10 +373,16 @@ fn follow_child(
     state.reaped.store(true, Ordering::SeqCst);
     forget_child(state.pid);
     // Before anyone waiting in `join` can go on (a timeline must see this process).
-    on_exit();
-    *state.exit_code.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
-    state.finished.notify_all();
-    forget_process(state);
+    on_exit(&state);
+    // The state holds the result, and with it the shared objects the child returned or
+    // threw: once `join` has returned, only the script's handles may keep it, so that
+    // dropping them frees those objects at once. Neither this thread nor the list of
+    // unfinished processes may still hold it then.
+    forget_process(&state);
+    let ended = state.ended.clone();
+    drop(state);
+    *ended.exit_code.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+    ended.finished.notify_all();
 }
 
 fn forget_process(state: &ProcessState) {
