@@ -56,6 +56,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "timeline", timeline::timeline_api);
         rhai::combine_with_exported_module!(module, "scaling", scaling::scaling_api);
         rhai::combine_with_exported_module!(module, "explorer", explorer::explorer_api);
+        rhai::combine_with_exported_module!(module, "prove", explorer::prove_api);
         rhai::combine_with_exported_module!(module, "races", races::races_api);
         pools::register_submit(module);
         rhai::combine_with_exported_module!(module, "processes", processes::process_api);

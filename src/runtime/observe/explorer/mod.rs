@@ -7,6 +7,7 @@
 
 mod dpor;
 mod play;
+mod prove;
 mod report;
 mod run;
 mod strategy;
@@ -16,6 +17,7 @@ use crate::runtime::display::show_rich;
 use crate::runtime::races;
 use crate::runtime::sched::{self, Kind, Object};
 use crate::runtime::threads::describe_error;
+pub use prove::prove_api;
 use report::{Summary, Trace};
 use rhai::plugin::*;
 use rhai::{FnPtr, Map};
