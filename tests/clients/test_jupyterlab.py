@@ -212,8 +212,8 @@ def test_interrupt_and_restart(lab, open_notebook):
 
 
 def test_play_asks_in_the_notebook_and_the_learner_breaks_the_counter(lab, open_notebook):
-    """`play` in JupyterLab: every choice is an input box under the cell; answering Enter,
-    Enter, Enter, 2, Enter loses an update, and the cell says so."""
+    """`play`'s text game in JupyterLab: every choice is an input box under the cell;
+    answering Enter, Enter, Enter, 2, Enter loses an update, and the cell says so."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell() for _ in range(2)])
     nb.metadata["kernelspec"] = {"name": "rhai", "display_name": "Rhai", "language": "rhai"}
     nbformat.write(nb, lab["root"] / "play.ipynb")
@@ -228,7 +228,7 @@ def test_play_asks_in_the_notebook_and_the_learner_breaks_the_counter(lab, open_
         "a.join(); b.join(); counter.value }",
     )
     wait_idle(page)
-    run_cell(page, 1, "let game = play(two_increments, |v| v == 2); game.schedule")
+    run_cell(page, 1, "let game = play(two_increments, #{ expect: |v| v == 2, text: true }); game.schedule")
     # Each answer goes to the newest box not answered yet, which is marked before Enter; the
     # next one is looked for once JupyterLab has taken this box away (or disabled it). Boxes
     # are not found by their index: JupyterLab removes answered ones and may render the
