@@ -73,6 +73,13 @@ EXPECTED = {
         "No data race found",
         "races in the explored counter: 3, in the locked one: 0",
     ],
+    "03c-levels.ipynb": [
+        "Level 1: make the count 1",
+        "Level 2: overdraw the account",
+        "Level 3: deadlock the threads",
+        "Level 4: two threads in the critical section",
+        "Level 5: two threads in the critical section",
+    ],
     "04-pools.ipynb": [
         "squares: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]",
         "the 0.1 s task finished after",
