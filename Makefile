@@ -1,5 +1,6 @@
 # rhai-kernel: build, test and try the kernel.
-#   make lab    build, create .venv with JupyterLab, install the kernelspec, open notebooks/
+#   make lab    build, create .venv with JupyterLab (and jupyterlab_widgets, which draws
+#               play's board), install the kernelspec, open notebooks/
 #   make test   everything: lint, cargo test, the Jupyter conformance suite, notebooks, real
 #               clients (JupyterLab in chromium, jupyter console, nbconvert), and Rust cells
 #   make bench  benchmarks side by side with ipykernel and CPython, written to BENCHMARKS.md

@@ -827,7 +827,10 @@ fn play_asks_the_learner_who_moves_and_replays_what_they_chose() {
                   let b = spawn_thread(|| counter.value += 1); \
                   a.join(); b.join(); counter.value }";
     assert_eq!(k.execute(define).status(), "ok");
-    let request = k.send_execute("let game = play(two_increments, |v| v == 2); game.schedule");
+    // In the kernel `play` shows a board (a widget) unless the text game is asked for.
+    let request = k.send_execute(
+        "let game = play(two_increments, #{ expect: |v| v == 2, text: true }); game.schedule",
+    );
     // Let main go on twice, then let Thread-1 read, then Thread-2 read (preempting
     // Thread-1 before its write), then Enter: the default schedule from there.
     let mut prompts = Vec::new();
@@ -862,7 +865,7 @@ fn play_asks_the_learner_who_moves_and_replays_what_they_chose() {
     assert_eq!(k.eval("replay(two_increments, game.schedule).result"), "1");
 
     // `q` stops the game with an error; the session goes on.
-    let request = k.send_execute("play(two_increments)");
+    let request = k.send_execute("play(two_increments, #{ text: true })");
     let input_request = k.next_stdin(TIMEOUT).expect("an input_request");
     let reply = k.session.message(
         "input_reply",

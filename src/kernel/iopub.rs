@@ -74,6 +74,23 @@ impl Iopub {
         let _ = self.tx.send(Event::Message(Box::new(msg)));
     }
 
+    /// Publishes a message with a parent header and metadata of its own (comm messages
+    /// carry the widget protocol's version there).
+    pub fn send_with_metadata(
+        &self,
+        msg_type: &str,
+        parent_header: &Value,
+        content: Value,
+        metadata: Value,
+    ) {
+        let mut msg =
+            self.session
+                .message(msg_type, None, vec![msg_type.as_bytes().to_vec()], content);
+        msg.parent_header = parent_header.clone();
+        msg.metadata = metadata;
+        let _ = self.tx.send(Event::Message(Box::new(msg)));
+    }
+
     pub fn status(&self, state: &str, parent: Option<&Message>) {
         self.send("status", parent, json!({ "execution_state": state }));
     }

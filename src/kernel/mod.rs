@@ -3,6 +3,7 @@
 //!
 //! [`Interpreter`]: crate::interpreter::Interpreter
 
+pub mod comms;
 pub mod control;
 pub mod debug;
 pub mod heartbeat;
@@ -13,6 +14,7 @@ pub mod shell;
 pub mod sink;
 pub mod stdin;
 pub mod validate;
+pub mod widgets;
 
 use crate::interpreter::{engine::SCRIPT_STACK_SIZE, Interpreter, RhaiSession};
 use crate::protocol::message::Session;
@@ -32,6 +34,8 @@ pub struct KernelContext {
     pub kernel_info: Arc<serde_json::Value>,
     /// Answers `debug_request`s from the session's debugger.
     pub debug: debug::DebugAdapter,
+    /// The comms open with the frontend (widgets that cells showed).
+    pub comms: comms::Comms,
 }
 
 /// Whether the linked libzmq can serve CurveZMQ (it needs a crypto library at build time).
@@ -112,6 +116,7 @@ pub fn run(connection_file: &Path) -> anyhow::Result<()> {
         iopub: iopub.clone(),
         kernel_info,
         debug,
+        comms: comms::Comms::default(),
     };
     iopub.status("starting", None);
 

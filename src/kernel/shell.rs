@@ -57,7 +57,8 @@ impl<I: Interpreter> Shell<I> {
             "history_request" => Self::history,
             "comm_info_request" => Self::comm_info,
             "comm_open" => Self::comm_open,
-            "comm_msg" | "comm_close" => Self::ignore,
+            "comm_msg" => Self::comm_msg,
+            "comm_close" => Self::comm_close,
             "shutdown_request" => Self::shutdown,
             "interrupt_request" => Self::interrupt,
             _ => return None,
@@ -198,6 +199,7 @@ impl<I: Interpreter> Shell<I> {
             self.ctx.iopub.clone(),
             self.stdin.clone(),
             allow_stdin,
+            self.ctx.comms.clone(),
         ));
         let source_name = if store_history {
             format!("In[{count}]")
@@ -341,11 +343,26 @@ impl<I: Interpreter> Shell<I> {
     }
 
     fn comm_info(&mut self, request: &Message) {
+        let target = request.content["target_name"].as_str();
+        let comms = self.ctx.comms.info(target);
         self.reply(
             request,
             "comm_info_reply",
-            json!({ "status": "ok", "comms": {} }),
+            json!({ "status": "ok", "comms": comms }),
         );
+    }
+
+    /// A message on a comm the kernel opened (a widget's click). Handled here, between
+    /// cells, like every shell message: the handler only passes it on to whoever waits
+    /// for it (a `play` running in the background), so it never holds up the shell.
+    fn comm_msg(&mut self, request: &Message) {
+        super::widgets::comm_msg(&self.ctx.comms, &self.ctx.iopub, request);
+    }
+
+    /// The frontend closed a comm: its owner learns that nothing more will come.
+    fn comm_close(&mut self, request: &Message) {
+        let id = request.content["comm_id"].as_str().unwrap_or_default();
+        self.ctx.comms.deliver(id, super::comms::Incoming::Closed);
     }
 
     /// No comm targets are registered: close every comm a frontend tries to open.
@@ -357,8 +374,6 @@ impl<I: Interpreter> Shell<I> {
             json!({ "comm_id": comm_id, "data": {} }),
         );
     }
-
-    fn ignore(&mut self, _request: &Message) {}
 
     /// Old clients send shutdown on the shell channel.
     fn shutdown(&mut self, request: &Message) {

@@ -1,9 +1,12 @@
 //! The kernel's implementation of the runtime's output sink: IOPub messages parented to
 //! the request of the cell that produced the output.
 
+use super::comms::Comms;
 use super::iopub::Iopub;
 use super::stdin::StdinChannel;
+use super::widgets::{Channel, WidgetPanel};
 use crate::protocol::Message;
+use crate::runtime::panel::{OnEvent, Panel, Part};
 use crate::runtime::sink::{InputError, MimeBundle, OutputSink, Stream};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -14,6 +17,7 @@ pub struct IopubSink {
     iopub: Iopub,
     stdin: Arc<StdinChannel>,
     allow_stdin: bool,
+    comms: Comms,
     /// Payloads (pager text) for the execute reply.
     payloads: Mutex<Vec<Value>>,
 }
@@ -24,6 +28,7 @@ impl IopubSink {
         iopub: Iopub,
         stdin: Arc<StdinChannel>,
         allow_stdin: bool,
+        comms: Comms,
     ) -> Self {
         let parent_header = Arc::new(request.header_value());
         IopubSink {
@@ -32,6 +37,7 @@ impl IopubSink {
             iopub,
             stdin,
             allow_stdin,
+            comms,
             payloads: Mutex::new(Vec::new()),
         }
     }
@@ -82,6 +88,17 @@ impl OutputSink for IopubSink {
         // Output printed before the prompt must be visible before the frontend asks.
         self.iopub.flush(std::time::Duration::from_secs(1));
         self.stdin.read_line(&self.request, prompt, password)
+    }
+
+    /// Every Jupyter frontend gets widgets: the protocol has no way to ask whether it can
+    /// draw them (ipykernel sends them all the same), and one that cannot shows `text`.
+    fn panel(&self, parts: Vec<Part>, text: &str, on_event: OnEvent) -> Option<Arc<dyn Panel>> {
+        let channel = Channel {
+            iopub: self.iopub.clone(),
+            parent: self.parent_header.clone(),
+            comms: self.comms.clone(),
+        };
+        Some(WidgetPanel::open(channel, parts, text, on_event))
     }
 
     fn page(&self, text: &str) {

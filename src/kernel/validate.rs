@@ -73,6 +73,8 @@ fn fields(msg_type: &str) -> (Fields, Fields) {
         ),
         "comm_info_request" => (&[], &[("target_name", String)]),
         "comm_open" => (&[("comm_id", String)], &[("target_name", String)]),
+        "comm_msg" => (&[("comm_id", String)], &[("data", Object)]),
+        "comm_close" => (&[("comm_id", String)], &[]),
         "shutdown_request" => (&[], &[("restart", Bool)]),
         "debug_request" => (
             &[("command", String)],

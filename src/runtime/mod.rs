@@ -11,6 +11,7 @@ pub mod docs;
 pub mod interrupt;
 pub mod io;
 pub mod observe;
+pub mod panel;
 pub mod sched;
 pub mod shared;
 pub mod sink;

@@ -1,6 +1,7 @@
 //! The one interface through which scripts' output leaves the runtime, and the
 //! per-thread notion of "the cell (or script) this code is running for".
 
+use super::panel::{OnEvent, Panel, Part};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -49,6 +50,13 @@ pub trait OutputSink: Send + Sync {
     fn read_input(&self, prompt: &str, password: bool) -> Result<String, InputError>;
     /// Shows documentation in a pager (IPython's `?`).
     fn page(&self, text: &str);
+    /// Shows `parts` as live controls that change in place and report what the user does
+    /// to `on_event`, with `text` where the frontend cannot draw them. `None` where the
+    /// host has no such controls (the command line): the caller falls back to text.
+    fn panel(&self, parts: Vec<Part>, text: &str, on_event: OnEvent) -> Option<Arc<dyn Panel>> {
+        let _ = (parts, text, on_event);
+        None
+    }
 }
 
 thread_local! {

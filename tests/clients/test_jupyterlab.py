@@ -212,8 +212,8 @@ def test_interrupt_and_restart(lab, open_notebook):
 
 
 def test_play_asks_in_the_notebook_and_the_learner_breaks_the_counter(lab, open_notebook):
-    """`play` in JupyterLab: every choice is an input box under the cell; answering Enter,
-    Enter, Enter, 2, Enter loses an update, and the cell says so."""
+    """`play`'s text game in JupyterLab: every choice is an input box under the cell;
+    answering Enter, Enter, Enter, 2, Enter loses an update, and the cell says so."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell() for _ in range(2)])
     nb.metadata["kernelspec"] = {"name": "rhai", "display_name": "Rhai", "language": "rhai"}
     nbformat.write(nb, lab["root"] / "play.ipynb")
@@ -228,7 +228,7 @@ def test_play_asks_in_the_notebook_and_the_learner_breaks_the_counter(lab, open_
         "a.join(); b.join(); counter.value }",
     )
     wait_idle(page)
-    run_cell(page, 1, "let game = play(two_increments, |v| v == 2); game.schedule")
+    run_cell(page, 1, "let game = play(two_increments, #{ expect: |v| v == 2, text: true }); game.schedule")
     # Each answer goes to the newest box not answered yet, which is marked before Enter; the
     # next one is looked for once JupyterLab has taken this box away (or disabled it). Boxes
     # are not found by their index: JupyterLab removes answered ones and may render the
@@ -255,6 +255,67 @@ def test_play_asks_in_the_notebook_and_the_learner_breaks_the_counter(lab, open_
     wait_idle(page)
     assert "3) Thread-2: read counter.value" in text, text
     assert "Result: 1. You broke it!" in text, text
+    assert page.evaluate(ERROR_OUTPUTS) == []
+
+
+# One level of the game: two threads increment a counter; the goal is to lose an update.
+LEVEL = [
+    "fn two_increments() { let counter = value(0); "
+    "let a = spawn_thread(|| counter.value += 1); "
+    "let b = spawn_thread(|| counter.value += 1); "
+    "a.join(); b.join(); counter.value }",
+    "play(two_increments, |v| v == 2)",
+    "\"the next cell ran\"",
+]
+
+
+def test_play_is_a_board_of_buttons_clicked_through_to_the_win(lab, open_notebook):
+    """`play` as a widget drawn by JupyterLab's widget manager: Run All shows the board and
+    goes on to the next cell; clicking the thread buttons (the running thread three times,
+    then Thread-2's read before Thread-1 writes, then on to the end) loses an update, and
+    the board shows the verdict."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in LEVEL])
+    nb.metadata["kernelspec"] = {"name": "rhai", "display_name": "Rhai", "language": "rhai"}
+    nbformat.write(nb, lab["root"] / "level.ipynb")
+    page = open_notebook("level.ipynb")
+
+    menu(page, "Run", "Run All Cells")
+    page.wait_for_function(RUN_ALL_OVER, timeout=RUN_TIMEOUT_MS, polling=250)
+    cell_output(page, 2, "the next cell ran")
+    board = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".widget-vbox")
+    board.wait_for()
+    assert "You are the scheduler" in board.text_content()
+    buttons = board.locator("button.widget-button")
+    steps = board.locator("pre")
+    buttons.first.wait_for()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "play-board.png")
+
+    def steps_shown():
+        return steps.first.text_content().count("\n") + 1 if steps.count() else 0
+
+    for choice in ["on", "on", "on", "Thread-2: read counter.value", "on"]:
+        buttons.first.wait_for()
+        before = steps_shown()
+        if choice == "on":
+            button = board.locator("button.widget-button[title='goes on without a switch']")
+        else:
+            button = buttons.filter(has_text=choice)
+        assert button.count() == 1, buttons.all_text_contents()
+        button.click()
+        # The move is made once its step shows; the next choice's buttons follow it.
+        page.wait_for_function(
+            "([el, n]) => { const pre = el.querySelector('pre');"
+            " return pre !== null && pre.textContent.split('\\n').length > n; }",
+            arg=[board.element_handle(), before],
+        )
+    board.get_by_text("You broke it!").wait_for()
+    text = board.text_content()
+    assert "Result: 1. You broke it!" in text, text
+    assert 'replay(f, "00122")' in text, text
+    assert "Thread-2: read counter.value → 0" in text, text
+    assert buttons.count() == 0
+    page.screenshot(path=SCREENSHOTS / "play-board-won.png")
     assert page.evaluate(ERROR_OUTPUTS) == []
 
 

@@ -85,6 +85,13 @@ EXPECTED = {
         "No data race found",
         "races in the explored counter: 3, in the locked one: 0",
     ],
+    "03c-levels.ipynb": [
+        "Level 1: make the count 1",
+        "Level 2: overdraw the account",
+        "Level 3: deadlock the threads",
+        "Level 4: two threads in the critical section",
+        "Level 5: two threads in the critical section",
+    ],
     "04-pools.ipynb": [
         # The exercise as given fails; its hidden solution is proven.
         "✘ wrong: ",

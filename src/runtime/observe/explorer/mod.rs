@@ -5,6 +5,7 @@
 //! step. Inside, `sleep` only lets others run (virtual time), and a deadlock is an
 //! outcome with its trace, never a hang. `play(f)` lets the learner choose instead.
 
+mod board;
 mod dpor;
 mod play;
 mod prove;
@@ -301,21 +302,81 @@ impl Exploration {
     }
 }
 
-/// `play`: one run in which the learner chooses who moves; `expect` says whether the
-/// result is right (without it, a lost update or a deadlock counts as broken).
+/// How `play` is played: `expect` says whether the result is right (without it, a lost
+/// update or a deadlock counts as broken); `text` asks for the text game where a board of
+/// live controls could be shown.
+#[derive(Default)]
+struct Game {
+    expect: Option<FnPtr>,
+    text: bool,
+}
+
+impl Game {
+    fn from_options(options: &Map) -> Result<Game, Box<EvalAltResult>> {
+        const KNOWN: [&str; 2] = ["expect", "text"];
+        if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(format!(
+                "play: unknown option '{unknown}' (known: {})",
+                KNOWN.join(", ")
+            )
+            .into());
+        }
+        let expect = match options.get("expect") {
+            None => None,
+            Some(v) if v.is_fnptr() => Some(v.clone().cast::<FnPtr>()),
+            Some(v) => {
+                return Err(format!(
+                    "play: option 'expect' must be a function, not {}",
+                    v.type_name()
+                )
+                .into())
+            }
+        };
+        let text = match options.get("text") {
+            None => false,
+            Some(v) => v
+                .as_bool()
+                .map_err(|t| format!("play: option 'text' must be a bool, not {t}"))?,
+        };
+        Ok(Game { expect, text })
+    }
+}
+
+/// `play`: one run in which the learner chooses who moves. Where the sink can show live
+/// controls (and the text game was not asked for), the board is shown, the run goes on in
+/// the background and `()` comes back at once; otherwise the text game asks through
+/// `input()` and returns the `Replay` of what was played.
 fn play_with(
     ctx: &NativeCallContext,
     f: &FnPtr,
-    expect: Option<&FnPtr>,
-) -> Result<Replay, Box<EvalAltResult>> {
+    game: Game,
+) -> Result<Dynamic, Box<EvalAltResult>> {
     no_nesting()?;
     let sink = crate::runtime::sink::current().ok_or("play needs an input channel")?;
+    if !game.text {
+        if let Some(board) = board::Board::open(sink.as_ref()) {
+            play_in_background(ctx, f, game.expect, sink, board)?;
+            return Ok(Dynamic::UNIT);
+        }
+    }
     sink.write(crate::runtime::sink::Stream::Stdout, play::RULES);
     let learner = Arc::new(play::Learner { sink: sink.clone() });
+    let (replay, verdict) = play_run(ctx, f, game.expect.as_ref(), learner)?;
+    sink.write(crate::runtime::sink::Stream::Stdout, &verdict);
+    Ok(Dynamic::from(replay))
+}
+
+/// One run with `player` choosing: what was played, and the verdict.
+fn play_run(
+    ctx: &NativeCallContext,
+    f: &FnPtr,
+    expect: Option<&FnPtr>,
+    player: Arc<dyn Player>,
+) -> Result<(Replay, String), Box<EvalAltResult>> {
     let fixed = Strategy::Fixed {
         choices: Vec::new(),
     };
-    let (result, record) = run_once(ctx, f, fixed, 10_000, Some(learner));
+    let (result, record) = run_once(ctx, f, fixed, 10_000, Some(player));
     let trace = record.trace();
     let (value, wrong) = outcome(&record, result)?;
     let broken = wrong
@@ -326,14 +387,69 @@ fn play_with(
                 .unwrap_or(false),
             None => trace.conflict().is_some(),
         };
-    sink.write(
-        crate::runtime::sink::Stream::Stdout,
-        &play::verdict(&value.to_string(), broken, &trace),
-    );
-    Ok(Replay {
-        result: value,
-        trace,
-    })
+    let verdict = play::verdict(&value.to_string(), broken, &trace);
+    Ok((
+        Replay {
+            result: value,
+            trace,
+        },
+        verdict,
+    ))
+}
+
+/// Runs the game of `board` on a thread of its own, as script threads run (the session's
+/// engine, the cell's functions and sink), so that the cell can end while the learner
+/// clicks. Whatever ends the run (the verdict, an error, an interrupt, the board closed)
+/// is shown on the board.
+fn play_in_background(
+    ctx: &NativeCallContext,
+    f: &FnPtr,
+    expect: Option<FnPtr>,
+    sink: Arc<dyn crate::runtime::sink::OutputSink>,
+    board: board::Board,
+) -> Result<(), Box<EvalAltResult>> {
+    let engine = crate::runtime::threads::script_engine()?;
+    // The stored call context carries the cell's function library, as for a thread.
+    #[allow(deprecated)]
+    let store = ctx.store_data();
+    let mut f = f.clone();
+    // Handles captured by a closure sit behind Rhai's lock of the captured variable,
+    // which a blocking call would hold: the run uses the objects directly, as threads do.
+    for value in f.iter_curry_mut() {
+        if value.is_shared() {
+            let inner = value.flatten_clone();
+            if crate::runtime::is_handle(&inner) {
+                *value = inner;
+            }
+        }
+    }
+    let board = Arc::new(board);
+    let body = move || {
+        crate::runtime::sink::with_sink(sink, || {
+            #[allow(deprecated)]
+            let ctx = store.create_context(&engine);
+            let played = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                play_run(&ctx, &f, expect.as_ref(), board.clone())
+            }));
+            crate::runtime::sched::leaving();
+            match played {
+                Ok(Ok((replay, verdict))) => {
+                    let values = replay.trace.steps.last().map_or("", |s| s.values.as_str());
+                    board.finish(values, &verdict);
+                }
+                Ok(Err(error)) => {
+                    board.finish("", &format!("play ended: {}", describe_error(&error)))
+                }
+                Err(_) => board.finish("", "play ended: a native function panicked"),
+            }
+        })
+    };
+    std::thread::Builder::new()
+        .name("play".into())
+        .stack_size(crate::runtime::SCRIPT_STACK_SIZE)
+        .spawn(body)
+        .map(drop)
+        .map_err(|e| format!("play: cannot start the game: {e}").into())
 }
 
 /// What a run gave: its result, or what ended it (`"deadlock"`, `"more than n steps"`,
@@ -444,14 +560,28 @@ pub mod explorer_api {
     }
 
     /// You are the scheduler: runs `f` once, one worker at a time, and at every point
-    /// where several workers could move shows each one's next step and asks (through
-    /// `input()`) which one moves — Enter lets the current one go on, `q` stops. The goal
-    /// is to make the program go wrong (a lost update or a deadlock), as in the game The
-    /// Deadlock Empire. Returns a `Replay` of what you did (`result`, `steps`,
-    /// `schedule`, for `replay`).
+    /// where several workers could move lets you choose which one moves. The goal is to
+    /// make the program go wrong (a lost update or a deadlock), as in the game The
+    /// Deadlock Empire.
+    ///
+    /// In a notebook it shows a board (a widget): a button per thread that can move,
+    /// labelled with its next step, the steps so far and the shared values, and the
+    /// verdict at the end. The cell ends at once (so "Run All" goes on) and returns `()`;
+    /// the game waits for your clicks. A frontend without a widget manager (`jupyter
+    /// console`) shows a line saying so: play the text game there with
+    /// `play(f, #{ text: true })`.
+    ///
+    /// The text game (`rhai-kernel run`, or `text: true`) shows each worker's next step and
+    /// asks through `input()` which one moves — Enter lets the current one go on, `q`
+    /// stops — and returns a `Replay` of what you did (`result`, `steps`, `schedule`, for
+    /// `replay`).
+    ///
+    /// ```rhai
+    /// play(two_increments, #{ expect: |v| v == 2 })   // the board; or add text: true
+    /// ```
     #[rhai_fn(return_raw)]
-    pub fn play(ctx: NativeCallContext, f: FnPtr) -> Result<Replay, Box<EvalAltResult>> {
-        play_with(&ctx, &f, None)
+    pub fn play(ctx: NativeCallContext, f: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
+        play_with(&ctx, &f, Game::default())
     }
 
     /// `play(f, expect)`: the program is broken when `expect(result)` is false.
@@ -460,8 +590,24 @@ pub mod explorer_api {
         ctx: NativeCallContext,
         f: FnPtr,
         expect: FnPtr,
-    ) -> Result<Replay, Box<EvalAltResult>> {
-        play_with(&ctx, &f, Some(&expect))
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let game = Game {
+            expect: Some(expect),
+            text: false,
+        };
+        play_with(&ctx, &f, game)
+    }
+
+    /// `play(f, #{ expect: |result| …, text: false })`: the program is broken when
+    /// `expect(result)` is false; `text: true` plays the text game (through `input()`)
+    /// even where a board could be shown.
+    #[rhai_fn(name = "play", return_raw)]
+    pub fn play_options(
+        ctx: NativeCallContext,
+        f: FnPtr,
+        options: Map,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        play_with(&ctx, &f, Game::from_options(&options)?)
     }
 
     /// How many schedules ran.
