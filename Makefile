@@ -4,7 +4,9 @@
 #   make test   everything: lint, cargo test, the Jupyter conformance suite, notebooks, real
 #               clients (JupyterLab in chromium, jupyter console, nbconvert), and Rust cells
 #   make bench  benchmarks side by side with ipykernel and CPython, written to BENCHMARKS.md
-#               (and the scaling chart to BENCHMARKS-scaling.svg)
+#               (and the scaling chart to BENCHMARKS-scaling.svg), with the schedule
+#               explorer's rows on benches/explore/classics.rhai (only those, into an existing
+#               BENCHMARKS.md: benches/runtime_bench.py --explore-only --write BENCHMARKS.md)
 #   make profile where scripts spend their time (needs Linux perf): benches/profile/*.rhai
 #               under perf, samples by owner (Rhai, this crate, libc, kernel), in
 #               target/profile/profile.md

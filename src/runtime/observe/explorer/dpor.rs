@@ -20,12 +20,34 @@ pub enum Target {
     GaveWay(usize),
 }
 
-/// One thing a step does to a target: a write conflicts with everything on the same
-/// target, a read only with writes.
+/// How a step uses a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Looks at it and leaves it as it was.
+    Read,
+    /// Changes it: conflicts with everything on the same target.
+    Write,
+    /// Adds to a count that only ever grows by adding (a semaphore's release): two adds
+    /// give the same count in either order, so they commute with each other, and with
+    /// nothing else.
+    Add,
+    /// Takes a plain lock (conflicts as a write).
+    Take,
+    /// Gives a plain lock back (conflicts as a write).
+    Give,
+    /// Joins a thread: reads its end, which it can only come after.
+    Join,
+    /// A blocked attempt: looked at it, found it taken (a held lock, an empty queue) and
+    /// left it as it was. It conflicts as a read with what came before it; a later change
+    /// only wakes the worker, whose retry is a step of its own (see `backtrack_points`).
+    Attempt,
+}
+
+/// One thing a step does to a target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
     pub target: Target,
-    pub write: bool,
+    pub mode: Mode,
 }
 
 impl Target {
@@ -38,28 +60,76 @@ impl Target {
 impl Access {
     /// What `op` does, for the reduction, to the object numbered `number` in the run.
     /// Only reads of data, waits for an event and joins leave their object as it was;
-    /// every other operation changes it (a lock's owner, a queue's items, a barrier's
-    /// count). A spawn and a sleep touch nothing shared: the new worker's steps come after
+    /// a semaphore's release only adds a permit; every other operation changes its
+    /// object (a lock's owner, a queue's items, a barrier's count, a semaphore's permits
+    /// taken). A spawn and a sleep touch nothing shared: the new worker's steps come after
     /// its spawn anyway, and a sleep only lets others run.
     pub fn of(op: &Op, number: u64) -> Option<Access> {
-        let write = match (op.action, op.object.kind) {
+        let mode = match (op.action, op.object.kind) {
             (Action::Spawn | Action::Sleep, _) | (_, Kind::Clock) => return None,
-            (Action::Read | Action::Join, _) | (Action::Wait, Kind::Event) => false,
-            _ => true,
+            (Action::Join, Kind::Thread) => Mode::Join,
+            (Action::Read | Action::Join, _) | (Action::Wait, Kind::Event) => Mode::Read,
+            (Action::Release, Kind::Semaphore) => Mode::Add,
+            (Action::Acquire, Kind::Lock) => Mode::Take,
+            (Action::Release, Kind::Lock) => Mode::Give,
+            _ => Mode::Write,
         };
         Some(Access {
             target: Target::object(&op.object, number),
-            write,
+            mode,
         })
     }
 
     /// A failed attempt (a blocked wait) looks at its object and leaves it as it was.
     pub fn attempt(op: &Op, number: u64) -> Option<Access> {
-        Access::of(op, number).map(|a| Access { write: false, ..a })
+        Access::of(op, number).map(|a| Access {
+            mode: Mode::Attempt,
+            ..a
+        })
+    }
+
+    pub fn read(target: Target) -> Access {
+        Access {
+            target,
+            mode: Mode::Read,
+        }
+    }
+
+    pub fn write(target: Target) -> Access {
+        Access {
+            target,
+            mode: Mode::Write,
+        }
+    }
+
+    /// Whether it changes its target.
+    pub fn changes(&self) -> bool {
+        matches!(self.mode, Mode::Write | Mode::Add | Mode::Take | Mode::Give)
     }
 
     fn conflicts(&self, other: &Access) -> bool {
-        self.target == other.target && (self.write || other.write)
+        self.target == other.target && conflicting(self.mode, other.mode)
+    }
+}
+
+impl Mode {
+    /// How it conflicts: as a read, a write or an add.
+    fn class(self) -> Mode {
+        match self {
+            Mode::Read | Mode::Attempt | Mode::Join => Mode::Read,
+            Mode::Write | Mode::Take | Mode::Give => Mode::Write,
+            Mode::Add => Mode::Add,
+        }
+    }
+}
+
+/// Whether two uses of one target do not commute.
+fn conflicting(a: Mode, b: Mode) -> bool {
+    match (a.class(), b.class()) {
+        (Mode::Write, _) | (_, Mode::Write) => true,
+        (Mode::Add, Mode::Add) => false,
+        (Mode::Add, _) | (_, Mode::Add) => true,
+        _ => false,
     }
 }
 
@@ -262,12 +332,71 @@ impl Clocks {
 }
 
 /// Which worker's steps a step's access conflicts with last: per target and worker, the
-/// last write and the last access. An earlier conflicting step of the same worker happens
-/// before that one, so it cannot race with anything that comes later.
+/// last step that used it as a read, a write and an add. An earlier step of the same
+/// worker that used it the same way happens before that one, so it cannot race with
+/// anything that comes later.
 #[derive(Default, Clone)]
 struct LastAccess {
+    read: Option<usize>,
     write: Option<usize>,
-    any: Option<usize>,
+    add: Option<usize>,
+    /// The step that took the plain lock the worker holds.
+    taken: Option<usize>,
+    /// When the last write gave a plain lock back: the step that had taken it.
+    given_from: Option<usize>,
+}
+
+impl LastAccess {
+    /// The last steps that conflict with a use of the target in `mode`.
+    fn conflicting(&self, mode: Mode) -> impl Iterator<Item = usize> {
+        let wants = |m: Mode| conflicting(mode, m);
+        [
+            self.read.filter(|_| wants(Mode::Read)),
+            self.write.filter(|_| wants(Mode::Write)),
+            self.add.filter(|_| wants(Mode::Add)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    fn record(&mut self, mode: Mode, step: usize) {
+        match mode.class() {
+            // Nothing that comes later is ordered after a blocked attempt by it: the
+            // attempt changed nothing, and the change that lets its worker go on is
+            // ordered with the retry, which uses the object for real. Reversing the
+            // attempt with that change would only run the retry without the attempt
+            // first, an equivalent schedule. The attempt still races with what came
+            // before it: whoever took the object could have found the worker there
+            // first.
+            Mode::Read if mode == Mode::Attempt => {}
+            Mode::Read => self.read = Some(step),
+            Mode::Add => self.add = Some(step),
+            _ => {
+                self.write = Some(step);
+                self.given_from = None;
+                match mode {
+                    Mode::Take => self.taken = Some(step),
+                    Mode::Give => self.given_from = self.taken.take(),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The step that races with a use of the target in `mode` instead of `step` (one of
+    /// this worker's last steps), if any: a plain lock cannot be taken between its
+    /// taking and giving back by another worker, so taking it (or trying to) after it was
+    /// given back only races with that taking; and a thread cannot be joined before it
+    /// ends. `Some(None)`: no race.
+    fn instead(&self, mode: Mode, step: usize) -> Option<Option<usize>> {
+        match mode {
+            Mode::Take | Mode::Attempt if self.write == Some(step) && self.given_from.is_some() => {
+                Some(self.given_from)
+            }
+            Mode::Join if self.write == Some(step) => Some(None),
+            _ => None,
+        }
+    }
 }
 
 /// The decisions where another worker must be tried, and which one (`None`: no single
@@ -281,6 +410,8 @@ fn backtrack_points(steps: &[Transition]) -> Vec<(usize, Option<usize>)> {
         by_worker: vec![Vec::new(); workers],
     };
     let mut last: HashMap<Target, Vec<LastAccess>> = HashMap::new();
+    // The steps that changed each target, in order.
+    let mut changes: HashMap<Target, Vec<usize>> = HashMap::new();
     let mut races: Vec<(usize, usize)> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let w = step.worker;
@@ -292,28 +423,42 @@ fn backtrack_points(steps: &[Transition]) -> Vec<(usize, Option<usize>)> {
             join(&mut clock, &clocks.clock[spawner]);
         }
         let seq = clocks.by_worker[w].len() as u32;
-        // The conflicting earlier steps of other workers, latest first.
-        let mut conflicting: Vec<usize> = Vec::new();
+        // The conflicting earlier steps of other workers, latest first, each with the step
+        // that races with this one in its place (if not itself).
+        let mut conflicting: Vec<(usize, Option<usize>)> = Vec::new();
+        let previous = clocks.by_worker[w].last().copied();
         for access in &step.accesses {
+            let waker = previous.and_then(|p| waker(&steps[p], p, access, &changes));
             if let Some(per_worker) = last.get(&access.target) {
                 for (other, last) in per_worker.iter().enumerate() {
                     if other == w {
                         continue;
                     }
-                    let candidate = if access.write { last.any } else { last.write };
-                    conflicting.extend(candidate);
+                    conflicting.extend(last.conflicting(access.mode).map(|j| {
+                        let racer = match last.instead(access.mode, j) {
+                            Some(instead) => instead,
+                            None if waker == Some(j) => None,
+                            None => Some(j),
+                        };
+                        (j, racer)
+                    }));
                 }
             }
         }
         conflicting.sort_unstable_by(|a, b| b.cmp(a));
         conflicting.dedup();
-        for j in conflicting {
-            let earlier = steps[j].worker;
-            if clock[earlier] <= clocks.seq[j] {
-                // Nothing between them orders `j` before `i`: they race.
-                races.push((j, i));
+        for (at, &(j, racer)) in conflicting.iter().enumerate() {
+            if let Some(r) = racer {
+                if clock[steps[r].worker] <= clocks.seq[r] {
+                    // Nothing between them orders `r` before `i`: they race.
+                    races.push((r, i));
+                }
             }
-            join(&mut clock, &clocks.clock[j]);
+            // Once every racer of `j` was looked at: what happens before `j` happens
+            // before this step.
+            if conflicting.get(at + 1).is_none_or(|&(next, _)| next != j) {
+                join(&mut clock, &clocks.clock[j]);
+            }
         }
         clock[w] = seq + 1;
         clocks.clock.push(clock);
@@ -323,9 +468,9 @@ fn backtrack_points(steps: &[Transition]) -> Vec<(usize, Option<usize>)> {
             let per_worker = last
                 .entry(access.target)
                 .or_insert_with(|| vec![LastAccess::default(); workers]);
-            per_worker[w].any = Some(i);
-            if access.write {
-                per_worker[w].write = Some(i);
+            per_worker[w].record(access.mode, i);
+            if access.changes() {
+                changes.entry(access.target).or_default().push(i);
             }
         }
     }
@@ -336,6 +481,32 @@ fn backtrack_points(steps: &[Transition]) -> Vec<(usize, Option<usize>)> {
             Some((decision, initial(&clocks, steps, j, i)))
         })
         .collect()
+}
+
+/// When `access` retries the blocked attempt `previous` (step number `at`) of the same
+/// worker on its target, and one step alone changed the target in between: that step. The
+/// target stayed as the attempt found it (taken) until that change, so the retry cannot
+/// come before it: their race cannot be reversed (running the retry first only blocks
+/// it again, an equivalent schedule).
+fn waker(
+    previous: &Transition,
+    at: usize,
+    access: &Access,
+    changes: &HashMap<Target, Vec<usize>>,
+) -> Option<usize> {
+    let attempted = previous
+        .accesses
+        .iter()
+        .any(|a| a.target == access.target && a.mode == Mode::Attempt);
+    if !attempted || access.mode == Mode::Attempt {
+        return None;
+    }
+    let since = changes.get(&access.target)?;
+    let after = &since[since.partition_point(|&c| c < at)..];
+    match after {
+        [only] => Some(*only),
+        _ => None,
+    }
 }
 
 fn join(into: &mut [u32], other: &[u32]) {
@@ -381,9 +552,11 @@ mod tests {
     use super::*;
 
     fn access(id: u64, write: bool) -> Access {
-        Access {
-            target: Target::Object(Kind::Value, id, 0),
-            write,
+        let target = Target::Object(Kind::Value, id, 0);
+        if write {
+            Access::write(target)
+        } else {
+            Access::read(target)
         }
     }
 
@@ -436,6 +609,67 @@ mod tests {
             step(2, &[access(1, true)], Some(4)),
         ];
         assert_eq!(backtrack_points(&steps), vec![(2, Some(2))]);
+    }
+
+    fn used(kind: Kind, id: u64, mode: Mode) -> Access {
+        Access {
+            target: Target::Object(kind, id, 0),
+            mode,
+        }
+    }
+
+    #[test]
+    fn two_releases_of_a_semaphore_commute_an_acquire_does_not() {
+        let add = used(Kind::Semaphore, 1, Mode::Add);
+        let take = used(Kind::Semaphore, 1, Mode::Write);
+        let look = used(Kind::Semaphore, 1, Mode::Read);
+        assert!(!dependent(&[add], &[add]));
+        assert!(dependent(&[add], &[take]));
+        assert!(dependent(&[add], &[look]));
+        let steps = [step(1, &[add], Some(0)), step(2, &[add], Some(1))];
+        assert!(backtrack_points(&steps).is_empty());
+    }
+
+    #[test]
+    fn taking_a_lock_after_it_was_given_back_races_with_its_taking() {
+        // Worker 1 takes and gives back lock 9, then worker 2 takes it: worker 2 could
+        // have taken it first (decision 0), never between (decision 1).
+        let take = used(Kind::Lock, 9, Mode::Take);
+        let give = used(Kind::Lock, 9, Mode::Give);
+        let steps = [
+            step(1, &[take], Some(0)),
+            step(1, &[give], Some(1)),
+            step(2, &[take], Some(2)),
+        ];
+        assert_eq!(backtrack_points(&steps), vec![(0, Some(2))]);
+    }
+
+    #[test]
+    fn a_blocked_attempt_races_with_what_came_before_it_only() {
+        // Worker 1 takes lock 9; worker 2 finds it taken; worker 1 gives it back and
+        // worker 2 takes it. Only the taking and the attempt race: worker 2 first.
+        let take = used(Kind::Lock, 9, Mode::Take);
+        let give = used(Kind::Lock, 9, Mode::Give);
+        let attempt = used(Kind::Lock, 9, Mode::Attempt);
+        let steps = [
+            step(1, &[take], Some(0)),
+            step(2, &[attempt], Some(1)),
+            step(1, &[give], None),
+            step(2, &[take], None),
+        ];
+        assert_eq!(backtrack_points(&steps), vec![(0, Some(2))]);
+    }
+
+    #[test]
+    fn a_join_comes_after_the_end_it_waits_for() {
+        let end = used(Kind::Thread, 1, Mode::Write);
+        let join = used(Kind::Thread, 1, Mode::Join);
+        let alive = used(Kind::Thread, 1, Mode::Read);
+        let steps = [step(1, &[end], Some(0)), step(0, &[join], Some(1))];
+        assert!(backtrack_points(&steps).is_empty());
+        // Asking whether it is alive could have come first.
+        let steps = [step(1, &[end], Some(0)), step(0, &[alive], Some(1))];
+        assert_eq!(backtrack_points(&steps), vec![(0, Some(0))]);
     }
 
     #[test]

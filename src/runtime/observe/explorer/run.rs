@@ -446,9 +446,11 @@ fn touch(state: &mut State, worker: usize, access: Option<Access>) {
 
 /// The token that orders a worker's giving way with the step that ends it.
 fn gave_way(worker: usize, write: bool) -> Access {
-    Access {
-        target: Target::GaveWay(worker),
-        write,
+    let target = Target::GaveWay(worker);
+    if write {
+        Access::write(target)
+    } else {
+        Access::read(target)
     }
 }
 
@@ -469,7 +471,7 @@ fn close_step(state: &mut State, yielding: bool) {
     let changed = step
         .accesses
         .iter()
-        .any(|a| a.write && matches!(a.target, Target::Object(..)));
+        .any(|a| a.changes() && matches!(a.target, Target::Object(..)));
     let worker = &mut state.workers[step.worker];
     worker.wrote |= changed;
     if yielding {
@@ -652,9 +654,10 @@ impl Controller for Worker {
         // Whoever's step is under way: a new worker runs its first lines during its
         // spawner's step.
         if let Some(step) = state.open.as_mut() {
-            step.touch(Access {
-                target,
-                write: changed,
+            step.touch(if changed {
+                Access::write(target)
+            } else {
+                Access::read(target)
             });
         }
         if changed {
@@ -673,12 +676,12 @@ impl Controller for Worker {
         state.workers[me].status = Status::Finished;
         wake(&mut state, &object);
         // Its joiners wait for this.
-        let end = Access {
-            target: Target::object(&object, state.names.meet(&object)),
-            write: true,
-        };
+        let end = Access::write(Target::object(&object, state.names.meet(&object)));
         touch(&mut state, me, Some(end));
-        if state.running == Some(me) {
+        // Once the run has ended (the reduction cut it short, an interrupt), the workers
+        // only unwind: nobody is chosen any more, and the ending stays what it was (not a
+        // deadlock of workers that were stopped while blocked).
+        if state.running == Some(me) && state.ending.is_none() {
             // A deadlock found here is recorded in the run; nobody is left to tell.
             let _ = run.decide(&mut state, me, false);
         }
