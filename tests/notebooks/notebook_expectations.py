@@ -75,7 +75,7 @@ EXPECTED = {
         "locked: 99 schedules, all of them: true, 0 failures",
         "without a bound: 924 schedules, all of them: true, 0 failures",
         'every schedule: 88 (complete: true), outcomes #{"1": 47, "2": 41}',
-        'reduced: 12 (complete: true), outcomes #{"1": 6, "2": 6}',
+        'reduced: 4 (complete: true), outcomes #{"1": 2, "2": 2}',
         "overdrawn in 153 of 179 schedules",
         "Thread-2: blocked on a",
         "WARNING: data race on counter.value",
