@@ -66,6 +66,34 @@ fn int_option(options: &Map, key: &str, default: i64) -> Result<i64, Box<EvalAlt
     }
 }
 
+/// Option `key` of `who` (`explore`, `play`) that must be a function, if given.
+fn fn_option(options: &Map, who: &str, key: &str) -> Result<Option<FnPtr>, Box<EvalAltResult>> {
+    match options.get(key) {
+        None => Ok(None),
+        Some(v) if v.is_fnptr() => Ok(Some(v.clone().cast::<FnPtr>())),
+        Some(v) => Err(format!(
+            "{who}: option '{key}' must be a function, not {}",
+            v.type_name()
+        )
+        .into()),
+    }
+}
+
+/// Option `key` of `who` that must be a bool, `default` when not given.
+fn bool_option(
+    options: &Map,
+    who: &str,
+    key: &str,
+    default: bool,
+) -> Result<bool, Box<EvalAltResult>> {
+    match options.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_bool()
+            .map_err(|t| format!("{who}: option '{key}' must be a bool, not {t}").into()),
+    }
+}
+
 fn parse_options(options: &Map) -> Result<Options, Box<EvalAltResult>> {
     const KNOWN: [&str; 7] = [
         "preemptions",
@@ -132,23 +160,8 @@ fn parse_options(options: &Map) -> Result<Options, Box<EvalAltResult>> {
     if max_schedules < 1 || max_steps < 1 {
         return Err("explore: 'max_schedules' and 'max_steps' must be at least 1".into());
     }
-    let expect = match options.get("expect") {
-        None => None,
-        Some(v) if v.is_fnptr() => Some(v.clone().cast::<FnPtr>()),
-        Some(v) => {
-            return Err(format!(
-                "explore: option 'expect' must be a function, not {}",
-                v.type_name()
-            )
-            .into())
-        }
-    };
-    let show = match options.get("show") {
-        None => true,
-        Some(v) => v
-            .as_bool()
-            .map_err(|t| format!("explore: option 'show' must be a bool, not {t}"))?,
-    };
+    let expect = fn_option(options, "explore", "expect")?;
+    let show = bool_option(options, "explore", "show", true)?;
     Ok(Options {
         strategy,
         bound,
@@ -321,23 +334,8 @@ impl Game {
             )
             .into());
         }
-        let expect = match options.get("expect") {
-            None => None,
-            Some(v) if v.is_fnptr() => Some(v.clone().cast::<FnPtr>()),
-            Some(v) => {
-                return Err(format!(
-                    "play: option 'expect' must be a function, not {}",
-                    v.type_name()
-                )
-                .into())
-            }
-        };
-        let text = match options.get("text") {
-            None => false,
-            Some(v) => v
-                .as_bool()
-                .map_err(|t| format!("play: option 'text' must be a bool, not {t}"))?,
-        };
+        let expect = fn_option(options, "play", "expect")?;
+        let text = bool_option(options, "play", "text", false)?;
         Ok(Game { expect, text })
     }
 }
