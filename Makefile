@@ -23,7 +23,7 @@ JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter VIRTUAL_ENV=$(CURDIR
 	kernelspec bench profile clean
 
 # Rust cells (cargo feature `rust`, evcxr) are on by default, so the kernel `make lab`
-# installs runs every shipped notebook; evcxr makes the first build longer (see README).
+# installs runs every shipped notebook; evcxr makes the first build longer (see docs/rust-cells.md).
 # That build uses its own profile (see Cargo.toml) and directory.
 RUST ?= 1
 WITH_RUST := $(filter 1 yes true,$(RUST))
@@ -95,7 +95,7 @@ python-test: kernelspec $(HUB_PROXY)
 		$(VPY) -m pytest -q -rs --timeout=900 tests/conformance tests/notebooks tests/clients tests/python
 
 # CurveZMQ needs a libzmq built with libsodium (Debian: libzmq3-dev, which .ci/run installs);
-# the default build's vendored libzmq has none (see README, Encryption). This links the
+# the default build's vendored libzmq has none (see docs/hardening.md, Encryption). This links the
 # system libzmq in a separate target directory and runs the encrypted round trip, raw
 # (kernel_curve) and through jupyter_client (test_curve.py, on a kernelspec of that build:
 # python-test's kernelspec is the default build, for which test_curve.py checks the

@@ -3,7 +3,7 @@
 share of the samples is Rhai's evaluator, this product's code (natives, hooks), the C
 library and the kernel, with the hottest functions of each.
 
-This is what the performance notes in BENCHMARKS.md and the README stand on: a speed-up
+This is what the performance notes in BENCHMARKS.md and docs/benchmarks.md stand on: a speed-up
 is looked for where the samples are. `make profile` builds the binary and runs this;
 it needs Linux `perf` (and permission to use it).
 

@@ -86,7 +86,7 @@ pub fn run(connection_file: &Path) -> anyhow::Result<()> {
         // Serving in plain text what the client believes is encrypted is not an option.
         anyhow::bail!(
             "the connection file asks for CurveZMQ encryption, but this build's libzmq has \
-             no CURVE support (see \"Encryption\" in the README)"
+             no CURVE support (see docs/hardening.md, \"Encryption\")"
         );
     }
     let zmq_ctx = zmq::Context::new();
