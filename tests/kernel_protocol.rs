@@ -340,16 +340,23 @@ fn user_expressions_are_evaluated_after_the_cell() {
 }
 
 #[test]
-fn help_query_returns_a_page_payload() {
+fn help_query_returns_a_page_payload_and_help_prints() {
     let mut k = Kernel::start();
-    for code in ["sleep?", "help(\"sleep\")"] {
-        let ex = k.execute(code);
-        assert_eq!(ex.status(), "ok");
-        let payload = &ex.reply.content["payload"];
-        assert_eq!(payload[0]["source"], "page", "{code}");
-        let text = payload[0]["data"]["text/plain"].as_str().unwrap();
-        assert!(text.contains("sleep(seconds: float)"), "{text}");
-    }
+    let ex = k.execute("sleep?");
+    assert_eq!(ex.status(), "ok");
+    let payload = &ex.reply.content["payload"];
+    assert_eq!(payload[0]["source"], "page");
+    let text = payload[0]["data"]["text/plain"].as_str().unwrap();
+    assert!(text.contains("sleep(seconds: float)"), "{text}");
+    // help() prints, as Python's does: the text stays in the notebook.
+    let ex = k.execute("help(\"sleep\")");
+    assert_eq!(ex.status(), "ok");
+    assert_eq!(ex.reply.content["payload"], json!([]));
+    assert!(
+        ex.stdout().contains("sleep(seconds: float)"),
+        "{}",
+        ex.stdout()
+    );
     let ex = k.execute("no_such_function?");
     assert_eq!(ex.status(), "error");
 }

@@ -245,16 +245,16 @@ pub fn describe_in_context(ctx: &NativeCallContext, name: &str) -> Option<String
 
 #[export_module]
 pub mod docs_api {
-    /// Shows the documentation of the function called `name` in the pager,
-    /// like `name?` or IPython's `help()`. Example: `help("sleep")`.
+    /// Prints the documentation of the function called `name` into the cell's output, as
+    /// Python's `help()` does (`name?` shows the same text in the pager).
+    /// Example: `help("sleep")`.
     #[rhai_fn(return_raw)]
     pub fn help(ctx: NativeCallContext, name: &str) -> Result<(), Box<EvalAltResult>> {
         let text = super::describe_in_context(&ctx, name)
             .ok_or_else(|| format!("help: no function named '{name}'"))?;
-        match crate::runtime::sink::current() {
-            Some(sink) => sink.page(&text),
-            None => crate::runtime::sink::write(crate::runtime::sink::Stream::Stdout, &text),
-        }
+        // Printed rather than paged: a notebook keeps printed output, and nbclient, nbconvert
+        // and Notebook 7 drop pager payloads.
+        crate::runtime::sink::write(crate::runtime::sink::Stream::Stdout, &format!("{text}\n"));
         Ok(())
     }
 }
