@@ -253,6 +253,68 @@ fn ctrl_c_stops_a_sleep_with_exit_code_130() {
     interrupt_exits_130("print(\"started\");\nsleep(1000);\n", false);
 }
 
+#[test]
+fn ctrl_c_stops_a_wait_for_a_client_or_a_message() {
+    interrupt_exits_130(
+        "let s = listen();\nprint(\"started\");\ns.accept();\n",
+        false,
+    );
+    interrupt_exits_130(
+        "let s = listen();\nlet c = connect(s.port);\nlet d = s.accept();\nprint(\"started\");\nd.recv();\n",
+        false,
+    );
+}
+
+/// A script's socket talks to a program that is not Rhai: one JSON value per line, both ways;
+/// a line that is not JSON is an error that shows it.
+#[test]
+fn a_socket_talks_json_lines_with_another_program() {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(
+        &dir,
+        "client.rhai",
+        "let s = connect(parse_int(ARGS[0]));\n\
+         s.send(#{ question: \"sum\", numbers: [1, 2, 3.5] });\n\
+         print(s.recv());\n\
+         print(s.recv());\n",
+    );
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg(&path)
+        .arg(&port)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let request: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        request,
+        json!({"question": "sum", "numbers": [1, 2, 3.5]}),
+        "{line}"
+    );
+    let mut writer = &stream;
+    writer
+        .write_all(b"{\"answer\": 6.5, \"exact\": true}\nnot json\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout, "#{\"answer\": 6.5, \"exact\": true}\n", "{stderr}");
+    assert!(
+        stderr.contains("recv: the other end sent a line that is not JSON")
+            && stderr.contains("not json"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
 /// A terminal's Ctrl-C reaches the script, its workers and their fork server at once.
 #[test]
 fn ctrl_c_to_the_process_group_stops_a_script_waiting_for_its_processes() {

@@ -110,6 +110,7 @@ fn process_scripts_pass_without_the_fork_server() {
             "globals.rhai",
             "queue_closures.rhai",
             "lock_handoff.rhai",
+            "sockets.rhai",
         ];
         if with_processes.contains(&name.as_ref()) {
             assert_script_passes(&script, &[("RHAI_KERNEL_FORK_SERVER", "off")]);

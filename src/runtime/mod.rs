@@ -15,6 +15,7 @@ pub mod panel;
 pub mod sched;
 pub mod shared;
 pub mod sink;
+pub mod sockets;
 pub mod time;
 pub mod workers;
 
@@ -49,6 +50,7 @@ def_package! {
         rhai::combine_with_exported_module!(module, "values", values::value_api);
         rhai::combine_with_exported_module!(module, "sync", sync::sync_api);
         rhai::combine_with_exported_module!(module, "queues", queues::queue_api);
+        rhai::combine_with_exported_module!(module, "sockets", sockets::socket_api);
         rhai::combine_with_exported_module!(module, "memory", lifetime::memory_api);
         rhai::combine_with_exported_module!(module, "pools", pools::pool_api);
         rhai::combine_with_exported_module!(module, "futures", pools::future_api);
@@ -106,6 +108,8 @@ pub fn is_handle(value: &rhai::Dynamic) -> bool {
         TypeId::of::<sync::Barrier>(),
         TypeId::of::<queues::Queue>(),
         TypeId::of::<queues::Conn>(),
+        TypeId::of::<sockets::Listener>(),
+        TypeId::of::<sockets::Socket>(),
         TypeId::of::<pools::Pool>(),
         TypeId::of::<pools::Future>(),
     ];

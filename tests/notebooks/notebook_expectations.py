@@ -19,6 +19,8 @@ EXPECTED = {
         "Cube: 64",
         "Done with multithreading",
         "Done with multiprocessing",
+        "Thread-3 (thread id ",
+        "the child process was ",
         "most running at once: 1",
         "most sleeping at once: 4",
         "timeline: ",
@@ -131,6 +133,9 @@ EXPECTED = {
         "worker: stopped",
         "filled by two processes: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]",
         "pipe round trip",
+        "socket round trip",
+        "got [100, 400, 900]",
+        "answered 3 requests",
         "µs per round trip",
     ],
     "06-rust-vs-rhai.ipynb": [

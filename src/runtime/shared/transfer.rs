@@ -305,10 +305,7 @@ fn encode(value: &Dynamic, what: &Path, kept: &mut Vec<Held>) -> Result<Value, S
             json!({ TAG: "Conn", "offset": c.outgoing.offset, "incoming": c.incoming.offset }),
         );
     }
-    // The name a script knows the type by (`Thread`, not the Rust type's path).
-    let type_name = crate::runtime::threads::script_engine()
-        .map(|engine| engine.map_type_name(value.type_name()).to_string())
-        .unwrap_or_else(|_| value.type_name().to_string());
+    let type_name = crate::runtime::threads::script_type_name(value);
     Err(format!(
         "{what} is a {type_name} and cannot be sent to another process (numbers, strings, bools, (), arrays, maps, functions and shared objects such as locks and values can)"
     ))

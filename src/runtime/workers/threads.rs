@@ -31,6 +31,13 @@ pub fn set_traced_engine(engine: Option<Arc<Engine>>) {
     *TRACED_ENGINE.write().unwrap_or_else(|e| e.into_inner()) = engine;
 }
 
+/// The name a script knows a value's type by (`Thread`, not the Rust type's path).
+pub fn script_type_name(value: &rhai::Dynamic) -> String {
+    script_engine()
+        .map(|engine| engine.map_type_name(value.type_name()).to_string())
+        .unwrap_or_else(|_| value.type_name().to_string())
+}
+
 pub fn script_engine() -> Result<Arc<Engine>, Box<EvalAltResult>> {
     if let Some(engine) = TRACED_ENGINE
         .read()
