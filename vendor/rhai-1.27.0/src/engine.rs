@@ -118,6 +118,9 @@ pub struct Engine {
     pub(crate) def_var_filter: Option<Box<OnDefVarCallback>>,
     /// Callback closure for resolving variable access.
     pub(crate) resolve_var: Option<Box<OnVarCallback>>,
+    /// Whether `resolve_var` is asked only about variables that the scope does not hold
+    /// as ordinary (not shared) values; see [`Engine::on_shared_or_missing_var`].
+    pub(crate) resolve_var_skips_plain: bool,
     /// Callback closure to remap tokens during parsing.
     #[cfg(not(feature = "no_ast"))]
     pub(crate) token_mapper: Option<Box<OnParseTokenCallback>>,
@@ -267,6 +270,7 @@ impl Engine {
 
         def_var_filter: None,
         resolve_var: None,
+        resolve_var_skips_plain: false,
         #[cfg(not(feature = "no_ast"))]
         token_mapper: None,
 

@@ -65,6 +65,55 @@ impl Engine {
             + 'static,
     ) -> &mut Self {
         self.resolve_var = Some(Box::new(callback));
+        self.resolve_var_skips_plain = false;
+        self
+    }
+    /// Provide a callback that will be invoked before each access to a variable that the
+    /// current [`Scope`][crate::Scope] does not hold as an ordinary value: a variable it
+    /// does not have, and (unless under `no_closure`) one whose value is shared, such as
+    /// a variable captured by a closure.
+    ///
+    /// The callback is the same as [`on_var`][Engine::on_var]'s, and replaces it. A
+    /// variable that the scope holds as an ordinary value is read directly, without
+    /// building an [`EvalContext`] and calling the callback: most variable accesses cost
+    /// nothing extra, while the resolver still sees every shared and unknown variable.
+    ///
+    /// # WARNING - Unstable API
+    ///
+    /// This API is volatile and may change in the future.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<rhai::EvalAltResult>> {
+    /// use rhai::Engine;
+    ///
+    /// let mut engine = Engine::new();
+    ///
+    /// // Asked about MYSTIC_NUMBER, which no scope has; never about `x`.
+    /// engine.on_shared_or_missing_var(|name, _, _| {
+    ///     assert_ne!(name, "x");
+    ///     match name {
+    ///         "MYSTIC_NUMBER" => Ok(Some(42_i64.into())),
+    ///         _ => Ok(None)
+    ///     }
+    /// });
+    ///
+    /// assert_eq!(engine.eval::<i64>("let x = 1; x + MYSTIC_NUMBER")?, 43);
+    ///
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[deprecated = "This API is NOT deprecated, but it is considered volatile and may change in the future."]
+    #[inline(always)]
+    pub fn on_shared_or_missing_var(
+        &mut self,
+        callback: impl Fn(&str, usize, EvalContext) -> RhaiResultOf<Option<Dynamic>>
+            + SendSync
+            + 'static,
+    ) -> &mut Self {
+        self.resolve_var = Some(Box::new(callback));
+        self.resolve_var_skips_plain = true;
         self
     }
     /// Provide a callback that will be invoked before the definition of each variable .

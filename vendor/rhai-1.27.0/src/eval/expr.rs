@@ -72,6 +72,24 @@ impl Engine {
             _ => unreachable!("Expr::Variable expected but gets {:?}", expr),
         };
 
+        // An ordinary value in the scope is read directly if the resolver is not to be
+        // asked about it (`Engine::on_shared_or_missing_var`).
+        if self.resolve_var.is_some() && self.resolve_var_skips_plain {
+            if let Some(scope_index) = (index > 0)
+                .then_some(scope.len() - index)
+                .or_else(|| scope.search(var_name))
+            {
+                #[cfg(not(feature = "no_closure"))]
+                let plain = !scope.get_entry_by_index(scope_index).1.is_shared();
+                #[cfg(feature = "no_closure")]
+                let plain = true;
+
+                if plain {
+                    return scope.get_mut_by_index(scope_index).try_into();
+                }
+            }
+        }
+
         // Check the variable resolver, if any
         if let Some(ref resolve_var) = self.resolve_var {
             let orig_scope_len = scope.len();

@@ -648,18 +648,14 @@ pub fn locked_read<T>(value: &Locked<T>) -> Option<LockGuard<'_, T>> {
 
         #[cfg(not(feature = "unchecked"))]
         {
-            // Spin-lock for a short while before giving up
-            for _ in 0..5 {
-                match value.try_read() {
-                    Ok(guard) => return Some(guard),
-                    Err(std::sync::TryLockError::WouldBlock) => {
-                        std::thread::sleep(std::time::Duration::from_millis(10))
-                    }
-                    Err(_) => return None,
-                }
-            }
-
-            return None;
+            // The first attempt is inline: it is all that an uncontended lock needs. The
+            // retries are out of line, so that their loop and sleeps do not make this
+            // function too big to inline into its many callers.
+            return match value.try_read() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::WouldBlock) => locked_read_retry(value),
+                Err(_) => None,
+            };
         }
     }
 
@@ -671,6 +667,29 @@ pub fn locked_read<T>(value: &Locked<T>) -> Option<LockGuard<'_, T>> {
         #[cfg(not(feature = "unchecked"))]
         return value.try_read();
     }
+}
+
+/// The rest of [`locked_read`] after a first attempt found the lock taken: spin for a
+/// short while before giving up.
+#[cfg(feature = "sync")]
+#[cfg(not(feature = "no_std"))]
+#[cfg(not(feature = "unchecked"))]
+#[cold]
+#[inline(never)]
+fn locked_read_retry<T>(value: &Locked<T>) -> Option<LockGuard<'_, T>> {
+    std::thread::sleep(std::time::Duration::from_millis(10));
+
+    for _ in 1..5 {
+        match value.try_read() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(_) => return None,
+        }
+    }
+
+    None
 }
 
 /// _(internals)_ Lock a [`Locked`] resource for mutable access.
@@ -690,18 +709,14 @@ pub fn locked_write<T>(value: &Locked<T>) -> Option<LockGuardMut<'_, T>> {
 
         #[cfg(not(feature = "unchecked"))]
         {
-            // Spin-lock for a short while before giving up
-            for _ in 0..5 {
-                match value.try_write() {
-                    Ok(guard) => return Some(guard),
-                    Err(std::sync::TryLockError::WouldBlock) => {
-                        std::thread::sleep(std::time::Duration::from_millis(10))
-                    }
-                    Err(_) => return None,
-                }
-            }
-
-            return None;
+            // The first attempt is inline: it is all that an uncontended lock needs. The
+            // retries are out of line, so that their loop and sleeps do not make this
+            // function too big to inline into its many callers.
+            return match value.try_write() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::WouldBlock) => locked_write_retry(value),
+                Err(_) => None,
+            };
         }
     }
 
@@ -713,6 +728,29 @@ pub fn locked_write<T>(value: &Locked<T>) -> Option<LockGuardMut<'_, T>> {
         #[cfg(not(feature = "unchecked"))]
         return value.try_write();
     }
+}
+
+/// The rest of [`locked_write`] after a first attempt found the lock taken: spin for a
+/// short while before giving up.
+#[cfg(feature = "sync")]
+#[cfg(not(feature = "no_std"))]
+#[cfg(not(feature = "unchecked"))]
+#[cold]
+#[inline(never)]
+fn locked_write_retry<T>(value: &Locked<T>) -> Option<LockGuardMut<'_, T>> {
+    std::thread::sleep(std::time::Duration::from_millis(10));
+
+    for _ in 1..5 {
+        match value.try_write() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(_) => return None,
+        }
+    }
+
+    None
 }
 
 /// General Rust function trait object.
