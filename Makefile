@@ -1,6 +1,7 @@
 # rhai-kernel: build, test and try the kernel.
 #   make lab    build, create .venv with JupyterLab (and jupyterlab_widgets, which draws
-#               play's board), install the kernelspec, open notebooks/
+#               play's board; requirements-lab.txt, no test tools), install the kernelspec,
+#               open notebooks/
 #   make test   everything: lint, cargo test, the Jupyter conformance suite, notebooks, real
 #               clients (JupyterLab in chromium, jupyter console, nbconvert), and Rust cells
 #   make bench  benchmarks side by side with ipykernel and CPython, written to BENCHMARKS.md
@@ -38,13 +39,22 @@ build:
 release:
 	cargo build $(BUILD_FLAGS)
 
-$(VENV)/.test-stamp: tests/requirements.txt
+# Two stamps: `make lab` installs only what the lab needs (requirements-lab.txt); the tests
+# add their stack (tests/requirements.txt, which includes the lab's), so `make test` after
+# `make lab` still installs it.
+$(VENV)/.lab-stamp: requirements-lab.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r requirements-lab.txt
+	touch $@
+
+$(VENV)/.test-stamp: tests/requirements.txt requirements-lab.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -r tests/requirements.txt
 	touch $@
 
-kernelspec: release $(VENV)/.test-stamp
+kernelspec: release $(VENV)/.lab-stamp
 	$(JUPYTER_ENV) $(RELEASE_BIN) install --sys-prefix
 
 # Jupyter refuses to run as root unless told to (containers often run as root).
@@ -89,7 +99,7 @@ $(HUB_PROXY):
 	mkdir -p target/hub
 	npm install --no-audit --no-fund --prefix target/hub configurable-http-proxy@4
 
-python-test: kernelspec $(HUB_PROXY)
+python-test: kernelspec $(VENV)/.test-stamp $(HUB_PROXY)
 	mkdir -p $(dir $(TEST_HISTORY)) && rm -f $(TEST_HISTORY)
 	$(JUPYTER_ENV) RHAI_KERNEL_HISTORY=$(TEST_HISTORY) RHAI_KERNEL_RUST_CELLS=$(if $(WITH_RUST),1,0) \
 		$(VPY) -m pytest -q -rs --timeout=900 tests/conformance tests/notebooks tests/clients tests/python
@@ -120,7 +130,7 @@ curve-test: $(VENV)/.test-stamp
 
 test: lint rust-test python-test curve-test rust-cells-test
 
-bench: kernelspec
+bench: kernelspec $(VENV)/.test-stamp
 	mkdir -p target/bench
 	$(JUPYTER_ENV) $(VPY) benches/kernel_bench.py --write target/bench/kernel.md
 	$(VPY) benches/runtime_bench.py --binary $(RELEASE_BIN) --write target/bench/runtime.md \
