@@ -8,6 +8,9 @@
 #               (and the scaling chart to BENCHMARKS-scaling.svg), with the schedule
 #               explorer's rows on benches/explore/classics.rhai (only those, into an existing
 #               BENCHMARKS.md: benches/runtime_bench.py --explore-only --write BENCHMARKS.md)
+#   make wheel  the wheel learners install with pip (no compiler needed where it is installed):
+#               the binary without Rust cells, for manylinux_2_28, and the kernelspec, in
+#               target/wheels (docs/install.md)
 #   make profile where scripts spend their time (needs Linux perf): benches/profile/*.rhai
 #               under perf, samples by owner (Rhai, this crate, libc, kernel), in
 #               target/profile/profile.md
@@ -21,7 +24,7 @@ VPY := $(VENV)/bin/python
 JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter VIRTUAL_ENV=$(CURDIR)/$(VENV)
 
 .PHONY: all build release lab test lint rust-test rust-cells-test python-test curve-test \
-	kernelspec bench profile clean
+	kernelspec wheel wheel-test bench profile clean
 
 # Rust cells (cargo feature `rust`, evcxr) are on by default, so the kernel `make lab`
 # installs runs every shipped notebook; evcxr makes the first build longer (see docs/rust-cells.md).
@@ -128,7 +131,28 @@ curve-test: $(VENV)/.test-stamp
 		echo "NOT RUN: curve-test needs libzmq with CURVE (Debian: libzmq3-dev, installed by .ci/run)"; \
 	fi
 
-test: lint rust-test python-test curve-test rust-cells-test
+# The wheel: maturin and zig (from PyPI, in a venv of their own) link against glibc 2.28, so
+# the wheel installs on any manylinux_2_28 system; a target directory of its own, because zig
+# builds the C parts (libzmq) differently.
+WHEEL_TOOLS := target/wheel-tools
+$(WHEEL_TOOLS)/.stamp:
+	rm -rf $(WHEEL_TOOLS)
+	$(PYTHON) -m venv $(WHEEL_TOOLS)
+	$(WHEEL_TOOLS)/bin/python -m pip install --quiet "maturin>=1.5,<2" ziglang
+	touch $@
+
+wheel: $(WHEEL_TOOLS)/.stamp
+	rm -f target/wheels/rhai_kernel-*.whl
+	PATH="$(CURDIR)/$(WHEEL_TOOLS)/bin:$$PATH" CARGO_TARGET_DIR=target/wheel \
+		$(WHEEL_TOOLS)/bin/maturin build --release --zig --compatibility manylinux_2_28 \
+		--out target/wheels
+
+# The wheel as a learner installs it: a fresh venv with only jupyterlab and nbclient, no cargo
+# on PATH, notebooks 00-05 under nbclient (tests/wheel).
+wheel-test: wheel $(VENV)/.test-stamp
+	$(VPY) -m pytest -q -rs --timeout=1800 tests/wheel
+
+test: lint rust-test python-test curve-test rust-cells-test wheel-test
 
 bench: kernelspec $(VENV)/.test-stamp
 	mkdir -p target/bench
