@@ -1,12 +1,16 @@
 # rhai-kernel: build, test and try the kernel.
 #   make lab    build, create .venv with JupyterLab (and jupyterlab_widgets, which draws
-#               play's board), install the kernelspec, open notebooks/
+#               play's board; requirements-lab.txt, no test tools), install the kernelspec,
+#               open notebooks/
 #   make test   everything: lint, cargo test, the Jupyter conformance suite, notebooks, real
 #               clients (JupyterLab in chromium, jupyter console, nbconvert), and Rust cells
 #   make bench  benchmarks side by side with ipykernel and CPython, written to BENCHMARKS.md
 #               (and the scaling chart to BENCHMARKS-scaling.svg), with the schedule
 #               explorer's rows on benches/explore/classics.rhai (only those, into an existing
 #               BENCHMARKS.md: benches/runtime_bench.py --explore-only --write BENCHMARKS.md)
+#   make wheel  the wheel learners install with pip (no compiler needed where it is installed):
+#               the binary without Rust cells, for manylinux_2_28, and the kernelspec, in
+#               target/wheels (docs/install.md)
 #   make profile where scripts spend their time (needs Linux perf): benches/profile/*.rhai
 #               under perf, samples by owner (Rhai, this crate, libc, kernel), in
 #               target/profile/profile.md
@@ -20,7 +24,7 @@ VPY := $(VENV)/bin/python
 JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter VIRTUAL_ENV=$(CURDIR)/$(VENV)
 
 .PHONY: all build release lab test lint rust-test rust-cells-test python-test curve-test \
-	kernelspec bench profile clean
+	kernelspec wheel wheel-test bench profile clean
 
 # Rust cells (cargo feature `rust`, evcxr) are on by default, so the kernel `make lab`
 # installs runs every shipped notebook; evcxr makes the first build longer (see docs/rust-cells.md).
@@ -38,13 +42,22 @@ build:
 release:
 	cargo build $(BUILD_FLAGS)
 
-$(VENV)/.test-stamp: tests/requirements.txt
+# Two stamps: `make lab` installs only what the lab needs (requirements-lab.txt); the tests
+# add their stack (tests/requirements.txt, which includes the lab's), so `make test` after
+# `make lab` still installs it.
+$(VENV)/.lab-stamp: requirements-lab.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r requirements-lab.txt
+	touch $@
+
+$(VENV)/.test-stamp: tests/requirements.txt requirements-lab.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -r tests/requirements.txt
 	touch $@
 
-kernelspec: release $(VENV)/.test-stamp
+kernelspec: release $(VENV)/.lab-stamp
 	$(JUPYTER_ENV) $(RELEASE_BIN) install --sys-prefix
 
 # Jupyter refuses to run as root unless told to (containers often run as root).
@@ -89,7 +102,7 @@ $(HUB_PROXY):
 	mkdir -p target/hub
 	npm install --no-audit --no-fund --prefix target/hub configurable-http-proxy@4
 
-python-test: kernelspec $(HUB_PROXY)
+python-test: kernelspec $(VENV)/.test-stamp $(HUB_PROXY)
 	mkdir -p $(dir $(TEST_HISTORY)) && rm -f $(TEST_HISTORY)
 	$(JUPYTER_ENV) RHAI_KERNEL_HISTORY=$(TEST_HISTORY) RHAI_KERNEL_RUST_CELLS=$(if $(WITH_RUST),1,0) \
 		$(VPY) -m pytest -q -rs --timeout=900 tests/conformance tests/notebooks tests/clients tests/python
@@ -118,9 +131,30 @@ curve-test: $(VENV)/.test-stamp
 		echo "NOT RUN: curve-test needs libzmq with CURVE (Debian: libzmq3-dev, installed by .ci/run)"; \
 	fi
 
-test: lint rust-test python-test curve-test rust-cells-test
+# The wheel: maturin and zig (from PyPI, in a venv of their own) link against glibc 2.28, so
+# the wheel installs on any manylinux_2_28 system; a target directory of its own, because zig
+# builds the C parts (libzmq) differently.
+WHEEL_TOOLS := target/wheel-tools
+$(WHEEL_TOOLS)/.stamp:
+	rm -rf $(WHEEL_TOOLS)
+	$(PYTHON) -m venv $(WHEEL_TOOLS)
+	$(WHEEL_TOOLS)/bin/python -m pip install --quiet "maturin>=1.5,<2" ziglang
+	touch $@
 
-bench: kernelspec
+wheel: $(WHEEL_TOOLS)/.stamp
+	rm -f target/wheels/rhai_kernel-*.whl
+	PATH="$(CURDIR)/$(WHEEL_TOOLS)/bin:$$PATH" CARGO_TARGET_DIR=target/wheel \
+		$(WHEEL_TOOLS)/bin/maturin build --release --zig --compatibility manylinux_2_28 \
+		--out target/wheels
+
+# The wheel as a learner installs it: a fresh venv with only jupyterlab and nbclient, no cargo
+# on PATH, notebooks 00-05 under nbclient (tests/wheel).
+wheel-test: wheel $(VENV)/.test-stamp
+	$(VPY) -m pytest -q -rs --timeout=1800 tests/wheel
+
+test: lint rust-test python-test curve-test rust-cells-test wheel-test
+
+bench: kernelspec $(VENV)/.test-stamp
 	mkdir -p target/bench
 	$(JUPYTER_ENV) $(VPY) benches/kernel_bench.py --write target/bench/kernel.md
 	$(VPY) benches/runtime_bench.py --binary $(RELEASE_BIN) --write target/bench/runtime.md \

@@ -6,6 +6,7 @@
 //! every few thousand operations, and after every large allocation (a doubling string
 //! needs few operations to fill the memory), and stops the script once it is over.
 
+use crate::runtime::cgroup;
 use rhai::{Dynamic, EvalAltResult};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +50,8 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 /// The environment variable that sets the limit, in MiB (0: no limit).
 pub const MEMORY_ENV: &str = "RHAI_KERNEL_MAX_MEMORY_MIB";
-/// Without the variable: this share of the machine's memory, so that even the operation
+/// Without the variable: this share of the machine's memory (or of the cgroup's, in a
+/// container that has less), so that even the operation
 /// that crosses the limit (which may double a value) leaves room.
 const DEFAULT_SHARE: u64 = 4;
 /// Operations between two samples: a sample reads /proc, a few microseconds.
@@ -78,11 +80,25 @@ pub fn memory_limit() -> Option<u64> {
             None => {
                 // SAFETY: sysconf has no preconditions.
                 let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
-                (pages > 0).then(|| (pages as u64 * page_size() / DEFAULT_SHARE).max(512 << 20))
+                let host = (pages > 0).then(|| pages as u64 * page_size());
+                default_memory_limit(host, cgroup::memory_limit())
             }
         }
     })
 }
+
+/// The default limit for a machine with `host` bytes of memory in a cgroup limited to
+/// `cgroup` bytes: a share of the smaller, and at least 512 MiB where that is at most half
+/// of it (a container of 256 MiB gets 128 MiB, not more than it has).
+pub fn default_memory_limit(host: Option<u64>, cgroup: Option<u64>) -> Option<u64> {
+    let memory = match (host, cgroup) {
+        (Some(host), Some(cgroup)) => host.min(cgroup),
+        (one, other) => one.or(other)?,
+    };
+    Some((memory / DEFAULT_SHARE).max(MINIMUM_DEFAULT.min(memory / 2)))
+}
+
+const MINIMUM_DEFAULT: u64 = 512 << 20;
 
 /// Resident memory of this process, in bytes.
 pub fn resident_bytes() -> Option<u64> {
@@ -123,3 +139,38 @@ pub fn is_memory_error(err: &EvalAltResult) -> bool {
 }
 
 const OUT_OF_MEMORY: &str = "out of memory";
+
+#[cfg(test)]
+mod tests {
+    use super::default_memory_limit;
+
+    const GIB: u64 = 1 << 30;
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn the_default_is_a_quarter_of_the_smaller_of_host_and_cgroup() {
+        assert_eq!(default_memory_limit(Some(16 * GIB), None), Some(4 * GIB));
+        assert_eq!(
+            default_memory_limit(Some(16 * GIB), Some(2 * GIB)),
+            Some(512 * MIB)
+        );
+        assert_eq!(
+            default_memory_limit(Some(GIB), Some(8 * GIB)),
+            Some(512 * MIB)
+        );
+        assert_eq!(default_memory_limit(None, Some(4 * GIB)), Some(GIB));
+        assert_eq!(default_memory_limit(None, None), None);
+    }
+
+    #[test]
+    fn the_floor_never_exceeds_half_of_a_small_container() {
+        assert_eq!(
+            default_memory_limit(Some(16 * GIB), Some(1536 * MIB)),
+            Some(512 * MIB)
+        );
+        assert_eq!(
+            default_memory_limit(Some(16 * GIB), Some(256 * MIB)),
+            Some(128 * MIB)
+        );
+    }
+}

@@ -10,8 +10,10 @@ use std::time::Instant;
 pub const MAGICS: &[&str] = &["%%time", "%%timeline", "%%races", "%%rust"];
 
 /// What `%%rust` says in a build without the `rust` feature.
-pub const NO_RUST_CELLS: &str = "this kernel was built without Rust cells; rebuild with \
-     `--features rust --profile rust-cells` (what `make lab` does unless RUST=0)";
+pub const NO_RUST_CELLS: &str = "this kernel was built without Rust cells (as the pip \
+     wheel is): they need a Rust toolchain, and a kernel built from the repository with \
+     `--features rust --profile rust-cells` (what `make lab` does unless RUST=0); see \
+     docs/rust-cells.md and docs/install.md";
 
 /// Splits a cell into its magic (if the first line is one) and the code after it. The code
 /// keeps an empty first line so that line numbers in errors stay those of the cell.

@@ -72,8 +72,9 @@ pub fn my_ids() -> (i32, i32) {
         if taken_in == generation {
             return (pid, tid);
         }
-        // SAFETY: getpid and gettid cannot fail.
-        let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+        // SAFETY: getpid and gettid cannot fail. gettid through syscall: glibc has its
+        // wrapper only since 2.30, and the wheel is built for older ones (manylinux_2_28).
+        let (pid, tid) = unsafe { (libc::getpid(), libc::syscall(libc::SYS_gettid) as i32) };
         ids.set((generation, pid, tid));
         (pid, tid)
     })

@@ -5,7 +5,7 @@
 use crate::runtime::globals::Globals;
 use crate::runtime::lifetime::Held;
 use crate::runtime::worker_process::WorkerProcess;
-use crate::runtime::{fork_server, interrupt, shm, transfer};
+use crate::runtime::{cgroup, fork_server, interrupt, shm, transfer};
 use rhai::{Dynamic, FnPtr};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -193,13 +193,29 @@ pub const MAX_PROCESSES_ENV: &str = "RHAI_KERNEL_MAX_PROCESSES";
 /// The cap without it: enough for any lesson, few enough that a runaway loop of
 /// `spawn_process` gets an error instead of exhausting the machine.
 const DEFAULT_MAX_PROCESSES: usize = 256;
+/// In a cgroup with a `pids.max`, the cap is this fraction of it: that limit counts every
+/// thread of the container (the kernel's own, Jupyter's, a terminal's, and each worker's
+/// main and helper threads), so a runaway loop of spawns must meet this cap well before
+/// the kernel fails to start a thread.
+const PIDS_SHARE: u64 = 8;
 
 fn max_processes() -> usize {
+    static DEFAULT: OnceLock<usize> = OnceLock::new();
     std::env::var(MAX_PROCESSES_ENV)
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(DEFAULT_MAX_PROCESSES)
+        .unwrap_or_else(|| *DEFAULT.get_or_init(|| default_max_processes(cgroup::pids_limit())))
+}
+
+/// The default cap under a cgroup whose `pids.max` is `pids` (at least one worker).
+pub fn default_max_processes(pids: Option<u64>) -> usize {
+    match pids {
+        Some(pids) => usize::try_from(pids / PIDS_SHARE)
+            .unwrap_or(usize::MAX)
+            .clamp(1, DEFAULT_MAX_PROCESSES),
+        None => DEFAULT_MAX_PROCESSES,
+    }
 }
 
 /// Live children (reaped ones are removed) and whether each is running a job.
@@ -265,4 +281,18 @@ pub fn kill_all() {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     fork_server::stop();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_max_processes;
+
+    #[test]
+    fn the_default_cap_is_an_eighth_of_pids_max_at_most_256() {
+        assert_eq!(default_max_processes(None), 256);
+        assert_eq!(default_max_processes(Some(100_000)), 256);
+        assert_eq!(default_max_processes(Some(1024)), 128);
+        assert_eq!(default_max_processes(Some(16)), 2);
+        assert_eq!(default_max_processes(Some(3)), 1);
+    }
 }

@@ -99,8 +99,9 @@ fn set_label(tid: i32, name: Option<String>) {
 
 /// The operating system's id of the calling thread.
 fn os_thread_id() -> i64 {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() as i64 }
+    // SAFETY: gettid has no preconditions and cannot fail. Through syscall, as glibc
+    // before 2.30 (the wheel's manylinux_2_28) has no wrapper.
+    unsafe { libc::syscall(libc::SYS_gettid) }
 }
 
 struct ThreadState {
