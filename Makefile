@@ -11,6 +11,8 @@
 #   make wheel  the wheel learners install with pip (no compiler needed where it is installed):
 #               the binary without Rust cells, for manylinux_2_28, and the kernelspec, in
 #               target/wheels (docs/install.md)
+#   make rhai-upstream-test RHAI_SRC=path   Rhai's own tests against the patched copy in
+#               vendor/ (vendor/README.md)
 #   make profile where scripts spend their time (needs Linux perf): benches/profile/*.rhai
 #               under perf, samples by owner (Rhai, this crate, libc, kernel), in
 #               target/profile/profile.md
@@ -24,7 +26,7 @@ VPY := $(VENV)/bin/python
 JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter VIRTUAL_ENV=$(CURDIR)/$(VENV)
 
 .PHONY: all build release lab test lint rust-test rust-cells-test python-test curve-test \
-	kernelspec wheel wheel-test bench profile clean
+	kernelspec wheel wheel-test bench rhai-upstream-test profile clean
 
 # Rust cells (cargo feature `rust`, evcxr) are on by default, so the kernel `make lab`
 # installs runs every shipped notebook; evcxr makes the first build longer (see docs/rust-cells.md).
@@ -159,7 +161,14 @@ bench: kernelspec $(VENV)/.test-stamp
 	$(JUPYTER_ENV) $(VPY) benches/kernel_bench.py --write target/bench/kernel.md
 	$(VPY) benches/runtime_bench.py --binary $(RELEASE_BIN) --write target/bench/runtime.md \
 		--svg BENCHMARKS-scaling.svg
-	cat target/bench/kernel.md target/bench/runtime.md > BENCHMARKS.md
+	rm -f target/bench/instructions.md
+	$(VPY) benches/instructions.py --binary $(RELEASE_BIN) --write target/bench/instructions.md
+	cat target/bench/kernel.md target/bench/runtime.md target/bench/instructions.md > BENCHMARKS.md
+
+# Rhai's own test suite against the patched copy in vendor/ (vendor/README.md). It needs a
+# checkout of Rhai's repository: make rhai-upstream-test RHAI_SRC=path/to/rhai
+rhai-upstream-test:
+	vendor/upstream-tests.sh $(RHAI_SRC)
 
 # A release build that keeps line tables, so perf can name the functions it samples.
 profile:

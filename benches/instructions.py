@@ -17,8 +17,8 @@ Usage:
         [--only NAME,NAME]
 
 --write puts the section into REPORT.md in place of the one there (BENCHMARKS.md, say),
-leaving the rest as it was. Without valgrind on the PATH it says so and exits 0, so
-`make bench` still runs the rest.
+leaving the rest as it was. Without valgrind on the PATH it says so (in the section too)
+and exits 0, so `make bench` still runs the rest.
 """
 
 import argparse
@@ -168,8 +168,10 @@ def write_section(report, text):
     pattern = re.compile(re.escape(HEADING) + r"\n.*?(?=\n#{1,3} |\Z)", re.S)
     if pattern.search(old):
         new = pattern.sub(lambda _: text.rstrip("\n") + "\n", old)
-    else:
+    elif old.strip():
         new = old.rstrip("\n") + "\n\n" + text
+    else:
+        new = text
     with open(report, "w") as f:
         f.write(new)
 
@@ -184,7 +186,10 @@ def main():
     parser.add_argument("--only", help="comma-separated program names")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
-        print("instructions: valgrind is not installed; skipping the instruction counts")
+        note = "instructions: valgrind is not installed; the instruction counts were skipped"
+        print(note)
+        if args.write:
+            write_section(args.write, f"{HEADING}\n\nNot measured: {note.split(': ', 1)[1]}.\n")
         return 0
     names = args.only.split(",") if args.only else list(PROGRAMS)
     rows = []
