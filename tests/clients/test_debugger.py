@@ -606,3 +606,52 @@ def murmur2(data: bytes, seed: int) -> int:
     h ^= h >> 13
     h = (h * m) & 0xFFFFFFFF
     return h ^ (h >> 15)
+
+
+def test_evaluate_assigns_in_a_frame_and_the_globals_scope_shows_the_session(kernel, debug):
+    _, kc = kernel
+    result_of(kc, kc.execute("let session = 10;"))
+    debug.breakpoints(FUNCTION_CELL, 3)
+    msg_id = kc.execute(FUNCTION_CELL)
+    debug.event("stopped", reason="breakpoint")
+    frame = debug.frames(1)[0]
+    assert frame["name"] == "f" and frame["line"] == 3
+    assert debug.scope(frame)["c"]["value"] == "5"
+    # An assignment in the stopped frame changes what the function goes on with.
+    debug.ok("evaluate", expression="c = 40", frameId=frame["id"], context="repl")
+    assert debug.ok("evaluate", expression="c", frameId=frame["id"], context="repl")["result"] == "40"
+    # A function's frame shows the session's variables in a scope of their own (the
+    # cell's frame has them as its locals).
+    scopes = [s["name"] for s in debug.ok("scopes", frameId=frame["id"])["scopes"]]
+    assert scopes == ["Locals", "Globals"], scopes
+    assert debug.scope(frame, "Globals")["session"]["value"] == "10"
+    assert "session" not in debug.scope(frame)
+    assert debug.scope(debug.frames(1)[1])["session"]["value"] == "10"
+    debug.ok("continue", threadId=1)
+    content = reply_to(kc, msg_id)
+    assert content["status"] == "ok", content
+    result = next(
+        m for m in iter(lambda: kc.get_iopub_msg(timeout=TIMEOUT), None)
+        if m["msg_type"] == "execute_result" and m["parent_header"].get("msg_id") == msg_id
+    )
+    assert result["content"]["data"]["text/plain"] == "40", "the assignment was not kept"
+
+
+def test_threads_started_by_evaluate(kernel, debug):
+    _, kc = kernel
+    # Nothing stopped: on copies of the session's variables.
+    result_of(kc, kc.execute("let base = 1;"))
+    assert debug.ok("evaluate", expression="spawn_thread(|x| x + 1, base).join()", context="repl")["result"] == "2"
+    # In a stopped frame.
+    debug.breakpoints(FUNCTION_CELL, 3)
+    msg_id = kc.execute(FUNCTION_CELL)
+    debug.event("stopped", reason="breakpoint")
+    frame = debug.frames(1)[0]
+    joined = debug.ok("evaluate", expression="spawn_thread(|x| x * 2, c).join()", frameId=frame["id"], context="repl")
+    assert joined["result"] == "10"
+    debug.ok("continue", threadId=1)
+    assert result_of(kc, msg_id)["status"] == "ok"
+
+
+def test_modules_lists_none(debug):
+    assert debug.ok("modules") == {"modules": [], "totalModules": 0}
