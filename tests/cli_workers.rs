@@ -232,9 +232,12 @@ for num in 0..10 {
     lines.sort_by_key(|l| l.split(' ').nth(2).and_then(|n| n.parse::<u32>().ok()));
     let expected: Vec<String> = (0..10).map(|i| format!("hello world {i}")).collect();
     assert_eq!(lines, expected);
-    // One that certainly outlives the main code.
-    let code = "spawn_process(|| { sleep(0.5); print(\"the process is done\"); });
+    // One that outlives the main code: it prints only once the main code's last
+    // statement lets it, so an end that did not wait would cut it off.
+    let code = "let main_done = event();
+spawn_process(|e| { e.wait(); print(\"the process is done\"); }, main_done);
 print(\"the main code is done\");
+main_done.set();
 ";
     let (status, stdout, stderr) = run(code);
     assert_eq!(status.code(), Some(0), "{stderr}");
@@ -243,13 +246,66 @@ print(\"the main code is done\");
 
 #[test]
 fn the_end_of_a_script_waits_for_threads_nobody_joined() {
-    // The thread outlives the main code by its sleep; the script must print its line.
-    let code = "spawn_thread(|| { sleep(0.5); print(\"the thread is done\"); });
+    // The thread prints only once the main code's last statement lets it (the event
+    // orders the lines); its sleep is not a synchronisation, only what makes it outlive
+    // the main code, so that an end that did not wait would cut it off.
+    let code = "let main_done = event();
+spawn_thread(|e| { e.wait(); sleep(0.5); print(\"the thread is done\"); }, main_done);
 print(\"the main code is done\");
+main_done.set();
 ";
     let (status, stdout, stderr) = run(code);
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_eq!(stdout, "the main code is done\nthe thread is done\n");
+}
+
+/// A script whose main code throws still waits for the threads and processes nobody
+/// joined (as Python does after an uncaught exception in the main thread), then reports
+/// the error and fails.
+#[test]
+fn the_end_of_a_script_waits_for_its_workers_after_a_top_level_error() {
+    let code = "let main_done = event();
+spawn_thread(|e| { e.wait(); print(\"the thread is done\"); }, main_done);
+spawn_process(|e| { e.wait(); print(\"the process is done\"); }, main_done);
+main_done.set();
+throw \"the main code fails\";
+";
+    let (status, stdout, stderr) = run(code);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["the process is done", "the thread is done"],
+        "{stderr}"
+    );
+    assert!(stderr.contains("the main code fails"), "{stderr}");
+}
+
+/// A task's error is thrown to whoever waits for it, and not printed as well: `imap`,
+/// `imap_unordered` (in a `for` loop), `starmap` and `reduce`, on both kinds of pool.
+#[test]
+fn no_report_is_printed_for_a_pool_task_whose_caller_waits() {
+    let code = format!(
+        "{FAILS}for p in [pool(1), thread_pool(1)] {{
+    try {{ for r in p.imap(fails, [1]) {{ print(r); }} }} catch (e) {{ print(`imap: ${{e}}`); }}
+    try {{ for r in p.imap_unordered(fails, [2]) {{ print(r); }} }} catch (e) {{ print(`imap_unordered: ${{e}}`); }}
+    try {{ p.starmap(|a, b| fails(a + b), [[1, 2]]); }} catch (e) {{ print(`starmap: ${{e}}`); }}
+    try {{ p.reduce(|a, b| fails(a + b), [1, 3], 0); }} catch (e) {{ print(`reduce: ${{e}}`); }}
+}}
+"
+    );
+    let (status, stdout, stderr) = run(&code);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr, "",
+        "a task's error was printed although its caller waited"
+    );
+    let once = "imap: task 0 failed: bad 1 (line 2, column 5)\n\
+                imap_unordered: task 0 failed: bad 2 (line 2, column 5)\n\
+                starmap: task 0 failed: bad 3 (line 2, column 5)\n\
+                reduce: reduce step 1 failed: bad 4 (line 2, column 5)\n";
+    assert_eq!(stdout, once.repeat(2));
 }
 
 /// A process's job is over only when the threads it started and nobody joined are done,
@@ -257,7 +313,9 @@ print(\"the main code is done\");
 #[test]
 fn a_process_waits_for_its_own_unjoined_threads() {
     let code = "let p = spawn_process(|| {
-    spawn_thread(|| { sleep(0.5); print(\"the inner thread is done\"); });
+    let returning = event();
+    spawn_thread(|e| { e.wait(); print(\"the inner thread is done\"); }, returning);
+    returning.set();
     \"returned\"
 });
 print(p.join());
@@ -295,11 +353,26 @@ print(`${t.daemon} ${p.daemon} ${inherited} ${spawn_thread(|| 1).daemon} ${spawn
 /// its group) and returns how it ended.
 fn interrupt_after_started(code: &str) -> (ExitStatus, String, String) {
     let mut script = Script::start(code);
-    let mut stdout = BufReader::new(script.child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
+    // The first line is read on a thread, so that a script that never prints it fails
+    // the test after a timeout instead of hanging it.
+    let Some(stdout) = script.child.stdout.take() else {
+        panic!("no stdout pipe");
+    };
+    let (tell, first_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut stdout = BufReader::new(stdout);
+        let mut first = String::new();
+        let read = stdout.read_line(&mut first).map(|_| first);
+        let _ = tell.send((read, stdout.into_inner()));
+    });
+    let Ok((first, stdout)) = first_line.recv_timeout(SCRIPT_TIMEOUT) else {
+        kill_group(script.group());
+        let _ = script.child.wait();
+        panic!("timeout: the script did not print its first line in {SCRIPT_TIMEOUT:?}");
+    };
+    let first = first.unwrap();
     assert_eq!(first, "started\n");
-    script.child.stdout = Some(stdout.into_inner());
+    script.child.stdout = Some(stdout);
     // SAFETY: signalling our own child, not reaped yet.
     assert_eq!(
         unsafe { libc::kill(script.child.id() as libc::pid_t, libc::SIGINT) },
@@ -388,7 +461,9 @@ fn a_lock_whose_holder_was_killed_is_taken_over_by_the_next_acquire() {
     }, l, held);
     held.wait(30.0);
     p.kill();
-    try { p.join(); } catch (e) { }
+    let joined = \"\";
+    try { p.join(); } catch (e) { joined = `${e}`; }
+    if !joined.ends_with(\"killed by signal 9\") { throw `join of the killed holder: ${joined}`; }
     print(`${p.pid} ${type_of(l)} ${l.acquire(30.0)} ${l.locked()}`);
     l.release();
     let released = !l.locked();

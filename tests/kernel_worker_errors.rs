@@ -95,6 +95,21 @@ fn a_pool_task_error_is_reported_in_the_cell_that_submitted_the_task() {
     );
 }
 
+/// The same for a thread pool: its task's error is reported in the cell that submitted it,
+/// on the pool's thread.
+#[test]
+fn a_thread_pool_task_error_is_reported_in_the_cell_that_submitted_the_task() {
+    let (stderr, result) = error_of_a_worker_that_outlives_its_cell(
+        "let p = thread_pool(1); let f = p.submit(fail_when, ready, 4);",
+        "p.close(); p.join(); let e = \"\"; try { f.result(); } catch (err) { e = err; } e",
+    );
+    assert_eq!(
+        stderr,
+        "Exception in pool task (fail_when) on pool-thread-1: bad 4 (line 3, column 5)\n"
+    );
+    assert_eq!(result, "\"the task failed: bad 4 (line 3, column 5)\"");
+}
+
 /// A thread or process knows the functions and closures of the cells run before it
 /// started: a closure sent to it through a queue from an earlier cell works there, one
 /// written in a later cell cannot run there, and the error says why (instead of "Function

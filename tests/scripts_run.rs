@@ -111,6 +111,11 @@ fn process_scripts_pass_without_the_fork_server() {
             "queue_closures.rhai",
             "lock_handoff.rhai",
             "sockets.rhai",
+            "queue_stress.rhai",
+            "deadlock_stress.rhai",
+            "sync_more.rhai",
+            "futures.rhai",
+            "random.rhai",
         ];
         if with_processes.contains(&name.as_ref()) {
             assert_script_passes(&script, &[("RHAI_KERNEL_FORK_SERVER", "off")]);
@@ -124,11 +129,12 @@ fn scripts_pass_as_kernel_cells() {
         let code = std::fs::read_to_string(&script).unwrap();
         let mut kernel = Kernel::start();
         let request = kernel.send_execute(&code);
-        // Generous: the scripts start many processes, and debug builds are slow.
-        let reply = kernel.try_shell_reply(&request, std::time::Duration::from_secs(60));
+        // The same budget as under `run`: the scripts start many processes, and debug
+        // builds are slow.
+        let reply = kernel.try_shell_reply(&request, SCRIPT_TIMEOUT);
         let Some(reply) = reply else {
             panic!(
-                "{} did not finish as a kernel cell; kernel stderr:\n{}",
+                "{} did not finish as a kernel cell in {SCRIPT_TIMEOUT:?} (timeout); kernel stderr:\n{}",
                 script.display(),
                 kernel.stderr_text()
             );

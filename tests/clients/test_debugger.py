@@ -6,7 +6,6 @@ import queue
 import time
 
 import pytest
-from client_support import LOCK_CELL
 from jupyter_client.manager import start_new_kernel
 
 TIMEOUT = 30
@@ -84,6 +83,30 @@ class Debug:
             if msg["msg_type"] == "debug_event":
                 self.events.append(msg["content"])
 
+    def settle(self, msg_id):
+        """Reads IOPub up to the end of the cell `msg_id` (its idle status), keeping its debug
+        events: a stopped event that the cell caused is then among `events`."""
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timeout: the cell {msg_id} did not end")
+            try:
+                msg = self.kc.get_iopub_msg(timeout=left)
+            except queue.Empty:
+                continue
+            if msg["msg_type"] == "debug_event":
+                self.events.append(msg["content"])
+            elif (
+                msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+                and msg["parent_header"].get("msg_id") == msg_id
+            ):
+                return
+
+    def stopped_events(self):
+        return [e for e in self.events if e["event"] == "stopped"]
+
     def breakpoints(self, code, *lines):
         path = self.ok("dumpCell", code=code)["sourcePath"]
         body = self.ok(
@@ -117,6 +140,22 @@ def result_of(kc, msg_id):
     content = reply_to(kc, msg_id)
     assert content["status"] == "ok", content
     return content
+
+
+def wait_for_output(kc, msg_id, text):
+    """Reads IOPub until the cell `msg_id` has printed `text` on stdout."""
+    printed = ""
+    deadline = time.monotonic() + TIMEOUT
+    while text not in printed:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timeout: {text!r} not printed; got {printed!r}")
+        try:
+            msg = kc.get_iopub_msg(timeout=left)
+        except queue.Empty:
+            continue
+        if msg["msg_type"] == "stream" and msg["parent_header"].get("msg_id") == msg_id:
+            printed += msg["content"]["text"]
 
 
 @pytest.fixture
@@ -241,8 +280,9 @@ def test_a_line_stops_once_and_next_moves_one_line(kernel, debug):
     debug.ok("continue", threadId=1)
     content = result_of(kc, msg_id)
     assert content["status"] == "ok"
-    # Nothing stopped twice on line 1.
-    assert not [e for e in debug.events if e["event"] == "stopped"]
+    # Nothing stopped twice on line 1: every event of the cell has come by its idle status.
+    debug.settle(msg_id)
+    assert not debug.stopped_events()
 
 
 def test_a_loop_on_one_line_stops_at_each_round(kernel, debug):
@@ -256,7 +296,8 @@ def test_a_loop_on_one_line_stops_at_each_round(kernel, debug):
         seen.append(debug.scope(debug.frames(1)[0]).get("i", {}).get("value"))
         debug.ok("continue", threadId=1)
     result_of(kc, msg_id)
-    assert not [e for e in debug.events if e["event"] == "stopped"]
+    debug.settle(msg_id)
+    assert not debug.stopped_events()
     assert seen[1:] == ["1", "2"], seen
 
 
@@ -391,13 +432,30 @@ def test_two_threads_stop_at_one_breakpoint_and_continue_one_by_one(kernel, debu
     assert content["status"] == "ok"
 
 
+# LOCK_CELL, with each thread noting the value it found once it had the lock.
+SEEN_CELL = """fn work(l, v) {
+    l.acquire();
+    let seen = v.value;
+    v.value += 1;
+    l.release();
+}
+let l = lock();
+let v = value(0);
+let a = spawn_thread(work, l, v);
+let b = spawn_thread(work, l, v);
+a.join();
+b.join();
+v.value"""
+
+
 def test_a_thread_stopped_in_its_critical_section_holds_the_lock(kernel, debug):
     _, kc = kernel
-    debug.breakpoints(LOCK_CELL, 3)
-    msg_id = kc.execute(LOCK_CELL)
+    debug.breakpoints(SEEN_CELL, 4)
+    msg_id = kc.execute(SEEN_CELL)
     first = debug.event("stopped", reason="breakpoint")["body"]["threadId"]
-    # The other thread waits for the lock: it does not reach the breakpoint.
-    time.sleep(1.0)
+    # The other thread waits for the lock: it does not reach the breakpoint while the first
+    # is stopped there (checked below by what it found: had it not waited, it would have
+    # found the first thread's increment not done).
     assert debug.ok("debugInfo")["stoppedThreads"] == [first]
     frame = debug.frames(first)[0]
     holder = {t["id"]: t["name"] for t in debug.ok("threads")["threads"]}[first]
@@ -406,9 +464,11 @@ def test_a_thread_stopped_in_its_critical_section_holds_the_lock(kernel, debug):
     assert fields["locked"] == "true" and fields["held by"] == f'"{holder}"'
     # JupyterLab forgets the thread it shows before it sends `continue`, and asks for its
     # default thread (1, not stopped): the thread shown is the one resumed.
+    assert debug.scope(frame)["seen"]["value"] == "0"
     debug.ok("continue", threadId=1)
     second = debug.event("stopped", reason="breakpoint")["body"]["threadId"]
     assert second != first
+    assert debug.scope(debug.frames(second)[0])["seen"]["value"] == "1", "the lock let both in"
     debug.ok("continue", threadId=second)
     content = result_of(kc, msg_id)
     assert content["status"] == "ok"
@@ -439,8 +499,10 @@ def test_uncaught_errors_stop_where_they_happen(kernel, debug):
     _, kc = kernel
     code = 'fn risky(xs) {\n    let i = 5;\n    xs[i]\n}\nlet t = spawn_thread(risky, [1, 2]);\nlet m = "";\ntry { t.join(); } catch (e) { m = "caught"; }\nm'
     # Without the filter an error does not stop anything.
-    result_of(kc, kc.execute(code))
-    assert not [e for e in debug.events if e["event"] == "stopped"]
+    unfiltered = kc.execute(code)
+    result_of(kc, unfiltered)
+    debug.settle(unfiltered)
+    assert not debug.stopped_events()
     filters = debug.ok("debugInfo")
     assert filters["stoppedThreads"] == []
     debug.ok("setExceptionBreakpoints", filters=["uncaught"])
@@ -466,12 +528,13 @@ def test_uncaught_errors_stop_where_they_happen(kernel, debug):
 
 def test_pause_stops_a_running_cell(kernel, debug):
     km, kc = kernel
-    msg_id = kc.execute("let n = 0;\nloop {\n    n += 1;\n}")
-    time.sleep(0.5)
+    msg_id = kc.execute('let n = 0;\nloop {\n    n += 1;\n    if n == 1 { print("counting"); }\n}')
+    # Paused once the loop has run (its output says so), not after a guessed delay.
+    wait_for_output(kc, msg_id, "counting")
     debug.ok("pause", threadId=1)
     debug.event("stopped", reason="pause", threadId=1)
     frame = debug.frames(1)[0]
-    assert frame["line"] in (2, 3)
+    assert frame["line"] in (2, 3, 4)
     assert int(debug.scope(frame)["n"]["value"]) > 0
     debug.ok("continue", threadId=1)
     km.interrupt_kernel()
@@ -543,3 +606,52 @@ def murmur2(data: bytes, seed: int) -> int:
     h ^= h >> 13
     h = (h * m) & 0xFFFFFFFF
     return h ^ (h >> 15)
+
+
+def test_evaluate_assigns_in_a_frame_and_the_globals_scope_shows_the_session(kernel, debug):
+    _, kc = kernel
+    result_of(kc, kc.execute("let session = 10;"))
+    debug.breakpoints(FUNCTION_CELL, 3)
+    msg_id = kc.execute(FUNCTION_CELL)
+    debug.event("stopped", reason="breakpoint")
+    frame = debug.frames(1)[0]
+    assert frame["name"] == "f" and frame["line"] == 3
+    assert debug.scope(frame)["c"]["value"] == "5"
+    # An assignment in the stopped frame changes what the function goes on with.
+    debug.ok("evaluate", expression="c = 40", frameId=frame["id"], context="repl")
+    assert debug.ok("evaluate", expression="c", frameId=frame["id"], context="repl")["result"] == "40"
+    # A function's frame shows the session's variables in a scope of their own (the
+    # cell's frame has them as its locals).
+    scopes = [s["name"] for s in debug.ok("scopes", frameId=frame["id"])["scopes"]]
+    assert scopes == ["Locals", "Globals"], scopes
+    assert debug.scope(frame, "Globals")["session"]["value"] == "10"
+    assert "session" not in debug.scope(frame)
+    assert debug.scope(debug.frames(1)[1])["session"]["value"] == "10"
+    debug.ok("continue", threadId=1)
+    content = reply_to(kc, msg_id)
+    assert content["status"] == "ok", content
+    result = next(
+        m for m in iter(lambda: kc.get_iopub_msg(timeout=TIMEOUT), None)
+        if m["msg_type"] == "execute_result" and m["parent_header"].get("msg_id") == msg_id
+    )
+    assert result["content"]["data"]["text/plain"] == "40", "the assignment was not kept"
+
+
+def test_threads_started_by_evaluate(kernel, debug):
+    _, kc = kernel
+    # Nothing stopped: on copies of the session's variables.
+    result_of(kc, kc.execute("let base = 1;"))
+    assert debug.ok("evaluate", expression="spawn_thread(|x| x + 1, base).join()", context="repl")["result"] == "2"
+    # In a stopped frame.
+    debug.breakpoints(FUNCTION_CELL, 3)
+    msg_id = kc.execute(FUNCTION_CELL)
+    debug.event("stopped", reason="breakpoint")
+    frame = debug.frames(1)[0]
+    joined = debug.ok("evaluate", expression="spawn_thread(|x| x * 2, c).join()", frameId=frame["id"], context="repl")
+    assert joined["result"] == "10"
+    debug.ok("continue", threadId=1)
+    assert result_of(kc, msg_id)["status"] == "ok"
+
+
+def test_modules_lists_none(debug):
+    assert debug.ok("modules") == {"modules": [], "totalModules": 0}

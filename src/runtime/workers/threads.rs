@@ -52,6 +52,24 @@ pub fn script_engine() -> Result<Arc<Engine>, Box<EvalAltResult>> {
         .ok_or_else(|| "script threads are not available in this host".into())
 }
 
+/// The engine a thread started by `ctx`'s caller runs on. The traced engine only for a
+/// caller that runs on it: Rhai's script calls on an engine with a debugger expect one in
+/// the caller's global state, which a caller on another engine (the debugger's `evaluate`,
+/// or a thread started before debugging began) does not have, and Rhai panicked.
+fn engine_for(ctx: &NativeCallContext) -> Result<Arc<Engine>, Box<EvalAltResult>> {
+    let traced = TRACED_ENGINE
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match traced {
+        Some(engine) if !std::ptr::eq(ctx.engine(), Arc::as_ptr(&engine)) => ENGINE
+            .get()
+            .cloned()
+            .ok_or_else(|| "script threads are not available in this host".into()),
+        _ => script_engine(),
+    }
+}
+
 /// What a script thread knows about itself (for `thread_name()` and `Thread.name`).
 #[derive(Clone)]
 struct CurrentThread {
@@ -347,7 +365,7 @@ pub(crate) fn start(
     body: impl FnOnce(&NativeCallContext) -> Result<Dynamic, Box<EvalAltResult>> + Send + 'static,
 ) -> Result<ThreadHandle, Box<EvalAltResult>> {
     let daemon = daemon || CURRENT.with(|c| c.borrow().as_ref().is_some_and(|t| t.daemon));
-    let engine = script_engine()?;
+    let engine = engine_for(ctx)?;
     let label = if named_after.is_anonymous() {
         "closure".to_string()
     } else {

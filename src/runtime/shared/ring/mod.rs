@@ -332,6 +332,12 @@ impl Ring {
                 {
                     return false;
                 }
+                // With its time up (`try_put`, or a timed put that got room late), a message
+                // that does not fit whole is not begun: once begun it is finished without
+                // a limit, which would wait for a consumer, and `try_put` never waits.
+                if whole > free && until.is_some_and(|u| Instant::now() >= u) {
+                    return false;
+                }
                 self.order_put(s, Ring::kind(what));
                 self.copy_in(tail, &length.to_le_bytes());
                 s.count.fetch_add(1, Relaxed);
