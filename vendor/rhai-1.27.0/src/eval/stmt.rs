@@ -658,7 +658,12 @@ impl Engine {
                 let mut result = Dynamic::UNIT;
 
                 if body.is_empty() {
-                    for _ in iter_func(iter_obj) {
+                    // The loop runs for the iterator's effects alone, and an error the
+                    // iterator yields ends it as it would with a body.
+                    for iter_value in iter_func(iter_obj) {
+                        if let Err(err) = iter_value {
+                            return Err(err.fill_position(expr.position()));
+                        }
                         self.track_operation(global, body.position())?;
                     }
                 } else {
