@@ -39,8 +39,9 @@ pub enum Mode {
     /// Joins a thread: reads its end, which it can only come after.
     Join,
     /// Takes what one earlier step gave and nothing else could (a semaphore's token): it
-    /// conflicts as a write, but never races with that step, which it cannot come before
-    /// (it would wait instead: the same state).
+    /// comes after that step, but never races with it, which it cannot come before (it
+    /// would wait instead: the same state). Its races are with what it could have taken
+    /// instead (see `backtrack_points`).
     Consume,
     /// A blocked attempt: looked at it, found it taken (a held lock, an empty queue) and
     /// left it as it was. It conflicts as a read with what came before it; a later change
@@ -130,9 +131,11 @@ impl Access {
                 let alike = token < initial && !bounded;
                 let mut accesses =
                     vec![at(Part::Head, if alike { Mode::Add } else { Mode::Write })];
-                if token >= initial {
-                    accesses.push(at(Part::Token(token), take));
-                }
+                // An initial permit has no giver; it is still named, so that a step that
+                // took it is never taken for one that could have taken it too (sleep sets
+                // compare steps of different runs).
+                let take = if token < initial { Mode::Write } else { take };
+                accesses.push(at(Part::Token(token), take));
                 if bounded {
                     accesses.push(at(Part::Room(token), Mode::Write));
                 }
@@ -472,7 +475,6 @@ impl LastAccess {
                 Some(self.given_from)
             }
             Mode::Join if self.write == Some(step) => Some(None),
-            Mode::Consume => Some(None),
             _ => None,
         }
     }
@@ -505,12 +507,21 @@ fn backtrack_points(steps: &[Transition]) -> Vec<(usize, Option<usize>)> {
         // The conflicting earlier steps of other workers, latest first, each with the step
         // that races with this one in its place (if not itself).
         let mut conflicting: Vec<(usize, Option<usize>)> = Vec::new();
+        // The steps that gave what this one consumes: ordered before it, but only once
+        // its races were looked for. Taking a token after its release is no race, but
+        // the acquire could have come before another acquire and taken an earlier token:
+        // the release must not hide that.
+        let mut givers: Vec<usize> = Vec::new();
         let previous = clocks.by_worker[w].last().copied();
         for access in &step.accesses {
             let waker = previous.and_then(|p| waker(&steps[p], p, access, &changes));
             if let Some(per_worker) = last.get(&access.target) {
                 for (other, last) in per_worker.iter().enumerate() {
                     if other == w {
+                        continue;
+                    }
+                    if access.mode == Mode::Consume {
+                        givers.extend(last.conflicting(access.mode));
                         continue;
                     }
                     conflicting.extend(last.conflicting(access.mode).map(|j| {
@@ -538,6 +549,9 @@ fn backtrack_points(steps: &[Transition]) -> Vec<(usize, Option<usize>)> {
             if conflicting.get(at + 1).is_none_or(|&(next, _)| next != j) {
                 join(&mut clock, &clocks.clock[j]);
             }
+        }
+        for giver in givers {
+            join(&mut clock, &clocks.clock[giver]);
         }
         clock[w] = seq + 1;
         clocks.clock.push(clock);
@@ -778,6 +792,18 @@ mod tests {
         let steps = [
             step(1, &gave(0, 0, false), Some(0)),
             step(2, &timed, Some(1)),
+        ];
+        assert_eq!(backtrack_points(&steps), vec![(0, Some(2))]);
+    }
+
+    #[test]
+    fn a_token_released_after_an_acquire_does_not_hide_that_the_acquire_could_come_later() {
+        // A semaphore of one permit as a mutex: worker 1 takes the initial permit and
+        // gives token 1, which worker 2 takes. Worker 2 could have taken the first permit.
+        let steps = [
+            step(1, &took(0, 1, false), Some(0)),
+            step(1, &gave(1, 1, false), Some(1)),
+            step(2, &took(1, 1, false), Some(2)),
         ];
         assert_eq!(backtrack_points(&steps), vec![(0, Some(2))]);
     }
