@@ -33,6 +33,8 @@ pub enum Permits {
     Missing { token: u64 },
     /// A bounded semaphore refused a release: it has all its permits.
     Refused,
+    /// An acquire gave up waiting at its deadline: there was no permit.
+    GaveUp,
 }
 
 /// The parts of a semaphore the tools tell apart, as the slot of its object.
@@ -114,7 +116,7 @@ pub fn permits(object: Object, what: Permits) {
                 }
             }
         }
-        Permits::Missing { .. } | Permits::Refused => {}
+        Permits::Missing { .. } | Permits::Refused | Permits::GaveUp => {}
     }
     if let Some(controller) = controller() {
         controller.permits(object, what);

@@ -111,8 +111,8 @@ impl Access {
     /// conflict only when the acquire takes a token the release gave, or (bounded) the
     /// release needs the room the acquire made; otherwise the acquire found its permit
     /// without the release, and the release its room without the acquire, in either
-    /// order. A waiting acquire looks for the token it misses; a refused release looks at
-    /// the count.
+    /// order. A waiting acquire looks for the token it misses; a refused release, and an
+    /// acquire that gave up waiting, look at the count.
     pub fn of_permits(semaphore: &Object, number: u64, what: Permits) -> Vec<Access> {
         let at = |part: Part, mode: Mode| Access {
             target: Target::object(&part.of_semaphore(*semaphore), number),
@@ -162,7 +162,9 @@ impl Access {
                 at(Part::Head, Mode::Attempt),
                 at(Part::Token(token), Mode::Attempt),
             ],
-            Permits::Refused => vec![Access::read(Target::object(semaphore, number))],
+            Permits::Refused | Permits::GaveUp => {
+                vec![Access::read(Target::object(semaphore, number))]
+            }
         }
     }
 

@@ -93,7 +93,7 @@ impl Semaphore {
         let object = self.object();
         let until = deadline(timeout)?;
         let timed = until.is_some();
-        wait_until(&s.monitor, until, op, || {
+        let got = wait_until(&s.monitor, until, op, || {
             let token = s.taken.load(Relaxed);
             if s.value.load(Relaxed) > 0 {
                 s.value.fetch_sub(1, Relaxed);
@@ -111,7 +111,11 @@ impl Semaphore {
                 sched::permits(object, Permits::Missing { token });
                 false
             }
-        })
+        })?;
+        if !got {
+            sched::permits(object, Permits::GaveUp);
+        }
+        Ok(got)
     }
 
     /// Gives `n` permits back (Python's `release(n)`).
