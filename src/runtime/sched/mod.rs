@@ -8,8 +8,10 @@
 //! This module imports nothing from the shared objects, the workers or the observers:
 //! they all depend on it, never the other way round.
 
+mod count;
 mod wait;
 
+pub use count::{permits, Part, Permits};
 pub use wait::{wait, wait_for_state, Order, POLL};
 
 use rhai::{EvalAltResult, FnPtr, NativeCallContext};
@@ -253,6 +255,8 @@ pub trait Controller: Send + Sync {
     /// The step under way looked at `object` without an operation of its own (see
     /// [`look`]), or `changed` it besides its own operation (see [`changed`]).
     fn touched(&self, object: Object, changed: bool);
+    /// The step under way moved the permits of the semaphore `object` (see [`permits`]).
+    fn permits(&self, object: Object, what: Permits);
 }
 
 /// The process-wide hooks of the tools that are always there (the GIL, `timeline`),

@@ -9,7 +9,7 @@
 //! announces; it explores at least one schedule of every class of equivalent schedules,
 //! so no outcome, deadlock or data race that the plain depth-first search finds is missed.
 
-use crate::runtime::sched::{Action, Kind, Object, Op};
+use crate::runtime::sched::{Action, Kind, Object, Op, Part, Permits};
 use std::collections::HashMap;
 
 /// What a step touches: an object (or one element of a shared array), or the fairness
@@ -27,9 +27,10 @@ pub enum Mode {
     Read,
     /// Changes it: conflicts with everything on the same target.
     Write,
-    /// Adds to a count that only ever grows by adding (a semaphore's release): two adds
-    /// give the same count in either order, so they commute with each other, and with
-    /// nothing else.
+    /// Adds to or takes from a count (a semaphore's permits, as `value` shows them): two
+    /// of them give the same count in either order, so they commute with each other, and
+    /// with nothing else. (Whether the permits were there is told by the tokens, see
+    /// [`Access::of_permits`].)
     Add,
     /// Takes a plain lock (conflicts as a write).
     Take,
@@ -37,6 +38,11 @@ pub enum Mode {
     Give,
     /// Joins a thread: reads its end, which it can only come after.
     Join,
+    /// Takes what one earlier step gave and nothing else could (a semaphore's token): it
+    /// comes after that step, but never races with it, which it cannot come before (it
+    /// would wait instead: the same state). Its races are with what it could have taken
+    /// instead (see `backtrack_points`).
+    Consume,
     /// A blocked attempt: looked at it, found it taken (a held lock, an empty queue) and
     /// left it as it was. It conflicts as a read with what came before it; a later change
     /// only wakes the worker, whose retry is a step of its own (see `backtrack_points`).
@@ -60,16 +66,24 @@ impl Target {
 impl Access {
     /// What `op` does, for the reduction, to the object numbered `number` in the run.
     /// Only reads of data, waits for an event and joins leave their object as it was;
-    /// a semaphore's release only adds a permit; every other operation changes its
-    /// object (a lock's owner, a queue's items, a barrier's count, a semaphore's permits
-    /// taken). A spawn and a sleep touch nothing shared: the new worker's steps come after
-    /// its spawn anyway, and a sleep only lets others run.
+    /// a semaphore's acquire and release add to its count of permits (and move tokens,
+    /// see [`Access::of_permits`]); every other operation changes its object (a lock's
+    /// owner, a queue's items, a barrier's count). A spawn and a sleep touch nothing
+    /// shared: the new worker's steps come after its spawn anyway, and a sleep only lets
+    /// others run.
     pub fn of(op: &Op, number: u64) -> Option<Access> {
+        Access::used(op, number, false)
+    }
+
+    fn used(op: &Op, number: u64, attempt: bool) -> Option<Access> {
         let mode = match (op.action, op.object.kind) {
             (Action::Spawn | Action::Sleep, _) | (_, Kind::Clock) => return None,
             (Action::Join, Kind::Thread) => Mode::Join,
             (Action::Read | Action::Join, _) | (Action::Wait, Kind::Event) => Mode::Read,
-            (Action::Release, Kind::Semaphore) => Mode::Add,
+            // A waiting acquire says what it misses (`Permits::Missing`): it waits for a
+            // token, not for a count.
+            (Action::Acquire, Kind::Semaphore) if attempt => return None,
+            (Action::Acquire | Action::Release, Kind::Semaphore) => Mode::Add,
             (Action::Acquire, Kind::Lock) => Mode::Take,
             (Action::Release, Kind::Lock) => Mode::Give,
             _ => Mode::Write,
@@ -82,10 +96,76 @@ impl Access {
 
     /// A failed attempt (a blocked wait) looks at its object and leaves it as it was.
     pub fn attempt(op: &Op, number: u64) -> Option<Access> {
-        Access::of(op, number).map(|a| Access {
+        Access::used(op, number, true).map(|a| Access {
             mode: Mode::Attempt,
             ..a
         })
+    }
+
+    /// What a semaphore's step did with its permits (`sched::permits`), the semaphore
+    /// numbered `number`: besides its count (see [`Access::of`]), the tokens it moved.
+    /// Acquires take tokens in order (the head), releases give them in order (the tail):
+    /// two acquires, or two releases, would swap their tokens in the other order, so they
+    /// conflict; except two acquires of initial permits of an unbounded semaphore, which
+    /// are all alike (nothing to learn, no room to make). An acquire and a release
+    /// conflict only when the acquire takes a token the release gave, or (bounded) the
+    /// release needs the room the acquire made; otherwise the acquire found its permit
+    /// without the release, and the release its room without the acquire, in either
+    /// order. A waiting acquire looks for the token it misses; a refused release, and an
+    /// acquire that gave up waiting, look at the count.
+    pub fn of_permits(semaphore: &Object, number: u64, what: Permits) -> Vec<Access> {
+        let at = |part: Part, mode: Mode| Access {
+            target: Target::object(&part.of_semaphore(*semaphore), number),
+            mode,
+        };
+        match what {
+            Permits::Took {
+                token,
+                initial,
+                bounded,
+                timed,
+            } => {
+                // An acquire that may give up waiting could also have come before the
+                // release and timed out: then it races with it.
+                let take = if timed { Mode::Write } else { Mode::Consume };
+                let alike = token < initial && !bounded;
+                let mut accesses =
+                    vec![at(Part::Head, if alike { Mode::Add } else { Mode::Write })];
+                // An initial permit has no giver; it is still named, so that a step that
+                // took it is never taken for one that could have taken it too (sleep sets
+                // compare steps of different runs).
+                let take = if token < initial { Mode::Write } else { take };
+                accesses.push(at(Part::Token(token), take));
+                if bounded {
+                    accesses.push(at(Part::Room(token), Mode::Write));
+                }
+                accesses
+            }
+            Permits::Gave {
+                first,
+                count,
+                initial,
+                bounded,
+            } => {
+                let mut accesses = vec![at(Part::Tail, Mode::Write)];
+                for token in first..first.saturating_add(count) {
+                    accesses.push(at(Part::Token(token), Mode::Write));
+                    if bounded {
+                        accesses.push(at(Part::Room(token.saturating_sub(initial)), Mode::Write));
+                    }
+                }
+                accesses
+            }
+            // It could have had a token that an acquire before it took (the head), and
+            // waits for the release that gives the token it misses.
+            Permits::Missing { token } => vec![
+                at(Part::Head, Mode::Attempt),
+                at(Part::Token(token), Mode::Attempt),
+            ],
+            Permits::Refused | Permits::GaveUp => {
+                vec![Access::read(Target::object(semaphore, number))]
+            }
+        }
     }
 
     pub fn read(target: Target) -> Access {
@@ -104,7 +184,10 @@ impl Access {
 
     /// Whether it changes its target.
     pub fn changes(&self) -> bool {
-        matches!(self.mode, Mode::Write | Mode::Add | Mode::Take | Mode::Give)
+        matches!(
+            self.mode,
+            Mode::Write | Mode::Add | Mode::Take | Mode::Give | Mode::Consume
+        )
     }
 
     fn conflicts(&self, other: &Access) -> bool {
@@ -117,7 +200,7 @@ impl Mode {
     fn class(self) -> Mode {
         match self {
             Mode::Read | Mode::Attempt | Mode::Join => Mode::Read,
-            Mode::Write | Mode::Take | Mode::Give => Mode::Write,
+            Mode::Write | Mode::Take | Mode::Give | Mode::Consume => Mode::Write,
             Mode::Add => Mode::Add,
         }
     }
@@ -426,12 +509,21 @@ fn backtrack_points(steps: &[Transition]) -> Vec<(usize, Option<usize>)> {
         // The conflicting earlier steps of other workers, latest first, each with the step
         // that races with this one in its place (if not itself).
         let mut conflicting: Vec<(usize, Option<usize>)> = Vec::new();
+        // The steps that gave what this one consumes: ordered before it, but only once
+        // its races were looked for. Taking a token after its release is no race, but
+        // the acquire could have come before another acquire and taken an earlier token:
+        // the release must not hide that.
+        let mut givers: Vec<usize> = Vec::new();
         let previous = clocks.by_worker[w].last().copied();
         for access in &step.accesses {
             let waker = previous.and_then(|p| waker(&steps[p], p, access, &changes));
             if let Some(per_worker) = last.get(&access.target) {
                 for (other, last) in per_worker.iter().enumerate() {
                     if other == w {
+                        continue;
+                    }
+                    if access.mode == Mode::Consume {
+                        givers.extend(last.conflicting(access.mode));
                         continue;
                     }
                     conflicting.extend(last.conflicting(access.mode).map(|j| {
@@ -459,6 +551,9 @@ fn backtrack_points(steps: &[Transition]) -> Vec<(usize, Option<usize>)> {
             if conflicting.get(at + 1).is_none_or(|&(next, _)| next != j) {
                 join(&mut clock, &clocks.clock[j]);
             }
+        }
+        for giver in givers {
+            join(&mut clock, &clocks.clock[giver]);
         }
         clock[w] = seq + 1;
         clocks.clock.push(clock);
@@ -494,10 +589,14 @@ fn waker(
     access: &Access,
     changes: &HashMap<Target, Vec<usize>>,
 ) -> Option<usize> {
+    // Another acquire may take the token a waiting acquire of a semaphore was woken
+    // for: what changed its head since it waited is no waker.
+    let head =
+        |t: &Target| matches!(t, Target::Object(Kind::Semaphore, _, s) if *s == Part::Head.slot());
     let attempted = previous
         .accesses
         .iter()
-        .any(|a| a.target == access.target && a.mode == Mode::Attempt);
+        .any(|a| a.target == access.target && a.mode == Mode::Attempt && !head(&a.target));
     if !attempted || access.mode == Mode::Attempt {
         return None;
     }
@@ -619,7 +718,7 @@ mod tests {
     }
 
     #[test]
-    fn two_releases_of_a_semaphore_commute_an_acquire_does_not() {
+    fn two_adds_to_a_count_commute_a_take_or_a_look_does_not() {
         let add = used(Kind::Semaphore, 1, Mode::Add);
         let take = used(Kind::Semaphore, 1, Mode::Write);
         let look = used(Kind::Semaphore, 1, Mode::Read);
@@ -628,6 +727,87 @@ mod tests {
         assert!(dependent(&[add], &[look]));
         let steps = [step(1, &[add], Some(0)), step(2, &[add], Some(1))];
         assert!(backtrack_points(&steps).is_empty());
+    }
+
+    fn permits(what: Permits) -> Vec<Access> {
+        Access::of_permits(&Object::new(Kind::Semaphore, 7, 1), 1, what)
+    }
+
+    fn took(token: u64, initial: u64, bounded: bool) -> Vec<Access> {
+        permits(Permits::Took {
+            token,
+            initial,
+            bounded,
+            timed: false,
+        })
+    }
+
+    fn gave(first: u64, initial: u64, bounded: bool) -> Vec<Access> {
+        permits(Permits::Gave {
+            first,
+            count: 1,
+            initial,
+            bounded,
+        })
+    }
+
+    #[test]
+    fn permits_conflict_only_through_the_tokens_they_move() {
+        // One initial permit: taking it commutes with giving token 1.
+        assert!(!dependent(&took(0, 1, false), &gave(1, 1, false)));
+        // Taking the token a release gave does not; nor do two releases, or two acquires
+        // of released tokens (they would swap tokens).
+        assert!(dependent(&took(1, 1, false), &gave(1, 1, false)));
+        assert!(dependent(&gave(1, 1, false), &gave(2, 1, false)));
+        assert!(dependent(&took(1, 1, false), &took(2, 1, false)));
+        // Initial permits are alike, unless each makes its own room (bounded).
+        assert!(!dependent(&took(0, 2, false), &took(1, 2, false)));
+        assert!(dependent(&took(0, 2, true), &took(1, 2, true)));
+        assert!(dependent(&took(1, 2, false), &took(2, 2, false)));
+        // A bounded release needs the room the acquire of the same number made.
+        assert!(dependent(&took(0, 1, true), &gave(1, 1, true)));
+        assert!(!dependent(&took(1, 2, true), &gave(2, 2, true)));
+        // A refused release depends on every acquire and release (the count).
+        let count = [Access {
+            target: Target::Object(Kind::Semaphore, 1, 0),
+            mode: Mode::Add,
+        }];
+        assert!(dependent(&permits(Permits::Refused), &count));
+    }
+
+    #[test]
+    fn taking_a_released_token_never_races_with_its_release() {
+        // Worker 1 gives token 0 of a semaphore without permits, worker 2 takes it: it
+        // could not have taken it first.
+        let steps = [
+            step(1, &gave(0, 0, false), Some(0)),
+            step(2, &took(0, 0, false), Some(1)),
+        ];
+        assert!(backtrack_points(&steps).is_empty());
+        // Unless it could have given up waiting.
+        let timed = permits(Permits::Took {
+            token: 0,
+            initial: 0,
+            bounded: false,
+            timed: true,
+        });
+        let steps = [
+            step(1, &gave(0, 0, false), Some(0)),
+            step(2, &timed, Some(1)),
+        ];
+        assert_eq!(backtrack_points(&steps), vec![(0, Some(2))]);
+    }
+
+    #[test]
+    fn a_token_released_after_an_acquire_does_not_hide_that_the_acquire_could_come_later() {
+        // A semaphore of one permit as a mutex: worker 1 takes the initial permit and
+        // gives token 1, which worker 2 takes. Worker 2 could have taken the first permit.
+        let steps = [
+            step(1, &took(0, 1, false), Some(0)),
+            step(1, &gave(1, 1, false), Some(1)),
+            step(2, &took(1, 1, false), Some(2)),
+        ];
+        assert_eq!(backtrack_points(&steps), vec![(0, Some(2))]);
     }
 
     #[test]

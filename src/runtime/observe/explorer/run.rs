@@ -7,7 +7,7 @@ use super::dpor::{Access, Pick, Target, Transition};
 use super::strategy::{Decision, Strategy};
 use crate::runtime::interrupted_error;
 use crate::runtime::observe::names::Names;
-use crate::runtime::sched::{Action, Controller, Detail, Kind, Object, Op, Wake, POLL};
+use crate::runtime::sched::{Action, Controller, Detail, Kind, Object, Op, Permits, Wake, POLL};
 use rhai::{Dynamic, EvalAltResult, FnPtr, NativeCallContext};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -662,6 +662,15 @@ impl Controller for Worker {
         }
         if changed {
             wake(&mut state, &object);
+        }
+    }
+
+    fn permits(&self, object: Object, what: Permits) {
+        let mut state = self.run.lock();
+        let number = state.names.meet(&object);
+        let me = self.id;
+        for access in Access::of_permits(&object, number, what) {
+            touch(&mut state, me, Some(access));
         }
     }
 

@@ -1,6 +1,7 @@
 //! The clocks that messages carry. A queue's or pipe's message (`ring::Mark::Message`) is
-//! handed over by its put and taken over once by its get, so its clock is kept apart from
-//! the objects' clocks and dropped once taken. When there is no room near its place, it
+//! handed over by its put and taken over once by its get, and a semaphore's permit by its
+//! release and its acquire (`sched::Part`), so its clock is kept apart from the objects'
+//! clocks and dropped once taken. When there is no room near its place, it
 //! joins its ring's spill clock instead, which every message taken without a clock of its
 //! own learns: a race behind such a message may be missed, none is invented.
 

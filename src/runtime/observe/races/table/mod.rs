@@ -14,7 +14,7 @@ mod messages;
 
 use super::clock::{VectorClock, WORKERS};
 use crate::runtime::ring::Mark;
-use crate::runtime::sched::{Action, Kind, Object, Op, Site};
+use crate::runtime::sched::{Action, Kind, Object, Op, Part, Site};
 use crate::runtime::shm::{arena, Arena, Monitor};
 use std::cell::{Cell as StdCell, UnsafeCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -375,8 +375,9 @@ impl Table {
                 | (Action::Wait, Kind::Barrier)
         );
         // A pool's worker passes on what its tasks did through its own hand-overs: a task
-        // that takes any worker does not learn what every task before it did.
-        if !releases || op.object.kind == Kind::Pool {
+        // that takes any worker does not learn what every task before it did. A
+        // semaphore's release hands over the permits it gives (`sched::permits`).
+        if !releases || matches!(op.object.kind, Kind::Pool | Kind::Semaphore) {
             return;
         }
         self.while_on(|d| {
@@ -404,7 +405,8 @@ impl Table {
             Action::Write => WRITE,
             // Its message is taken over by the ring itself (`ring::Mark`).
             Action::Get if matches!(op.object.kind, Kind::Queue | Kind::Pipe) => return,
-            _ if op.object.kind == Kind::Pool => return,
+            // It takes over the permit it took (`sched::permits`).
+            _ if matches!(op.object.kind, Kind::Pool | Kind::Semaphore) => return,
             Action::Acquire | Action::Wait | Action::Get | Action::Join | Action::Update => 0,
             _ => return,
         };
@@ -471,6 +473,13 @@ fn sync_key(object: &Object) -> Key {
     }
 }
 
+/// Whether `object` is something handed over once and taken over once: a queue's or
+/// pipe's message, a semaphore's permit or room.
+fn is_message(object: &Object) -> bool {
+    matches!(Mark::of(object), Some(Mark::Message(_)))
+        || matches!(Part::of(object), Some(Part::Token(_) | Part::Room(_)))
+}
+
 impl Data {
     fn new_run(&mut self) {
         self.run += 1;
@@ -529,9 +538,9 @@ impl Data {
 
     fn release(&mut self, me: usize, object: &Object) {
         let clock = self.worker[me].clock;
-        match Mark::of(object) {
-            Some(Mark::Message(_)) => self.hand_over_message(object, &clock),
-            _ => {
+        match is_message(object) {
+            true => self.hand_over_message(object, &clock),
+            false => {
                 if let Some(index) = self.sync_clock(sync_key(object), true) {
                     self.sync[index].clock.join(&clock);
                 }
@@ -541,9 +550,9 @@ impl Data {
     }
 
     fn acquire(&mut self, me: usize, object: &Object) {
-        let clock = match Mark::of(object) {
-            Some(Mark::Message(_)) => self.take_over_message(object),
-            _ => self
+        let clock = match is_message(object) {
+            true => self.take_over_message(object),
+            false => self
                 .sync_clock(sync_key(object), false)
                 .map(|index| self.sync[index].clock),
         };
