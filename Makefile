@@ -151,7 +151,7 @@ wheel: $(WHEEL_TOOLS)/.stamp
 
 # The wheel as a learner installs it: a fresh venv with only jupyterlab and nbclient, no cargo
 # on PATH, notebooks 00-05 under nbclient (tests/wheel).
-wheel-test: wheel $(VENV)/.test-stamp
+wheel-test: wheel $(VENV)/.test-stamp $(HUB_PROXY)
 	$(VPY) -m pytest -q -rs --timeout=1800 tests/wheel
 
 test: lint rust-test python-test curve-test rust-cells-test wheel-test

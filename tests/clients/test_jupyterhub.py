@@ -12,6 +12,7 @@ target/test-output/jupyterhub-memory.txt.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -59,8 +60,9 @@ def dev_shm():
         return set()
 
 
-def hub_config(tmp_path, ports):
-    """The hub's configuration file: local only, dummy logins, local process spawner."""
+def hub_config(tmp_path, ports, users_python):
+    """The hub's configuration file: local only, dummy logins, local process spawner whose
+    servers run on `users_python` (the users' environment, where their kernelspecs are)."""
     home = tmp_path / "home"
     home.mkdir()
     config = tmp_path / "jupyterhub_config.py"
@@ -80,7 +82,7 @@ c.DummyAuthenticator.password = {PASSWORD!r}
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = {str(home / "{username}")!r}
 c.Spawner.ip = "127.0.0.1"
-c.Spawner.cmd = [{sys.executable!r}, "-m", "jupyterhub.singleuser"]
+c.Spawner.cmd = [{str(users_python)!r}, "-m", "jupyterhub.singleuser"]
 # Jupyter refuses to run as root unless told to (containers often run as root).
 c.Spawner.args = {["--allow-root"] if os.getuid() == 0 else []!r}
 c.Spawner.start_timeout = {START_TIMEOUT}
@@ -95,16 +97,25 @@ c.JupyterHub.cleanup_proxy = True
 
 @pytest.fixture
 def hub(tmp_path):
-    """A running JupyterHub; stopped (and checked to leave nothing behind) after the test."""
+    """A running JupyterHub whose users' servers run on this venv's Python, whose
+    share/jupyter has the "rhai" kernelspec; stopped (and checked to leave nothing behind)
+    after the test."""
+    env = dict(os.environ)
+    # The proxy is a node script.
+    env["PATH"] = os.pathsep.join([str(pathlib.Path(sys.executable).parent), env.get("PATH", "")])
+    with running_hub(tmp_path, pathlib.Path(sys.executable), env) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_hub(tmp_path, users_python, env):
+    """A running JupyterHub (this venv's) whose users' servers run on `users_python`, with the
+    environment `env`; stopped (and checked to leave nothing behind) at the end."""
     if not PROXY.exists():
         pytest.fail(f"configurable-http-proxy is not installed at {PROXY} (make python-test installs it from npm)")
     ports = {name: free_port() for name in ("public", "hub", "proxy_api")}
-    config = hub_config(tmp_path, ports)
+    config = hub_config(tmp_path, ports, users_python)
     shm_before = dev_shm()
-    env = dict(os.environ)
-    # The servers' Python is this venv's, whose share/jupyter has the "rhai" kernelspec; the
-    # proxy is a node script.
-    env["PATH"] = os.pathsep.join([str(pathlib.Path(sys.executable).parent), env.get("PATH", "")])
     log = open(tmp_path / "hub.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyterhub", "-f", str(config), "--debug"],
@@ -359,7 +370,9 @@ def kernel_memory(name):
     }
 
 
-def test_ten_students_run_notebook_02_at_once(hub):
+def students_run_notebook_02(hub, students):
+    """Each of `students` logs in, starts a server and runs notebook 02 at the same time as
+    the others; every cell must succeed with the expected outputs. Returns their results."""
     expected = EXPECTED[NOTEBOOK.name]
 
     async def student(name):
@@ -368,7 +381,7 @@ def test_ten_students_run_notebook_02_at_once(hub):
         return name, browser, token, server_url, text, failures, kernel_id
 
     async def whole_class():
-        return await asyncio.gather(*(student(name) for name in STUDENTS))
+        return await asyncio.gather(*(student(name) for name in students))
 
     results = asyncio.run(whole_class())
     hub["started"]["pids"] |= {p.pid for p in psutil.Process(hub["process"].pid).children(recursive=True)}
@@ -377,6 +390,21 @@ def test_ten_students_run_notebook_02_at_once(hub):
         assert not failures, f"{name}: cells failed: {failures}"
         for line in expected:
             assert line in text, f"{name}: {line!r} not in the outputs"
+    return results
+
+
+def shut_kernels_down(results):
+    """The students shut their kernels down; the hub stops the servers when it stops."""
+
+    async def shut_down():
+        for name, browser, token, server_url, _, _, kernel_id in results:
+            await browser.api(f"{server_url}api/kernels/{kernel_id}", "DELETE", token=token)
+
+    asyncio.run(shut_down())
+
+
+def test_ten_students_run_notebook_02_at_once(hub):
+    results = students_run_notebook_02(hub, STUDENTS)
 
     memory = [kernel_memory(name) for name in STUDENTS]
     assert all(m["kernel_processes"] >= 1 for m in memory), memory
@@ -389,9 +417,4 @@ def test_ten_students_run_notebook_02_at_once(hub):
         f"  their Jupyter server: PSS {median('server_pss'):.1f} MiB\n"
     )
 
-    # The students shut their kernels down; the hub stops the servers when it stops.
-    async def shut_down():
-        for name, browser, token, server_url, _, _, kernel_id in results:
-            await browser.api(f"{server_url}api/kernels/{kernel_id}", "DELETE", token=token)
-
-    asyncio.run(shut_down())
+    shut_kernels_down(results)
