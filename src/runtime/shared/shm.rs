@@ -126,6 +126,7 @@ fn map(fd: RawFd, size: u64, address: u64) -> Result<*mut u8, String> {
     }
     if address != 0 && base as u64 != address {
         // A kernel too old for MAP_FIXED_NOREPLACE takes the address as a hint only.
+        // SAFETY: unmaps the mapping just made, which nothing refers to yet.
         unsafe { libc::munmap(base, size as usize) };
         return Err(format!("shared memory could not be mapped at {address:#x}"));
     }
@@ -145,6 +146,7 @@ fn create() -> Result<Arena, String> {
     if fd < 0 {
         return Err(os_error("memfd_create failed"));
     }
+    // SAFETY: `fd` is the memfd just created; the result is checked.
     if unsafe { libc::ftruncate(fd, size as libc::off_t) } != 0 {
         return Err(os_error("sizing shared memory failed"));
     }
@@ -192,6 +194,7 @@ fn attach(fd: RawFd) -> Result<Arena, String> {
     })?;
     // Keep it from leaking into programs this worker might exec, but the worker's own
     // children get it explicitly (see `inheritable_fd`).
+    // SAFETY: a flag change on a descriptor this process owns.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     Ok(Arena { base, size, fd })
 }
@@ -468,6 +471,7 @@ impl Monitor {
 impl MonitorGuard<'_> {
     /// Waits for a notification, at most `timeout` (letting other script threads run).
     pub fn wait(&mut self, timeout: Duration) {
+        // SAFETY: `timespec` is plain integers, for which all zeroes is a valid value.
         let mut now: libc::timespec = unsafe { std::mem::zeroed() };
         // SAFETY: valid pointers; the mutex is held by this guard.
         unsafe {

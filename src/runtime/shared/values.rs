@@ -122,7 +122,7 @@ impl SharedValue {
     }
 
     fn state(&self) -> &ValueState {
-        // SAFETY: offsets come from `new` or are checked by `from_offset`.
+        // SAFETY: offsets come from `new`, or received offsets were checked by `Receive::held` (a live object of this kind and size).
         unsafe {
             &*arena()
                 .expect("shared memory exists once a value does")
@@ -264,7 +264,7 @@ impl SharedArray {
     }
 
     fn header(&self) -> &ArrayHeader {
-        // SAFETY: offsets come from `new` or are checked by `from_offset`.
+        // SAFETY: offsets come from `new`, or received offsets were checked by `Receive::held` (a live object of this kind and size).
         unsafe {
             &*arena()
                 .expect("shared memory exists once an array does")

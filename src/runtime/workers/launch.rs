@@ -268,6 +268,7 @@ fn install_interrupt_forwarding() {
             std::thread::sleep(Duration::from_secs(1));
             let still = busy_children();
             for pid in pids.into_iter().filter(|p| still.contains(p)) {
+                // SAFETY: a child we started that `busy_children` still lists (not reaped).
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         });

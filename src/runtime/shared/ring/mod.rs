@@ -187,7 +187,7 @@ impl Ring {
     }
 
     fn state(&self) -> &'static RingState {
-        // SAFETY: offsets come from `new` or were checked by `from_offset`.
+        // SAFETY: offsets come from `new`, or received offsets were checked by `Receive::held` (a live object of this kind and size).
         unsafe {
             &*arena()
                 .expect("shared memory exists once a queue does")

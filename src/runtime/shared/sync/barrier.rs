@@ -76,6 +76,8 @@ impl Barrier {
         if parties < 1 {
             return Err("barrier(n): n must be at least 1".into());
         }
+        // SAFETY: `p` points at the fresh, zeroed object; the closure only takes the address of
+        // its monitor field, without reading or making a reference to it.
         let (offset, ptr) = alloc_with_monitor::<BarrierState>(kind::BARRIER, |p| unsafe {
             std::ptr::addr_of_mut!((*p).monitor)
         })?;

@@ -32,6 +32,8 @@ impl Condition {
     }
 
     pub fn new(lock: Lock) -> Result<Condition, Box<EvalAltResult>> {
+        // SAFETY: `p` points at the fresh, zeroed object; the closure only takes the address of
+        // its monitor field, without reading or making a reference to it.
         let (offset, ptr) = alloc_with_monitor::<ConditionState>(kind::CONDITION, |p| unsafe {
             std::ptr::addr_of_mut!((*p).monitor)
         })?;

@@ -33,6 +33,8 @@ impl Event {
     }
 
     pub fn new() -> Result<Event, Box<EvalAltResult>> {
+        // SAFETY: `p` points at the fresh, zeroed object; the closure only takes the address of
+        // its monitor field, without reading or making a reference to it.
         let (offset, ptr) = alloc_with_monitor::<EventState>(kind::EVENT, |p| unsafe {
             std::ptr::addr_of_mut!((*p).monitor)
         })?;

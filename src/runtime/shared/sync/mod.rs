@@ -77,7 +77,8 @@ pub(super) fn received<T>(offset: u64, kind: u32, how: Receive) -> Result<Held, 
 }
 
 pub(super) fn state<T>(offset: u64) -> &'static T {
-    // SAFETY: offsets are created by the constructors below or checked by `from_offset`;
+    // SAFETY: offsets are created by the constructors, or received offsets were checked by
+    // `received` (a live object of the kind and size);
     // the shared memory stays mapped for the life of the process.
     unsafe {
         &*arena()

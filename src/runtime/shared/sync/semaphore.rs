@@ -47,6 +47,8 @@ impl Semaphore {
         if value < 0 {
             return Err("semaphore(n): n must not be negative".into());
         }
+        // SAFETY: `p` points at the fresh, zeroed object; the closure only takes the address of
+        // its monitor field, without reading or making a reference to it.
         let (offset, ptr) = alloc_with_monitor::<SemaphoreState>(kind::SEMAPHORE, |p| unsafe {
             std::ptr::addr_of_mut!((*p).monitor)
         })?;
