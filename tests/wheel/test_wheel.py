@@ -64,11 +64,11 @@ def path_without_cargo(venv_bin):
     return os.pathsep.join([str(venv_bin)] + keep)
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """A fresh venv with jupyterlab, nbclient and the wheel, and the environment to use it."""
-    home = tmp_path_factory.mktemp("learner")
-    venv = home / "venv"
+def fresh_venv_with_the_wheel(root, packages, **extra_env):
+    """A fresh venv in `root` with `packages` and the wheel, installed and to be used with an
+    environment that has no cargo on PATH and none of this checkout's Jupyter, Python or
+    kernel settings (plus `extra_env`); returns the venv and that environment."""
+    venv = root / "venv"
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", str(venv)], check=True)
     env = {
@@ -76,18 +76,26 @@ def installed(tmp_path_factory):
         for key, value in os.environ.items()
         if not key.startswith(("JUPYTER", "VIRTUAL_ENV", "PYTHON", "CARGO", "RUST", "RHAI_KERNEL"))
     }
-    env.update(
-        PATH=path_without_cargo(venv / "bin"),
+    env.update(PATH=path_without_cargo(venv / "bin"), PIP_DISABLE_PIP_VERSION_CHECK="1", **extra_env)
+    assert shutil.which("cargo", path=env["PATH"]) is None
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run(pip + packages + [str(wheel_path())], check=True, env=env, cwd=root)
+    return venv, env
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A fresh venv with jupyterlab, nbclient and the wheel, and the environment to use it."""
+    home = tmp_path_factory.mktemp("learner")
+    venv, env = fresh_venv_with_the_wheel(
+        home,
+        ["jupyterlab", "nbclient"],
         HOME=str(home),
         JUPYTER_CONFIG_DIR=str(home / "config"),
         JUPYTER_DATA_DIR=str(home / "data"),
         JUPYTER_RUNTIME_DIR=str(home / "runtime"),
         RHAI_KERNEL_HISTORY="off",
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
     )
-    assert shutil.which("cargo", path=env["PATH"]) is None
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    subprocess.run(pip + ["jupyterlab", "nbclient", str(wheel_path())], check=True, env=env, cwd=home)
     return venv, env, home
 
 

@@ -6,10 +6,7 @@ students run notebook 02 at once on the "rhai" kernel, which must be the wheel's
 The hub itself, its proxy and the checks (nothing left running, nothing left in /dev/shm)
 are those of tests/clients/test_jupyterhub.py."""
 
-import os
 import pathlib
-import shutil
-import subprocess
 import sys
 from importlib.metadata import version
 
@@ -20,7 +17,7 @@ HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "clients"))
 import test_jupyterhub as class_on_a_hub  # noqa: E402
-from test_wheel import path_without_cargo, wheel_path  # noqa: E402
+from test_wheel import fresh_venv_with_the_wheel  # noqa: E402
 
 STUDENTS = ["student0", "student1"]
 
@@ -29,25 +26,9 @@ STUDENTS = ["student0", "student1"]
 def users_venv(tmp_path_factory):
     """The users' environment: a fresh venv with the hub's single-user server (the same
     JupyterHub version as the hub), JupyterLab and the wheel, and the hub's environment."""
-    root = tmp_path_factory.mktemp("users")
-    venv = root / "venv"
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(venv)], check=True)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("JUPYTER", "VIRTUAL_ENV", "PYTHON", "CARGO", "RUST", "RHAI_KERNEL"))
-    }
-    env.update(PATH=path_without_cargo(venv / "bin"), PIP_DISABLE_PIP_VERSION_CHECK="1")
-    assert shutil.which("cargo", path=env["PATH"]) is None
-    subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-         f"jupyterhub=={version('jupyterhub')}", "jupyterlab", str(wheel_path())],
-        check=True,
-        env=env,
-        cwd=root,
+    return fresh_venv_with_the_wheel(
+        tmp_path_factory.mktemp("users"), [f"jupyterhub=={version('jupyterhub')}", "jupyterlab"]
     )
-    return venv, env
 
 
 def test_two_students_run_notebook_02_with_the_kernel_from_the_wheel(tmp_path, users_venv):
