@@ -70,7 +70,7 @@ SCRIPTS = os.path.join(ROOT, "benches", "runtime")
 CLASSICS = os.path.join(ROOT, "benches", "explore", "classics.rhai")
 # The most schedules the depth-first search without a bound may run per program (the
 # reduction runs to completion within it, or is reported as stopped too).
-CLASSICS_MAX = 20_000
+CLASSICS_MAX = 50_000
 CLASSICS_TIMEOUT_S = 600
 EXPLORE_HEADING = "### Schedule explorer: textbook programs"
 DEFAULT_BINARY = os.path.join(ROOT, "target", "release", "rhai-kernel")

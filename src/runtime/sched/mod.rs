@@ -8,9 +8,11 @@
 //! This module imports nothing from the shared objects, the workers or the observers:
 //! they all depend on it, never the other way round.
 
+mod affinity;
 mod count;
 mod wait;
 
+pub use affinity::{cpu_now, keep_on};
 pub use count::{permits, Part, Permits};
 pub use wait::{wait, wait_for_state, Order, POLL};
 
@@ -257,6 +259,8 @@ pub trait Controller: Send + Sync {
     fn touched(&self, object: Object, changed: bool);
     /// The step under way moved the permits of the semaphore `object` (see [`permits`]).
     fn permits(&self, object: Object, what: Permits);
+    /// The one CPU its threads are kept on while under it, if any (see `affinity.rs`).
+    fn cpu(&self) -> Option<usize>;
 }
 
 /// The process-wide hooks of the tools that are always there (the GIL, `timeline`),
@@ -365,8 +369,10 @@ impl Drop for Observing {
     }
 }
 
-/// Puts the calling thread under `controller` until the returned guard is dropped.
+/// Puts the calling thread under `controller` until the returned guard is dropped, and on
+/// the controller's CPU, if it has one, until [`keep_on`] says otherwise.
 pub fn control(controller: Arc<dyn Controller>) -> Controlled {
+    keep_on(controller.cpu());
     let previous = CONTROLLER.with(|c| c.borrow_mut().replace(controller));
     WATCHING.fetch_add(1, Relaxed);
     Controlled(previous)

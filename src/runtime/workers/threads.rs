@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::Duration;
+use std::time::Instant;
 
 static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
 
@@ -405,7 +406,14 @@ pub(crate) fn start(
     sched::hand_over(handle.object());
     let controller = controlled.as_ref().map(|(c, _)| c.clone());
     let body = move || {
-        let _controlled = controller.clone().map(sched::control);
+        let _controlled = match &controller {
+            Some(controller) => Some(sched::control(controller.clone())),
+            // This thread may have run an explorer's worker before, on one CPU.
+            None => {
+                sched::keep_on(None);
+                None
+            }
+        };
         sched::begin(thread_handle.object(), &thread_handle.0.name);
         let tid = os_thread_id();
         thread_handle.0.os_id.store(tid, Ordering::Release);
@@ -494,8 +502,18 @@ pub fn report_uncaught(sink: Option<&Arc<dyn OutputSink>>, worker: &str, message
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Idle script threads waiting for their next job (most recently idle last).
-static IDLE: Mutex<Vec<crossbeam_channel::Sender<Job>>> = Mutex::new(Vec::new());
+/// Where an idle script thread waits for its next job. (A slot and a condition variable,
+/// not a channel: a channel's receiver spins and yields before it sleeps, which under the
+/// schedule explorer took the one CPU from the worker that had the turn.)
+#[derive(Default)]
+struct Slot {
+    job: Mutex<Option<Job>>,
+    given: Condvar,
+}
+
+/// Idle script threads waiting for their next job (most recently idle last). A thread
+/// leaves the list itself when it stops waiting, so a slot found here always has a thread.
+static IDLE: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
 
 /// How long a finished script thread waits for a new job before it exits.
 const IDLE_LIFETIME: Duration = Duration::from_secs(30);
@@ -504,17 +522,11 @@ const IDLE_LIFETIME: Duration = Duration::from_secs(30);
 /// (for deep recursion) that the C library cannot cache, so creating one per
 /// `spawn_thread` would map and unmap a gigabyte each time; reusing them is much faster.
 fn run_on_script_thread(job: Job) -> std::io::Result<()> {
-    let mut job = job;
-    loop {
-        let idle = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match idle {
-            Some(worker) => match worker.send(job) {
-                Ok(()) => return Ok(()),
-                // That thread has exited: take the job back and try another one.
-                Err(crossbeam_channel::SendError(returned)) => job = returned,
-            },
-            None => break,
-        }
+    let idle = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    if let Some(slot) = idle {
+        *slot.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+        slot.given.notify_one();
+        return Ok(());
     }
     std::thread::Builder::new()
         .name("script-thread".into())
@@ -524,33 +536,37 @@ fn run_on_script_thread(job: Job) -> std::io::Result<()> {
 }
 
 fn script_thread_loop(first: Job) {
-    let (tx, rx) = crossbeam_channel::bounded::<Job>(1);
+    let slot = Arc::new(Slot::default());
     let mut job = first;
     loop {
         job();
         IDLE.lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(tx.clone());
-        job = match rx.recv_timeout(IDLE_LIFETIME) {
-            Ok(next) => next,
-            Err(_) => {
-                // Leave the idle list; if someone took this thread meanwhile, its job
-                // is on the way, so take it.
+            .push(slot.clone());
+        let deadline = Instant::now() + IDLE_LIFETIME;
+        let mut given = slot.job.lock().unwrap_or_else(|e| e.into_inner());
+        job = loop {
+            if let Some(next) = given.take() {
+                break next;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                // Leave the idle list; if someone took this thread meanwhile, its job is
+                // on the way, so wait for it.
                 let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
-                match idle.iter().position(|s| s.same_channel(&tx)) {
-                    Some(at) => {
-                        idle.remove(at);
-                        return;
-                    }
-                    None => {
-                        drop(idle);
-                        match rx.recv() {
-                            Ok(next) => next,
-                            Err(_) => return,
-                        }
-                    }
+                if let Some(at) = idle.iter().position(|s| Arc::ptr_eq(s, &slot)) {
+                    idle.remove(at);
+                    return;
                 }
             }
+            let wait = deadline
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
+            given = slot
+                .given
+                .wait_timeout(given, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         };
     }
 }

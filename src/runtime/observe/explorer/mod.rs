@@ -172,18 +172,45 @@ fn parse_options(options: &Map) -> Result<Options, Box<EvalAltResult>> {
     })
 }
 
-/// One run of `f` under `strategy`: its result and what the run recorded.
+/// How a run goes, besides its strategy.
+struct Setup {
+    max_steps: usize,
+    /// Who chooses instead of the strategy (`play`).
+    player: Option<Arc<dyn Player>>,
+    /// Whether its steps are written down, for a trace (see `Run::new`).
+    traced: bool,
+}
+
+impl Setup {
+    /// One run that shows its steps (`replay`, `play`).
+    fn traced(max_steps: usize, player: Option<Arc<dyn Player>>) -> Setup {
+        Setup {
+            max_steps,
+            player,
+            traced: true,
+        }
+    }
+}
+
+/// One run of `f` under `strategy`: its result and what the run recorded. Its workers run
+/// on the CPU the caller is on (see `sched::keep_on`); the caller has all its CPUs between
+/// runs, so the system can move it, and the next run with it, away from a busy CPU.
 fn run_once(
     ctx: &NativeCallContext,
     f: &FnPtr,
     strategy: Strategy,
-    max_steps: usize,
-    player: Option<Arc<dyn Player>>,
+    setup: Setup,
 ) -> (Result<Dynamic, Box<EvalAltResult>>, run::Record) {
     let mut names = Names::default();
     names.capture(ctx, f, &[]);
-    let run = Run::new(strategy, max_steps, names);
-    if let Some(player) = player {
+    let run = Run::new(
+        strategy,
+        setup.max_steps,
+        names,
+        sched::cpu_now(),
+        setup.traced,
+    );
+    if let Some(player) = setup.player {
         run.play(player);
     }
     let main = run.main();
@@ -193,7 +220,11 @@ fn run_once(
         main.finished(Object::new(Kind::Thread, 0, 0));
         result
     };
-    (result, run.finish())
+    let record = run.finish();
+    // The caller's thread goes on with all its CPUs (the workers' threads keep theirs
+    // until they next run something: see `sched::keep_on`).
+    sched::keep_on(None);
+    (result, record)
 }
 
 fn no_nesting() -> Result<(), Box<EvalAltResult>> {
@@ -223,7 +254,14 @@ fn explore_with(
         if found.schedules > 0 {
             check.next_run();
         }
-        let (result, record) = run_once(ctx, f, strategy, options.max_steps, None);
+        // Untraced: writing every step down cost a quarter of the time of a run; the few
+        // schedules whose trace is shown are run again, traced (see `Exploration::count`).
+        let setup = Setup {
+            max_steps: options.max_steps,
+            player: None,
+            traced: false,
+        };
+        let (result, record) = run_once(ctx, f, strategy, setup);
         // A race is named after the objects of the schedule that found it first, and
         // counted once in each schedule that has it.
         // A run the reduction cut short repeats explored schedules: not one of its own.
@@ -248,7 +286,17 @@ fn explore_with(
             return Err(crate::runtime::interrupted_error());
         }
         if !redundant {
-            found.count(ctx, options.expect.as_ref(), &record, result)?;
+            let trace = || {
+                check.next_run();
+                let traced = traced_again(ctx, f, &record, options.max_steps);
+                // The run again is no schedule of its own: its races are not counted.
+                let (now, _) = check.races();
+                for (count, race) in seen.iter_mut().zip(now) {
+                    *count = race.count;
+                }
+                traced
+            };
+            found.count(ctx, options.expect.as_ref(), &record, result, trace)?;
         }
         strategy = record.strategy;
         if !strategy.advance(&record.decisions, &record.transitions) {
@@ -272,13 +320,15 @@ fn explore_with(
 }
 
 impl Exploration {
-    /// Counts a schedule that ran to its end: its outcome, and whether it failed.
+    /// Counts a schedule that ran to its end: its outcome, and whether it failed. `trace`
+    /// gives its trace, if one is kept.
     fn count(
         &mut self,
         ctx: &NativeCallContext,
         expect: Option<&FnPtr>,
         record: &run::Record,
         result: Result<Dynamic, Box<EvalAltResult>>,
+        mut trace: impl FnMut() -> Result<Trace, Box<EvalAltResult>>,
     ) -> Result<(), Box<EvalAltResult>> {
         self.schedules += 1;
         let (value, wrong) = outcome(record, result)?;
@@ -289,15 +339,21 @@ impl Exploration {
                     .is_ok_and(|ok| ok.as_bool().unwrap_or(false))
             });
         *self.outcomes.entry(value.to_string()).or_insert(0) += 1;
-        let trace = || record.trace();
+        let first_failure = failed && self.first_failure.is_none();
+        let deadlock = record.ending == Some(Ending::Deadlock) && self.deadlocks.len() < 10;
+        let traced = if first_failure || deadlock {
+            Some(trace()?)
+        } else {
+            None
+        };
         if failed {
             self.failures += 1;
-            if self.first_failure.is_none() {
-                self.first_failure = Some(trace());
-            }
         }
-        if record.ending == Some(Ending::Deadlock) && self.deadlocks.len() < 10 {
-            self.deadlocks.push(trace());
+        if first_failure {
+            self.first_failure = traced.clone();
+        }
+        if deadlock {
+            self.deadlocks.extend(traced);
         }
         Ok(())
     }
@@ -374,7 +430,7 @@ fn play_run(
     let fixed = Strategy::Fixed {
         choices: Vec::new(),
     };
-    let (result, record) = run_once(ctx, f, fixed, 10_000, Some(player));
+    let (result, record) = run_once(ctx, f, fixed, Setup::traced(10_000, Some(player)));
     let trace = record.trace();
     let (value, wrong) = outcome(&record, result)?;
     let broken = wrong
@@ -471,6 +527,31 @@ fn outcome(
     })
 }
 
+/// The trace of a schedule explored untraced: it runs again, traced. (A schedule runs step
+/// for step as it did, which is what `replay` promises too.)
+fn traced_again(
+    ctx: &NativeCallContext,
+    f: &FnPtr,
+    record: &run::Record,
+    max_steps: usize,
+) -> Result<Trace, Box<EvalAltResult>> {
+    let choices = record.decisions.iter().map(|d| d.chosen).collect();
+    let (_, again) = run_once(
+        ctx,
+        f,
+        Strategy::Fixed { choices },
+        Setup::traced(max_steps, None),
+    );
+    match &again.ending {
+        Some(Ending::Interrupted) => Err(crate::runtime::interrupted_error()),
+        Some(Ending::Unfit(message)) => Err(message.clone().into()),
+        _ if again.steps.len() != record.steps.len() => {
+            Err(run::unfit_rerun(record.decisions.len()).into())
+        }
+        _ => Ok(again.trace()),
+    }
+}
+
 impl run::Record {
     /// The run's steps as a trace, with the schedule that replays them.
     fn trace(&self) -> Trace {
@@ -544,7 +625,12 @@ pub mod explorer_api {
     ) -> Result<Replay, Box<EvalAltResult>> {
         no_nesting()?;
         let choices = strategy::decode(schedule)?;
-        let (result, record) = run_once(&ctx, &f, Strategy::Fixed { choices }, 10_000, None);
+        let (result, record) = run_once(
+            &ctx,
+            &f,
+            Strategy::Fixed { choices },
+            Setup::traced(10_000, None),
+        );
         let result = match &record.ending {
             Some(Ending::Interrupted) => return Err(crate::runtime::interrupted_error()),
             Some(Ending::Unfit(message)) => return Err(message.clone().into()),

@@ -44,6 +44,9 @@ struct WorkerState {
     follows_way: bool,
     /// The step during which it was spawned, until its first step.
     spawned_at: Option<usize>,
+    /// What its thread waits on for its turn: each worker is woken alone, not the whole
+    /// run at every step (that cost more than the steps themselves).
+    wakeup: Arc<Condvar>,
 }
 
 impl WorkerState {
@@ -60,6 +63,7 @@ impl WorkerState {
             wrote: false,
             follows_way: false,
             spawned_at: None,
+            wakeup: Arc::new(Condvar::new()),
         }
     }
 
@@ -130,6 +134,18 @@ struct State {
     /// The steps that ended, and the one under way (for the reduction).
     transitions: Vec<Transition>,
     open: Option<Transition>,
+    /// Whether steps are written down (their text and the values after them), for a trace.
+    traced: bool,
+    /// Who is to be woken once the state is unlocked (see [`Run::unlock`]).
+    to_wake: Vec<Wakeup>,
+}
+
+/// A wakeup put off until the state is unlocked.
+#[derive(Clone)]
+enum Wakeup {
+    Worker(Arc<Condvar>),
+    /// Whoever waits in `finish` or `started`.
+    Events,
 }
 
 /// How a spawn step starts (`spawn Thread-1`).
@@ -164,13 +180,24 @@ pub struct Record {
 
 pub struct Run {
     state: Mutex<State>,
-    turn: Condvar,
+    /// What `finish` and `started` wait on: a worker starts or finishes, the run ends.
+    events: Condvar,
     /// New for every run (see `Controller::run`).
     serial: u64,
+    /// The CPU its workers run on (see `sched::Controller::cpu`).
+    cpu: Option<usize>,
 }
 
 impl Run {
-    pub fn new(mut strategy: Strategy, step_limit: usize, names: Names) -> Arc<Run> {
+    /// A run whose workers run on `cpu` (see `sched::cpu_now`); `traced`: its steps are
+    /// written down (otherwise only what the reduction and the step limit need is kept).
+    pub fn new(
+        mut strategy: Strategy,
+        step_limit: usize,
+        names: Names,
+        cpu: Option<usize>,
+        traced: bool,
+    ) -> Arc<Run> {
         if let Strategy::Dpor(dpor) = &mut strategy {
             dpor.start_run();
         }
@@ -189,12 +216,15 @@ impl Run {
                 player: None,
                 transitions: Vec::new(),
                 open: Some(Transition::default()),
+                traced,
+                to_wake: Vec::new(),
             }),
-            turn: Condvar::new(),
+            events: Condvar::new(),
             serial: {
                 static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
             },
+            cpu,
         })
     }
 
@@ -205,6 +235,20 @@ impl Run {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Unlocks the state and wakes whoever is to be woken. Woken with the state still
+    /// locked, a worker on the same CPU may run at once, only to find the state locked
+    /// and sleep again: a pair of context switches for nothing.
+    fn unlock(&self, mut state: MutexGuard<'_, State>) {
+        let to_wake = std::mem::take(&mut state.to_wake);
+        drop(state);
+        for wakeup in to_wake {
+            match wakeup {
+                Wakeup::Worker(condvar) => condvar.notify_one(),
+                Wakeup::Events => self.events.notify_all(),
+            }
+        }
     }
 
     /// The handle of the main worker (number 0), for the thread that calls `f`.
@@ -221,10 +265,10 @@ impl Run {
         while state.workers.iter().any(|w| w.status != Status::Finished) {
             if crate::runtime::interrupt::is_requested() && state.ending.is_none() {
                 state.ending = Some(Ending::Interrupted);
-                self.turn.notify_all();
+                self.wake_everyone(&state);
             }
             state = self
-                .turn
+                .events
                 .wait_timeout(state, POLL)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
@@ -250,16 +294,23 @@ impl Run {
         state: MutexGuard<'a, State>,
         me: usize,
     ) -> Result<MutexGuard<'a, State>, Box<EvalAltResult>> {
-        self.await_state(state, |state| state.running == Some(me))
+        let wakeup = state.workers[me].wakeup.clone();
+        self.await_state(state, &wakeup, |state| state.running == Some(me))
     }
 
-    /// Waits until `ready` says so; an error once the run ends (an interrupt ends it).
+    /// Waits on `wakeup` until `ready` says so; an error once the run ends (an interrupt
+    /// ends it).
     fn await_state<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
+        wakeup: &Condvar,
         ready: impl Fn(&State) -> bool,
     ) -> Result<MutexGuard<'a, State>, Box<EvalAltResult>> {
         loop {
+            if !state.to_wake.is_empty() {
+                self.unlock(state);
+                state = self.lock();
+            }
             if let Some(ending) = &state.ending {
                 return Err(ending.error());
             }
@@ -268,11 +319,10 @@ impl Run {
             }
             if crate::runtime::interrupt::is_requested() {
                 state.ending = Some(Ending::Interrupted);
-                self.turn.notify_all();
+                self.wake_everyone(&state);
                 return Err(interrupted_error());
             }
-            state = self
-                .turn
+            state = wakeup
                 .wait_timeout(state, POLL)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
@@ -295,11 +345,12 @@ impl Run {
         }
         if enabled.is_empty() {
             state.running = None;
-            self.turn.notify_all();
             if state.workers.iter().any(|w| w.status == Status::Blocked) {
                 state.ending = Some(Ending::Deadlock);
+                self.wake_everyone(state);
                 return Err(Ending::Deadlock);
             }
+            state.to_wake.push(Wakeup::Events);
             return Ok(());
         }
         let me_can_run = state.workers[me].can_run();
@@ -319,7 +370,7 @@ impl Run {
             Ok(chosen) => chosen,
             Err(ending) => {
                 state.ending = Some(ending.clone());
-                self.turn.notify_all();
+                self.wake_everyone(state);
                 return Err(ending);
             }
         };
@@ -336,12 +387,13 @@ impl Run {
                 state.preempting = true;
             }
         }
-        self.give_turn(state, chosen, multiple.then_some(index));
+        self.give_turn(state, me, chosen, multiple.then_some(index));
         Ok(())
     }
 
-    /// `chosen` runs next: its step begins (after `decision`, if several could run).
-    fn give_turn(&self, state: &mut State, chosen: usize, decision: Option<usize>) {
+    /// `chosen` runs next, after `me` (the calling worker): its step begins (after
+    /// `decision`, if several could run).
+    fn give_turn(&self, state: &mut State, me: usize, chosen: usize, decision: Option<usize>) {
         let worker = &mut state.workers[chosen];
         let mut step = Transition {
             worker: chosen,
@@ -355,7 +407,18 @@ impl Run {
         }
         state.open = Some(step);
         state.running = Some(chosen);
-        self.turn.notify_all();
+        if chosen != me {
+            let wakeup = Wakeup::Worker(state.workers[chosen].wakeup.clone());
+            state.to_wake.push(wakeup);
+        }
+    }
+
+    /// The run ended: every worker unwinds, and `finish` returns once they have.
+    fn wake_everyone(&self, state: &State) {
+        for worker in &state.workers {
+            worker.wakeup.notify_one();
+        }
+        self.events.notify_all();
     }
 
     fn push_step(
@@ -366,7 +429,11 @@ impl Run {
         access: Option<(Object, bool)>,
     ) {
         let preempted = std::mem::take(&mut state.preempting);
-        let values = state.names.values_now();
+        let values = if state.traced {
+            state.names.values_now()
+        } else {
+            String::new()
+        };
         // A spawn is shown once `spawn` has named the new worker.
         if let Some(player) = state.player.as_ref().filter(|_| text != SPAWN) {
             let number = state.steps.len() + 1;
@@ -381,7 +448,7 @@ impl Run {
         });
         if state.steps.len() > state.step_limit && state.ending.is_none() {
             state.ending = Some(Ending::StepLimit(state.step_limit));
-            self.turn.notify_all();
+            self.wake_everyone(state);
         }
     }
 }
@@ -489,7 +556,7 @@ fn close_step(state: &mut State, yielding: bool) {
     state.transitions.push(step);
 }
 
-fn unfit_rerun(index: usize) -> String {
+pub fn unfit_rerun(index: usize) -> String {
     format!(
         "explore: the program did not run as before at decision {}: does it depend on \
          something other than the schedule (the time, input, a process outside)?",
@@ -525,11 +592,13 @@ impl Worker {
         }
         if state.running == Some(me) {
             let yielding = op.action == Action::Sleep;
-            run.decide(&mut state, me, yielding)
-                .map_err(|e| e.error())?;
+            if let Err(ending) = run.decide(&mut state, me, yielding) {
+                run.unlock(state);
+                return Err(ending.error());
+            }
         } else if was == Status::Starting {
             // The spawner waits in `started` for this.
-            run.turn.notify_all();
+            state.to_wake.push(Wakeup::Events);
         }
         run.await_turn(state, me).map(drop)
     }
@@ -551,7 +620,11 @@ impl Controller for Worker {
         if state.ending.is_some() {
             return;
         }
-        let text = state.names.describe(op, &detail());
+        let text = if state.traced {
+            state.names.describe(op, &detail())
+        } else {
+            String::new()
+        };
         let access = op
             .action
             .is_access()
@@ -597,7 +670,10 @@ impl Controller for Worker {
         worker.blocked_on = Some(op.object);
         worker.woken = false;
         worker.timed = timed;
-        run.decide(&mut state, me, false).map_err(|e| e.error())?;
+        if let Err(ending) = run.decide(&mut state, me, false) {
+            run.unlock(state);
+            return Err(ending.error());
+        }
         let mut state = run.await_turn(state, me)?;
         let worker = &mut state.workers[me];
         let woken = worker.woken;
@@ -644,7 +720,9 @@ impl Controller for Worker {
         let me = self.id;
         let state = self.run.lock();
         self.run
-            .await_state(state, |state| state.workers[me].status != Status::Starting)
+            .await_state(state, &self.run.events, |state| {
+                state.workers[me].status != Status::Starting
+            })
             .map(drop)
     }
 
@@ -678,6 +756,10 @@ impl Controller for Worker {
         self.run.serial
     }
 
+    fn cpu(&self) -> Option<usize> {
+        self.run.cpu
+    }
+
     fn finished(&self, object: Object) {
         let run = &self.run;
         let mut state = run.lock();
@@ -694,6 +776,8 @@ impl Controller for Worker {
             // A deadlock found here is recorded in the run; nobody is left to tell.
             let _ = run.decide(&mut state, me, false);
         }
-        run.turn.notify_all();
+        // `finish` waits for this, and so does `started` if it ended before its first step.
+        state.to_wake.push(Wakeup::Events);
+        run.unlock(state);
     }
 }
