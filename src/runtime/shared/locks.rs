@@ -4,6 +4,15 @@
 //! other's locks is reported as a deadlock error instead of hanging (see `deadlock`), as is
 //! a thread waiting for a plain lock it holds when nobody else could release it (see
 //! `self_wait`).
+//!
+//! An uncontended acquire is one compare-exchange on the owner word, and a release one
+//! store and one load (of the count of sleeping waiters), as in parking_lot and Linux's
+//! futexes: the robust, process-shared monitor (a mutex and a condition variable) is
+//! entered only by a thread that finds the lock taken, and by a release that has someone
+//! to wake. A waiter counts itself and looks at the owner again with the monitor held;
+//! a release frees the owner word and then looks at the count (both sequentially
+//! consistent), so either the waiter sees the lock free or the release sees the waiter
+//! and wakes it through the monitor.
 
 use crate::runtime::lifetime::Held;
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order, POLL};
@@ -14,7 +23,7 @@ use crate::runtime::{deadlock, self_wait};
 use rhai::plugin::*;
 use rhai::FnPtr;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -22,13 +31,26 @@ use std::time::{Duration, Instant};
 pub struct LockState {
     monitor: Monitor,
     serial: u64,
-    /// Holder's process and thread ids; 0 when unlocked. Changed only with the monitor
-    /// held (atomics because other processes share these bytes).
-    owner_pid: AtomicI32,
-    owner_tid: AtomicI32,
-    /// Recursion depth of a re-entrant lock.
+    /// The holder's process and thread ids in one word (see [`owner_word`]); 0 when
+    /// unlocked. Taken by compare-exchange from 0, or from a dead holder with the monitor
+    /// held.
+    owner: AtomicU64,
+    /// Threads asleep on the monitor's condition variable, waiting for the lock: counted
+    /// with the monitor held, so that a release knows whether to wake anyone.
+    waiters: AtomicU32,
+    /// Recursion depth of a re-entrant lock: changed only by its holder.
     depth: AtomicU32,
     reentrant: u32,
+}
+
+/// A holder's ids as the owner word holds them: never 0 (a thread id is never 0).
+fn owner_word((pid, tid): (i32, i32)) -> u64 {
+    (u64::from(pid as u32) << 32) | u64::from(tid as u32)
+}
+
+/// The (pid, tid) of an owner word.
+fn owner_ids(word: u64) -> (i32, i32) {
+    ((word >> 32) as u32 as i32, word as u32 as i32)
 }
 
 /// A view of a lock in shared memory (copied freely; the handles that use it, `Lock` and
@@ -199,8 +221,21 @@ impl LockRef {
     /// timeout; errors on interrupt and deadlock.
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, Box<EvalAltResult>> {
         let (pid, tid) = my_ids();
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let me = owner_word((pid, tid));
         let state = self.state();
+        // The fast path: a free lock (or a re-entrant one this thread holds), with nobody
+        // watching operations. Anything else takes the whole way below.
+        if !sched::watching() {
+            if state.owner.compare_exchange(0, me, SeqCst, Relaxed).is_ok() {
+                state.depth.store(1, Relaxed);
+                return Ok(true);
+            }
+            if state.reentrant != 0 && state.owner.load(Relaxed) == me {
+                state.depth.fetch_add(1, Relaxed);
+                return Ok(true);
+            }
+        }
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         // Set once this thread has waited and registered in the waits-for table (tried
         // once: when the table is full, the wait goes unwatched rather than rescanning it).
         let mut registration: Option<deadlock::Registration> = None;
@@ -216,12 +251,16 @@ impl LockRef {
             if let Some(message) = registration.as_ref().and_then(|r| r.verdict()) {
                 return Err(message.into());
             }
-            let owner_pid = state.owner_pid.load(Relaxed);
-            let owner_tid = state.owner_tid.load(Relaxed);
-            let mine = owner_pid == pid && owner_tid == tid;
-            let taken = if owner_tid == 0 {
-                state.depth.store(1, Relaxed);
-                true
+            let owner = state.owner.load(SeqCst);
+            let (owner_pid, _) = owner_ids(owner);
+            let mine = owner == me;
+            let taken = if owner == 0 {
+                // A thread on the fast path may take it meanwhile: then wait for it.
+                let won = state.owner.compare_exchange(0, me, SeqCst, Relaxed).is_ok();
+                if won {
+                    state.depth.store(1, Relaxed);
+                }
+                won
             } else if mine && state.reentrant != 0 {
                 state.depth.fetch_add(1, Relaxed);
                 true
@@ -231,7 +270,15 @@ impl LockRef {
                 if check_liveness {
                     last_liveness_check = Some(Instant::now());
                 }
-                if check_liveness && process_is_gone(owner_pid) {
+                // Taken over from the dead holder only if nobody released it meanwhile (any
+                // thread may release a plain lock).
+                if check_liveness
+                    && process_is_gone(owner_pid)
+                    && state
+                        .owner
+                        .compare_exchange(owner, me, SeqCst, Relaxed)
+                        .is_ok()
+                {
                     sink::write(
                         Stream::Stderr,
                         &format!(
@@ -246,8 +293,6 @@ impl LockRef {
                 }
             };
             if taken {
-                state.owner_pid.store(pid, Relaxed);
-                state.owner_tid.store(tid, Relaxed);
                 return Ok(Some(()));
             }
             // This thread holds the plain lock it asks for: another thread or process may
@@ -286,10 +331,13 @@ impl LockRef {
                 return;
             }
             let mut guard = state.monitor.lock();
-            // Freed meanwhile: its wake-up may have come before this wait began.
-            if state.owner_tid.load(Relaxed) != 0 {
+            // Counted before looking: a release that frees the lock after this look sees
+            // the count and wakes this thread through the monitor (see the module's note).
+            state.waiters.fetch_add(1, SeqCst);
+            if state.owner.load(SeqCst) != 0 {
                 guard.wait(pause);
             }
+            state.waiters.fetch_sub(1, SeqCst);
         };
         let op = || Op::new(Action::Acquire, self.object(), None);
         let result = sched::wait(op, deadline, Order::ReadyFirst, take, sleep, |_| {
@@ -312,25 +360,30 @@ impl LockRef {
     }
 
     fn release_now(&self) -> Result<(), Box<EvalAltResult>> {
-        let (pid, tid) = my_ids();
         let state = self.state();
-        let _guard = state.monitor.lock();
-        if state.owner_tid.load(Relaxed) == 0 {
-            return Err(format!("release: {} is not locked", self.name()).into());
-        }
         if state.reentrant != 0 {
-            if state.owner_pid.load(Relaxed) != pid || state.owner_tid.load(Relaxed) != tid {
-                return Err(format!("release: {} is held by another thread", self.name()).into());
+            if state.owner.load(Relaxed) != owner_word(my_ids()) {
+                let holder = if state.owner.load(Relaxed) == 0 {
+                    "is not locked"
+                } else {
+                    "is held by another thread"
+                };
+                return Err(format!("release: {} {holder}", self.name()).into());
             }
-            if state.depth.fetch_sub(1, Relaxed) > 1 {
+            if state.depth.load(Relaxed) > 1 {
+                state.depth.fetch_sub(1, Relaxed);
                 return Ok(());
             }
+            state.depth.store(0, Relaxed);
+            state.owner.store(0, SeqCst);
+        } else if state.owner.swap(0, SeqCst) == 0 {
+            return Err(format!("release: {} is not locked", self.name()).into());
         }
-        state.owner_pid.store(0, Relaxed);
-        state.owner_tid.store(0, Relaxed);
-        state.depth.store(0, Relaxed);
-        // Only lock waiters wait on this monitor, and one of them can take the lock.
-        state.monitor.notify_one();
+        if state.waiters.load(SeqCst) != 0 {
+            // Only lock waiters wait on this monitor, and one of them can take the lock.
+            let _guard = state.monitor.lock();
+            state.monitor.notify_one();
+        }
         Ok(())
     }
 
@@ -340,17 +393,13 @@ impl LockRef {
     }
 
     pub fn locked(&self) -> bool {
-        let state = self.state();
-        let _guard = state.monitor.lock();
-        state.owner_tid.load(Relaxed) != 0
+        self.state().owner.load(SeqCst) != 0
     }
 
     /// The holder's (pid, tid), if any.
     pub fn owner(&self) -> Option<(i32, i32)> {
-        let state = self.state();
-        let _guard = state.monitor.lock();
-        (state.owner_tid.load(Relaxed) != 0)
-            .then(|| (state.owner_pid.load(Relaxed), state.owner_tid.load(Relaxed)))
+        let owner = self.state().owner.load(SeqCst);
+        (owner != 0).then(|| owner_ids(owner))
     }
 }
 
@@ -363,7 +412,7 @@ impl LockRef {
 /// holder that shares this core gets to run.
 fn spin_until_free(state: &LockState) -> bool {
     for round in 0..SPIN_ROUNDS {
-        if state.owner_tid.load(Relaxed) == 0 {
+        if state.owner.load(Relaxed) == 0 {
             return true;
         }
         if round < SPIN_ONLY_ROUNDS {
@@ -374,7 +423,7 @@ fn spin_until_free(state: &LockState) -> bool {
             std::thread::yield_now();
         }
     }
-    state.owner_tid.load(Relaxed) == 0
+    state.owner.load(Relaxed) == 0
 }
 
 const SPIN_ROUNDS: u32 = 10;
