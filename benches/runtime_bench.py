@@ -599,7 +599,8 @@ def explore_section(table, cap):
         f"{cap:,} schedules if it has not finished by then. These rows are the explorer's "
         "only: CPython has no schedule explorer, so there is nothing to set them against. "
         "Time is one exploration's wall time in one process on this noisy machine, the "
-        "race detector on in every schedule; \"complete\" means every class of schedules "
+        "race detector on in every schedule, on one core (the explorer keeps the threads of "
+        "a run on one CPU); \"complete\" means every class of schedules "
         "(dpor) or every schedule (dfs) ran, so the outcomes are all there are.",
         "",
         "Programs: two increments (two threads, one unlocked `+= 1` each); Peterson's "
