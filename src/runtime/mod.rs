@@ -23,7 +23,7 @@ pub mod workers;
 // The modules by their short names, as the rest of the crate uses them.
 pub use observe::{explorer, gil, races, scaling, timeline};
 pub use shared::{
-    deadlock, guard, lifetime, locks, queues, ring, self_wait, shm, sync, transfer, values,
+    deadlock, guard, holders, lifetime, locks, queues, ring, self_wait, shm, sync, transfer, values,
 };
 pub use workers::{
     fork_server, globals, launch, pools, processes, random, running, shutdown, spawners, threads,

@@ -22,7 +22,7 @@
 //!   alive by its sender until the worker has answered or ended, and the worker takes
 //!   references of its own ([`Receive::Acquire`]).
 
-use crate::runtime::locks::{fork_generation, my_ids, process_is_gone};
+use crate::runtime::holders::{fork_generation, my_ids, process_is_gone};
 use crate::runtime::shm::{arena, kind, Arena, Monitor};
 use rhai::plugin::*;
 use std::sync::atomic::{AtomicU64, Ordering};

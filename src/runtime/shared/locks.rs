@@ -16,22 +16,21 @@
 
 use crate::runtime::lifetime::Held;
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order, POLL};
+use crate::runtime::shared::holders::{self, my_ids, process_is_gone};
 use crate::runtime::shm::{arena, kind, Monitor};
 use crate::runtime::sink::{self, Stream};
 use crate::runtime::time::seconds;
 use crate::runtime::{deadlock, self_wait};
 use rhai::plugin::*;
 use rhai::FnPtr;
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 #[repr(C)]
 pub struct LockState {
     monitor: Monitor,
     serial: u64,
-    /// The holder's process and thread ids in one word (see [`owner_word`]); 0 when
+    /// The holder's process and thread ids in one word (see [`holders::pack`]); 0 when
     /// unlocked. Taken by compare-exchange from 0, or from a dead holder with the monitor
     /// held.
     owner: AtomicU64,
@@ -43,104 +42,11 @@ pub struct LockState {
     reentrant: u32,
 }
 
-/// A holder's ids as the owner word holds them: never 0 (a thread id is never 0).
-fn owner_word((pid, tid): (i32, i32)) -> u64 {
-    (u64::from(pid as u32) << 32) | u64::from(tid as u32)
-}
-
-/// The (pid, tid) of an owner word.
-fn owner_ids(word: u64) -> (i32, i32) {
-    ((word >> 32) as u32 as i32, word as u32 as i32)
-}
-
 /// A view of a lock in shared memory (copied freely; the handles that use it, `Lock` and
 /// `RLock`, hold the reference that keeps it alive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockRef {
     pub offset: u64,
-}
-
-/// Counts the forks this process came out of: the fork server forks workers from its
-/// main thread, which may have looked up its ids before, so a cached pair is only good
-/// for the generation it was taken in.
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-static COUNT_FORKS: Once = Once::new();
-
-extern "C" fn count_fork_in_child() {
-    FORK_GENERATION.fetch_add(1, Relaxed);
-}
-
-thread_local! {
-    /// (fork generation, pid, tid) of this thread, looked up once per generation.
-    static IDS: Cell<(u64, i32, i32)> = const { Cell::new((u64::MAX, 0, 0)) };
-}
-
-/// How many forks this process came out of since it started counting (a value cached
-/// by a thread of the parent is stale in the child when this differs).
-pub fn fork_generation() -> u64 {
-    COUNT_FORKS.call_once(|| {
-        // SAFETY: registers a handler that only touches an atomic, which is allowed in a
-        // child between fork and exec.
-        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
-    });
-    FORK_GENERATION.load(Relaxed)
-}
-
-/// This thread's process and thread ids, as lock owners and waiters record them.
-pub fn my_ids() -> (i32, i32) {
-    let generation = fork_generation();
-    IDS.with(|ids| {
-        let (taken_in, pid, tid) = ids.get();
-        if taken_in == generation {
-            return (pid, tid);
-        }
-        // SAFETY: getpid and gettid cannot fail. gettid through syscall: glibc has its
-        // wrapper only since 2.30, and the wheel is built for older ones (manylinux_2_28).
-        let (pid, tid) = unsafe { (libc::getpid(), libc::syscall(libc::SYS_gettid) as i32) };
-        ids.set((generation, pid, tid));
-        (pid, tid)
-    })
-}
-
-/// What /proc says about a process.
-#[derive(Debug, PartialEq)]
-pub enum Liveness {
-    /// Running, started at this time (clock ticks after boot).
-    Started(u64),
-    /// Exited (or a zombie).
-    Gone,
-    /// /proc could not be read (out of file descriptors…): assume it runs.
-    Unknown,
-}
-
-pub fn liveness(pid: i32) -> Liveness {
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Liveness::Gone,
-        Err(_) => return Liveness::Unknown,
-    };
-    let mut fields = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace();
-    match fields.next() {
-        // Field 3, the state.
-        Some("Z" | "X") => Liveness::Gone,
-        // Field 22, the start time.
-        Some(_) => fields
-            .nth(18)
-            .and_then(|start| start.parse().ok())
-            .map_or(Liveness::Unknown, Liveness::Started),
-        None => Liveness::Unknown,
-    }
-}
-
-/// True when process `pid` has exited (also when it is a zombie not yet reaped). When
-/// /proc cannot be read, the process is taken to be running: whoever asks would otherwise
-/// take its lock, drop its message or free its objects.
-pub fn process_is_gone(pid: i32) -> bool {
-    liveness(pid) == Liveness::Gone
 }
 
 impl LockRef {
@@ -221,7 +127,7 @@ impl LockRef {
     /// timeout; errors on interrupt and deadlock.
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, Box<EvalAltResult>> {
         let (pid, tid) = my_ids();
-        let me = owner_word((pid, tid));
+        let me = holders::pack((pid, tid));
         let state = self.state();
         // The fast path: a free lock (or a re-entrant one this thread holds), with nobody
         // watching operations. Anything else takes the whole way below.
@@ -252,7 +158,7 @@ impl LockRef {
                 return Err(message.into());
             }
             let owner = state.owner.load(SeqCst);
-            let (owner_pid, _) = owner_ids(owner);
+            let (owner_pid, _) = holders::unpack(owner);
             let mine = owner == me;
             let taken = if owner == 0 {
                 // A thread on the fast path may take it meanwhile: then wait for it.
@@ -362,7 +268,7 @@ impl LockRef {
     fn release_now(&self) -> Result<(), Box<EvalAltResult>> {
         let state = self.state();
         if state.reentrant != 0 {
-            if state.owner.load(Relaxed) != owner_word(my_ids()) {
+            if state.owner.load(Relaxed) != holders::pack(my_ids()) {
                 let holder = if state.owner.load(Relaxed) == 0 {
                     "is not locked"
                 } else {
@@ -399,7 +305,7 @@ impl LockRef {
     /// The holder's (pid, tid), if any.
     pub fn owner(&self) -> Option<(i32, i32)> {
         let owner = self.state().owner.load(SeqCst);
-        (owner != 0).then(|| owner_ids(owner))
+        (owner != 0).then(|| holders::unpack(owner))
     }
 }
 

@@ -3,8 +3,9 @@
 //! wait for that release, like any other; it is a deadlock only when nobody else could
 //! ever release the lock, and only then reported.
 
+use crate::runtime::holders::my_ids;
 use crate::runtime::lifetime::references;
-use crate::runtime::locks::{my_ids, LockRef};
+use crate::runtime::locks::LockRef;
 use crate::runtime::{launch, pools, running, threads};
 
 /// The report for the calling thread, which holds `lock` and waits for it, if nobody else

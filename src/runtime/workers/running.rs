@@ -3,7 +3,7 @@
 //! either: what the end of a script waits for, and who could still act (release a lock
 //! another thread asks for, see `self_wait`).
 
-use crate::runtime::locks::my_ids;
+use crate::runtime::holders::my_ids;
 use crate::runtime::threads::{current_thread_name, ThreadHandle};
 use std::sync::Mutex;
 

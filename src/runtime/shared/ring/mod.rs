@@ -5,8 +5,8 @@
 
 mod order;
 
+use crate::runtime::holders::{self, my_ids, process_is_gone};
 use crate::runtime::lifetime::{Held, Receive};
-use crate::runtime::locks::{my_ids, process_is_gone};
 use crate::runtime::sched::{self, Action, Kind, Object, Op, POLL};
 use crate::runtime::shm::{arena, kind, Monitor};
 use crate::runtime::sync::wait_until;
@@ -88,12 +88,11 @@ const STATE_BYTES: usize = std::mem::size_of::<RingState>();
 /// This thread as a streaming producer or consumer: process id in the high half, so a
 /// waiter can tell whether the process is still alive.
 fn my_token() -> u64 {
-    let (pid, tid) = my_ids();
-    ((pid as u32 as u64) << 32) | tid as u32 as u64
+    holders::pack(my_ids())
 }
 
 fn token_pid(token: u64) -> i32 {
-    (token >> 32) as i32
+    holders::unpack(token).0
 }
 
 /// Looks, at most once per [`POLL`], whether the process behind a streaming token died.

@@ -1,8 +1,9 @@
 //! `condition()`: wait until notified, with a lock (Python's `Condition`).
 
 use super::{alloc_with_monitor, deadline, received, state, wait_until};
+use crate::runtime::holders::my_ids;
 use crate::runtime::lifetime::{Held, Receive};
-use crate::runtime::locks::{my_ids, Lock, LockRef};
+use crate::runtime::locks::{Lock, LockRef};
 use crate::runtime::sched::{self, Action, Kind, Object, Op};
 use crate::runtime::shm::{arena, kind, Monitor};
 use rhai::EvalAltResult;
