@@ -4,14 +4,13 @@
 //! and results as JSON lines on stdout.
 
 use crate::interpreter::engine::new_engine;
+use crate::runtime::engines;
 use crate::runtime::launch::{self, Role};
 use crate::runtime::lifetime::Receive;
 use crate::runtime::pools::run_batch;
 use crate::runtime::processes::{error_event, process_error_event, WorkerSink};
 use crate::runtime::sched::{Kind, Object};
-use crate::runtime::{
-    globals, interrupt, processes, sched, sink, threads, transfer, SCRIPT_STACK_SIZE,
-};
+use crate::runtime::{globals, interrupt, processes, sched, sink, transfer, SCRIPT_STACK_SIZE};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, AST};
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -167,7 +166,7 @@ const RUN_BATCH: &str = "__rhai_kernel_run_batch";
 impl WorkerRuntime {
     pub(crate) fn new() -> Self {
         let mut engine = new_engine();
-        threads::install_engine(new_engine);
+        engines::install_engine(new_engine);
         let batch: Arc<Mutex<Option<Batch>>> = Arc::new(Mutex::new(None));
         let current = batch.clone();
         // Called from a script that has the notebook's functions, so private functions

@@ -46,7 +46,7 @@ impl Default for RhaiSession {
 
 impl RhaiSession {
     pub fn new() -> Self {
-        crate::runtime::threads::install_engine(engine::new_engine);
+        crate::runtime::engines::install_engine(engine::new_engine);
         let scope: SharedScope = Arc::new(Mutex::new(Scope::new()));
         let debugger = Debugger::new();
         debugger.share_scope(scope.clone());
@@ -213,7 +213,7 @@ impl RhaiSession {
     /// else `None`, the usual engine.
     fn engine_for(&mut self) -> Option<Arc<Engine>> {
         if !self.debugger.is_started() {
-            crate::runtime::threads::set_traced_engine(None);
+            crate::runtime::engines::set_traced_engine(None);
             return None;
         }
         let debugger = &self.debugger;
@@ -221,7 +221,7 @@ impl RhaiSession {
             .debugging_engine
             .get_or_insert_with(|| Arc::new(debugger.debugging_engine(engine::new_engine())))
             .clone();
-        crate::runtime::threads::set_traced_engine(Some(engine.clone()));
+        crate::runtime::engines::set_traced_engine(Some(engine.clone()));
         self.debugger
             .cell_started(&self.sources, &self.function_origins, &self.scope());
         self.debugger.set_functions(&self.functions);

@@ -349,7 +349,7 @@ fn to_json(value: &Dynamic, what: &str) -> Result<serde_json::Value, Failure> {
         "{what}: a {} cannot be sent over a socket, which carries data (numbers, strings, \
          bools, (), arrays and maps); send locks, values and functions through a queue or a \
          pipe, or as arguments of spawn_process",
-        crate::runtime::threads::script_type_name(value)
+        crate::runtime::engines::script_type_name(value)
     )
     .into())
 }

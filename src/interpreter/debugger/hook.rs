@@ -5,7 +5,7 @@
 use super::frames::path_of;
 use super::stop::{stop, Place};
 use super::{Resume, Shared, StopReason, CELL_THREAD};
-use crate::runtime::threads;
+use crate::runtime::actors;
 use rhai::debugger::{DebuggerCommand, DebuggerEvent};
 use rhai::{ASTNode, Engine, EvalAltResult, EvalContext, ImmutableString, Position};
 use std::cell::RefCell;
@@ -110,9 +110,9 @@ fn on_node(
     // Is this a new line for this thread? (This runs at every node: no locks, no clones.)
     let new_line = TRACK.with(|t| {
         let mut slot = t.borrow_mut();
-        let epoch = threads::script_thread_epoch();
+        let epoch = actors::script_thread_epoch();
         if slot.as_ref().is_none_or(|track| track.epoch != epoch) {
-            let name = threads::worker_name();
+            let name = actors::worker_name();
             let id = if name == "MainThread" {
                 CELL_THREAD
             } else {

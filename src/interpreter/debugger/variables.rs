@@ -86,7 +86,7 @@ fn has_children(engine: &Engine, value: &Dynamic) -> bool {
 fn lock_fields(locked: bool, owner: Option<(i32, i32)>) -> Vec<(String, Dynamic)> {
     let mut fields = vec![("locked".to_string(), Dynamic::from(locked))];
     if let Some((pid, tid)) = owner {
-        let holder = crate::runtime::threads::thread_label(pid, tid);
+        let holder = crate::runtime::actors::thread_label(pid, tid);
         let holder = if pid == std::process::id() as i32 {
             holder
         } else {

@@ -3,10 +3,11 @@
 //! wait for that release, like any other; it is a deadlock only when nobody else could
 //! ever release the lock, and only then reported.
 
+use crate::runtime::actors;
 use crate::runtime::holders::my_ids;
 use crate::runtime::lifetime::references;
 use crate::runtime::locks::LockRef;
-use crate::runtime::{launch, pools, running, threads};
+use crate::runtime::{launch, pools, running};
 
 /// The report for the calling thread, which holds `lock` and waits for it, if nobody else
 /// could release it. Called with the lock's monitor held, so no release can happen while
@@ -18,7 +19,7 @@ pub fn deadlock(lock: LockRef) -> Option<String> {
     let (pid, tid) = my_ids();
     Some(format!(
         "deadlock detected: {} waits for {} which it already holds, and no other thread or process could release it (a re-entrant rlock() lets its holder acquire it again)",
-        threads::thread_label(pid, tid),
+        actors::thread_label(pid, tid),
         lock.name()
     ))
 }

@@ -305,7 +305,7 @@ fn encode(value: &Dynamic, what: &Path, kept: &mut Vec<Held>) -> Result<Value, S
             json!({ TAG: "Conn", "offset": c.outgoing.offset, "incoming": c.incoming.offset }),
         );
     }
-    let type_name = crate::runtime::threads::script_type_name(value);
+    let type_name = crate::runtime::engines::script_type_name(value);
     Err(format!(
         "{what} is a {type_name} and cannot be sent to another process (numbers, strings, bools, (), arrays, maps, functions and shared objects such as locks and values can)"
     ))

@@ -6,12 +6,14 @@
 //! cross by reference, and the child's output comes back over its stdout to the cell that
 //! started it.
 
+use crate::runtime::actors;
+use crate::runtime::failures::{describe_error, report_uncaught, Failure};
 use crate::runtime::globals::Globals;
 use crate::runtime::launch::{encode_args, forget_child, job_json, role, start_worker, Role};
 use crate::runtime::lifetime::{self, Held};
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::{self, MimeBundle, OutputSink, Stream};
-use crate::runtime::threads::{self, describe_error, report_uncaught, Failure, ThreadHandle};
+use crate::runtime::threads::{self, ThreadHandle};
 use crate::runtime::worker_process::WorkerProcess;
 use crate::runtime::{interrupted_error, transfer};
 use rhai::plugin::*;
@@ -247,7 +249,7 @@ pub(crate) fn spawn_played(
     let args = (args.iter().enumerate())
         .map(|(i, a)| copy(a, &format!("argument {}", i + 1)))
         .collect::<Result<Vec<_>, _>>()?;
-    let thread = threads::spawn(ctx, f, args, daemon, threads::Worker::called("Process"))?;
+    let thread = threads::spawn(ctx, f, args, daemon, actors::Worker::called("Process"))?;
     Ok(ProcessHandle(Arc::new(ProcessState {
         name: thread.name().to_string(),
         daemon,
@@ -551,7 +553,7 @@ pub fn error_event(err: &EvalAltResult) -> Value {
 /// goes along, for `join` to throw it again as it was.
 pub fn process_error_event(err: &EvalAltResult) -> Value {
     let mut event = error_event(err);
-    if let Some(value) = crate::runtime::threads::thrown_value(err) {
+    if let Some(value) = crate::runtime::failures::thrown_value(err) {
         if let Ok(value) = transfer::to_message(&value, "the thrown value") {
             event["thrown"] = value;
         }

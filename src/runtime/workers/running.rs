@@ -3,8 +3,9 @@
 //! either: what the end of a script waits for, and who could still act (release a lock
 //! another thread asks for, see `self_wait`).
 
+use crate::runtime::actors::current_thread_name;
 use crate::runtime::holders::my_ids;
-use crate::runtime::threads::{current_thread_name, ThreadHandle};
+use crate::runtime::threads::ThreadHandle;
 use std::sync::Mutex;
 
 /// Who runs script code in this process.

@@ -2,6 +2,7 @@
 //! `spawn_daemon_thread`, `spawn_process` and `spawn_daemon_process`, registered once per
 //! arity up to [`MAX_THREAD_ARGS`].
 
+use crate::runtime::actors;
 use crate::runtime::{globals, processes, sched, threads};
 use rhai::{
     Dynamic, EvalAltResult, FnPtr, FuncRegistration, Module, NativeCallContext, RhaiFunc, Shared,
@@ -44,7 +45,7 @@ pub fn register_spawn_thread(module: &mut Module) {
         ("spawn_daemon_thread", SPAWN_DAEMON_THREAD_DOC, true),
     ] {
         register_variadic(module, name, doc, None, "Thread", move |ctx, _, f, args| {
-            threads::spawn(ctx, f, args, daemon, threads::Worker::called("Thread"))
+            threads::spawn(ctx, f, args, daemon, actors::Worker::called("Thread"))
                 .map(Dynamic::from)
         });
     }

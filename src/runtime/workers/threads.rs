@@ -2,126 +2,19 @@
 //! returned `Thread` is joined for its result, like Python's `threading.Thread` but with the
 //! return value (and a thrown error) coming back through `join()`.
 
+use super::idle_threads::run_on_script_thread;
+use crate::runtime::actors::{
+    os_thread_id, set_label, CurrentThread, Worker, CURRENT, EPOCH, THREAD_COUNTER,
+};
+use crate::runtime::engines::engine_for;
+use crate::runtime::failures::{describe_error, report_uncaught, thrown_value, Failure};
 use crate::runtime::running;
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::{self, OutputSink};
-use crate::runtime::SCRIPT_STACK_SIZE;
 use rhai::plugin::*;
-use rhai::{Dynamic, Engine, FnPtr, NativeCallContext};
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
-use std::time::Duration;
-use std::time::Instant;
-
-static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
-
-/// Provides the engine that script threads run on (configured like the session's; the
-/// first call wins).
-pub fn install_engine(factory: impl FnOnce() -> Engine) {
-    ENGINE.get_or_init(|| Arc::new(factory()));
-}
-
-/// While set, script threads start on this engine instead: the session's engine with a
-/// debugger, so that breakpoints stop threads too.
-static TRACED_ENGINE: RwLock<Option<Arc<Engine>>> = RwLock::new(None);
-
-/// Sets (or, with `None`, clears) the engine script threads start on while debugging.
-pub fn set_traced_engine(engine: Option<Arc<Engine>>) {
-    *TRACED_ENGINE.write().unwrap_or_else(|e| e.into_inner()) = engine;
-}
-
-/// The name a script knows a value's type by (`Thread`, not the Rust type's path).
-pub fn script_type_name(value: &rhai::Dynamic) -> String {
-    script_engine()
-        .map(|engine| engine.map_type_name(value.type_name()).to_string())
-        .unwrap_or_else(|_| value.type_name().to_string())
-}
-
-pub fn script_engine() -> Result<Arc<Engine>, Box<EvalAltResult>> {
-    if let Some(engine) = TRACED_ENGINE
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-    {
-        return Ok(engine.clone());
-    }
-    ENGINE
-        .get()
-        .cloned()
-        .ok_or_else(|| "script threads are not available in this host".into())
-}
-
-/// The engine a thread started by `ctx`'s caller runs on. The traced engine only for a
-/// caller that runs on it: Rhai's script calls on an engine with a debugger expect one in
-/// the caller's global state, which a caller on another engine (the debugger's `evaluate`,
-/// or a thread started before debugging began) does not have, and Rhai panicked.
-fn engine_for(ctx: &NativeCallContext) -> Result<Arc<Engine>, Box<EvalAltResult>> {
-    let traced = TRACED_ENGINE
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    match traced {
-        Some(engine) if !std::ptr::eq(ctx.engine(), Arc::as_ptr(&engine)) => ENGINE
-            .get()
-            .cloned()
-            .ok_or_else(|| "script threads are not available in this host".into()),
-        _ => script_engine(),
-    }
-}
-
-/// What a script thread knows about itself (for `thread_name()` and `Thread.name`).
-#[derive(Clone)]
-struct CurrentThread {
-    name: String,
-    /// Threads it starts are daemons too, as in Python.
-    daemon: bool,
-}
-
-thread_local! {
-    static CURRENT: RefCell<Option<CurrentThread>> = const { RefCell::new(None) };
-    /// Counts the script threads this OS thread has started to run.
-    static EPOCH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Changes whenever the OS thread it is called on starts running another script thread
-/// (OS threads are reused): a cheap way to tell that the script thread changed.
-pub fn script_thread_epoch() -> u64 {
-    EPOCH.with(|e| e.get())
-}
-
-static THREAD_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Names of the running script threads of this process, by OS thread id.
-static NAMES: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
-
-/// How a thread is called in messages: its `Thread-N` name, or `MainThread` for the
-/// thread running the cell (or script) itself.
-pub fn thread_label(_pid: i32, tid: i32) -> String {
-    NAMES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|names| names.get(&tid).cloned())
-        .unwrap_or_else(|| "MainThread".to_string())
-}
-
-fn set_label(tid: i32, name: Option<String>) {
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    let names = names.get_or_insert_with(HashMap::new);
-    match name {
-        Some(name) => names.insert(tid, name),
-        None => names.remove(&tid),
-    };
-}
-
-/// The operating system's id of the calling thread.
-fn os_thread_id() -> i64 {
-    // SAFETY: gettid has no preconditions and cannot fail. Through syscall, as glibc
-    // before 2.30 (the wheel's manylinux_2_28) has no wrapper.
-    unsafe { libc::syscall(libc::SYS_gettid) }
-}
+use rhai::{Dynamic, FnPtr, NativeCallContext};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 struct ThreadState {
     name: String,
@@ -133,18 +26,6 @@ struct ThreadState {
     /// `None` while running; then the return value or how the thread failed.
     outcome: Mutex<Option<Result<Dynamic, Failure>>>,
     finished: Condvar,
-}
-
-/// Why a thread's function did not return a value.
-#[derive(Clone, Debug)]
-pub(crate) enum Failure {
-    /// The function threw; the message and where.
-    Error(String),
-    /// The function threw a value that is not a string (`throw #{ code: 42 }`): `join`
-    /// throws that value; the text is what the report says.
-    Thrown(Dynamic, String),
-    /// The user interrupted the program while the thread ran.
-    Interrupted,
 }
 
 /// A script thread started by `spawn_thread`.
@@ -241,84 +122,6 @@ fn detach(value: &Dynamic) -> Dynamic {
         value.clone()
     } else {
         value.clone()
-    }
-}
-
-/// The value a script threw, when it is not a string (`throw #{ code: 42 }`): what
-/// `join` throws again, so that `catch (e)` gets it as it was.
-pub fn thrown_value(err: &EvalAltResult) -> Option<Dynamic> {
-    let mut err = err;
-    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) = err {
-        err = inner;
-    }
-    match err {
-        EvalAltResult::ErrorRuntime(value, _) if !value.is_string() && !value.is_unit() => {
-            Some(value.clone())
-        }
-        _ => None,
-    }
-}
-
-/// The original error of a failed thread: the innermost message and where it happened.
-pub fn describe_error(err: &EvalAltResult) -> String {
-    let mut err = err;
-    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) = err {
-        err = inner;
-    }
-    let pos = err.position();
-    let message = match err {
-        EvalAltResult::ErrorRuntime(value, _) if value.is_string() => {
-            value.clone().into_string().unwrap_or_default()
-        }
-        other => {
-            let text = other.to_string();
-            match text.rfind(" (line ") {
-                Some(at) if text.ends_with(')') => text[..at].to_string(),
-                _ => text,
-            }
-        }
-    };
-    match (pos.line(), pos.position()) {
-        (Some(line), Some(column)) => format!("{message} (line {line}, column {column})"),
-        (Some(line), None) => format!("{message} (line {line})"),
-        _ => message,
-    }
-}
-
-/// The name of the script thread running on the calling OS thread (`Thread-1 (work)`),
-/// `None` for the cell or script itself and threads that run no script thread.
-pub fn current_thread_name() -> Option<String> {
-    CURRENT.with(|c| c.borrow().as_ref().map(|t| t.name.clone()))
-}
-
-/// What kind of worker a new thread is: `noun` names it (`Thread-1`, `Process-1` for
-/// the thread that plays a process inside `explore`, `Timer-1`), after the function
-/// `named_after` (`f` itself when `None`).
-pub(crate) struct Worker {
-    pub noun: &'static str,
-    pub named_after: Option<FnPtr>,
-}
-
-impl Worker {
-    pub(crate) fn called(noun: &'static str) -> Worker {
-        Worker {
-            noun,
-            named_after: None,
-        }
-    }
-}
-
-/// What the calling worker is called (see `thread_name()`).
-pub fn worker_name() -> String {
-    if let Some(thread) = current_thread_name() {
-        return thread;
-    }
-    if let Some(process) = crate::runtime::launch::process_label() {
-        return process;
-    }
-    match std::thread::current().name() {
-        Some(pool) if pool.starts_with("pool-thread-") => pool.to_string(),
-        _ => "MainThread".to_string(),
     }
 }
 
@@ -490,87 +293,6 @@ pub(crate) fn start(
     Ok(handle)
 }
 
-/// Writes the report of an error nobody has caught yet, like Python's "Exception in
-/// thread …", on the stderr of the cell (or script) that started the worker.
-pub fn report_uncaught(sink: Option<&Arc<dyn OutputSink>>, worker: &str, message: &str) {
-    let text = format!("Exception in {worker}: {message}\n");
-    match sink {
-        Some(sink) => sink.write(sink::Stream::Stderr, &text),
-        None => sink::write(sink::Stream::Stderr, &text),
-    }
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Where an idle script thread waits for its next job. (A slot and a condition variable,
-/// not a channel: a channel's receiver spins and yields before it sleeps, which under the
-/// schedule explorer took the one CPU from the worker that had the turn.)
-#[derive(Default)]
-struct Slot {
-    job: Mutex<Option<Job>>,
-    given: Condvar,
-}
-
-/// Idle script threads waiting for their next job (most recently idle last). A thread
-/// leaves the list itself when it stops waiting, so a slot found here always has a thread.
-static IDLE: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
-
-/// How long a finished script thread waits for a new job before it exits.
-const IDLE_LIFETIME: Duration = Duration::from_secs(30);
-
-/// Runs `job` on an idle script thread, or on a new one. Script threads have huge stacks
-/// (for deep recursion) that the C library cannot cache, so creating one per
-/// `spawn_thread` would map and unmap a gigabyte each time; reusing them is much faster.
-fn run_on_script_thread(job: Job) -> std::io::Result<()> {
-    let idle = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    if let Some(slot) = idle {
-        *slot.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
-        slot.given.notify_one();
-        return Ok(());
-    }
-    std::thread::Builder::new()
-        .name("script-thread".into())
-        .stack_size(SCRIPT_STACK_SIZE)
-        .spawn(move || script_thread_loop(job))
-        .map(|_| ())
-}
-
-fn script_thread_loop(first: Job) {
-    let slot = Arc::new(Slot::default());
-    let mut job = first;
-    loop {
-        job();
-        IDLE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(slot.clone());
-        let deadline = Instant::now() + IDLE_LIFETIME;
-        let mut given = slot.job.lock().unwrap_or_else(|e| e.into_inner());
-        job = loop {
-            if let Some(next) = given.take() {
-                break next;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                // Leave the idle list; if someone took this thread meanwhile, its job is
-                // on the way, so wait for it.
-                let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(at) = idle.iter().position(|s| Arc::ptr_eq(s, &slot)) {
-                    idle.remove(at);
-                    return;
-                }
-            }
-            let wait = deadline
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(1));
-            given = slot
-                .given
-                .wait_timeout(given, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        };
-    }
-}
-
 /// What `join` gives for a thread that ended.
 fn joined(
     thread: &ThreadHandle,
@@ -686,6 +408,6 @@ pub mod thread_api {
     /// process pool's task, `pool-thread-N` in a thread pool's, and `MainThread` for the
     /// cell (or script) itself.
     pub fn thread_name() -> String {
-        super::worker_name()
+        crate::runtime::actors::worker_name()
     }
 }

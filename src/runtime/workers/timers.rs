@@ -1,6 +1,7 @@
 //! `timer(seconds, f, args…)`: a thread that waits, then calls `f(args…)` unless it was
 //! cancelled first (Python's `threading.Timer`, started at once).
 
+use crate::runtime::actors;
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::spawners::register_variadic;
 use crate::runtime::threads::{self, ThreadHandle};
@@ -77,7 +78,7 @@ pub fn register_timer(module: &mut Module) {
             body.add_curry(Dynamic::from_float(delay));
             body.add_curry(Dynamic::from(f.clone()));
             body.add_curry(Dynamic::from_array(args));
-            let worker = threads::Worker {
+            let worker = actors::Worker {
                 noun: "Timer",
                 named_after: Some(f),
             };

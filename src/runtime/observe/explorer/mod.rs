@@ -15,9 +15,9 @@ mod strategy;
 
 use super::names::Names;
 use crate::runtime::display::show_rich;
+use crate::runtime::failures::describe_error;
 use crate::runtime::races;
 use crate::runtime::sched::{self, Kind, Object};
-use crate::runtime::threads::describe_error;
 pub use prove::prove_api;
 use report::{Summary, Trace};
 use rhai::plugin::*;
@@ -462,7 +462,7 @@ fn play_in_background(
     sink: Arc<dyn crate::runtime::sink::OutputSink>,
     board: board::Board,
 ) -> Result<(), Box<EvalAltResult>> {
-    let engine = crate::runtime::threads::script_engine()?;
+    let engine = crate::runtime::engines::script_engine()?;
     // The stored call context carries the cell's function library, as for a thread.
     #[allow(deprecated)]
     let store = ctx.store_data();

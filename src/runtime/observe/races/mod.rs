@@ -10,13 +10,13 @@ mod clock;
 mod report;
 mod table;
 
+use crate::runtime::actors::current_thread_name;
 use crate::runtime::display::show_rich;
 use crate::runtime::launch;
 use crate::runtime::observe::names::Names;
 use crate::runtime::sched::{self, Detail, Object, Observer, Observing, Op};
 use crate::runtime::shm::arena;
 use crate::runtime::sink::{self, Stream};
-use crate::runtime::threads::current_thread_name;
 pub use report::Counted;
 use rhai::plugin::*;
 use rhai::{Array, FnPtr, Map};
@@ -29,7 +29,7 @@ pub use table::{Lost, Race};
 fn worker_name() -> String {
     match (launch::process_label(), current_thread_name()) {
         (Some(process), Some(thread)) => format!("{thread} in {process}"),
-        _ => crate::runtime::threads::worker_name(),
+        _ => crate::runtime::actors::worker_name(),
     }
 }
 

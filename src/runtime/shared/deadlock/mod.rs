@@ -7,9 +7,10 @@
 //!
 //! An acquire that gets its lock at once, or at its first wake-up, never touches the table.
 
+use crate::runtime::actors;
 use crate::runtime::holders::{self, my_ids};
+use crate::runtime::launch;
 use crate::runtime::locks::LockRef;
-use crate::runtime::{launch, threads};
 use std::sync::atomic::Ordering::SeqCst;
 
 mod table;
@@ -47,7 +48,7 @@ pub fn start_waiting(lock: LockRef) -> Option<Registration> {
     store_text(
         &slot.thread,
         &slot.thread_len,
-        &threads::thread_label(pid, tid),
+        &actors::thread_label(pid, tid),
     );
     store_text(
         &slot.process,

@@ -109,7 +109,7 @@ pub(super) fn run_chunk(chunk: &Chunk, ctx: &NativeCallContext, worker: &str) ->
         Ok(values) => ChunkResult::Values(values),
         Err((index, err)) => ChunkResult::Failed {
             index,
-            message: crate::runtime::threads::describe_error(&err),
+            message: crate::runtime::failures::describe_error(&err),
             worker: worker.to_string(),
         },
     }

@@ -113,7 +113,7 @@ impl Future {
     /// Calls a done callback with this future; an error it throws is reported on stderr
     /// and otherwise ignored, as Python does.
     fn call(&self, callback: Callback) {
-        let Ok(engine) = crate::runtime::threads::script_engine() else {
+        let Ok(engine) = crate::runtime::engines::script_engine() else {
             return;
         };
         #[allow(deprecated)]
@@ -128,10 +128,10 @@ impl Future {
             None => run(),
         };
         if let Err(err) = outcome {
-            crate::runtime::threads::report_uncaught(
+            crate::runtime::failures::report_uncaught(
                 callback.sink.as_ref(),
                 &format!("a done callback of {}", self.name()),
-                &crate::runtime::threads::describe_error(&err),
+                &crate::runtime::failures::describe_error(&err),
             );
         }
     }

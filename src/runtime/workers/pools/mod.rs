@@ -309,7 +309,7 @@ impl Pool {
                 // explorer, as for threads: its reruns would repeat the report.)
                 done.complete(outcome, || {
                     if let (Some((worker, message)), false) = (uncaught, played) {
-                        crate::runtime::threads::report_uncaught(
+                        crate::runtime::failures::report_uncaught(
                             report_sink.as_ref(),
                             &format!("pool task ({label}) on {worker}"),
                             &message,

@@ -12,6 +12,7 @@
 //! own do not depend on each other, and a pool of `n` explores the orders that matter.
 
 use super::executor::{run_chunk, Chunk, ChunkResult, Executor, Lifecycle};
+use crate::runtime::actors;
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::{threads, transfer};
 use rhai::{Dynamic, EvalAltResult, NativeCallContext};
@@ -182,7 +183,7 @@ impl PlayedPool {
         if !chunk.may_start() {
             return ChunkResult::Broken("cancelled".into());
         }
-        let name = threads::worker_name();
+        let name = actors::worker_name();
         chunk.handoff.run(|| match run_chunk(chunk, ctx, &name) {
             ChunkResult::Values(values) if self.processes => values
                 .into_iter()

@@ -4,8 +4,8 @@
 use super::executor::{
     run_chunk, task_label, CallContext, Chunk, ChunkResult, Executor, Lifecycle,
 };
+use crate::runtime::engines::script_engine;
 use crate::runtime::sink;
-use crate::runtime::threads::script_engine;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
