@@ -7,6 +7,7 @@
 
 mod board;
 mod dpor;
+mod options;
 mod play;
 mod prove;
 mod report;
@@ -18,6 +19,8 @@ use crate::runtime::display::show_rich;
 use crate::runtime::failures::describe_error;
 use crate::runtime::races;
 use crate::runtime::sched::{self, Kind, Object};
+use options::{parse_options, Options};
+use play::{play_with, Game};
 pub use prove::prove_api;
 use report::{Summary, Trace};
 use rhai::plugin::*;
@@ -46,130 +49,6 @@ pub struct Exploration {
 pub struct Replay {
     result: Dynamic,
     trace: Trace,
-}
-
-struct Options {
-    strategy: Strategy,
-    bound: String,
-    max_schedules: i64,
-    max_steps: usize,
-    expect: Option<FnPtr>,
-    show: bool,
-}
-
-fn int_option(options: &Map, key: &str, default: i64) -> Result<i64, Box<EvalAltResult>> {
-    match options.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_int()
-            .map_err(|t| format!("explore: option '{key}' must be an int, not {t}").into()),
-    }
-}
-
-/// Option `key` of `who` (`explore`, `play`) that must be a function, if given.
-fn fn_option(options: &Map, who: &str, key: &str) -> Result<Option<FnPtr>, Box<EvalAltResult>> {
-    match options.get(key) {
-        None => Ok(None),
-        Some(v) if v.is_fnptr() => Ok(Some(v.clone().cast::<FnPtr>())),
-        Some(v) => Err(format!(
-            "{who}: option '{key}' must be a function, not {}",
-            v.type_name()
-        )
-        .into()),
-    }
-}
-
-/// Option `key` of `who` that must be a bool, `default` when not given.
-fn bool_option(
-    options: &Map,
-    who: &str,
-    key: &str,
-    default: bool,
-) -> Result<bool, Box<EvalAltResult>> {
-    match options.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_bool()
-            .map_err(|t| format!("{who}: option '{key}' must be a bool, not {t}").into()),
-    }
-}
-
-fn parse_options(options: &Map) -> Result<Options, Box<EvalAltResult>> {
-    const KNOWN: [&str; 7] = [
-        "preemptions",
-        "max_schedules",
-        "max_steps",
-        "strategy",
-        "seed",
-        "expect",
-        "show",
-    ];
-    if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(format!(
-            "explore: unknown option '{unknown}' (known: {})",
-            KNOWN.join(", ")
-        )
-        .into());
-    }
-    let preemptions = int_option(options, "preemptions", 2)?;
-    if !(0..=1000).contains(&preemptions) {
-        return Err("explore: 'preemptions' must be between 0 and 1000".into());
-    }
-    let seed = int_option(options, "seed", 1)? as u64;
-    // A bound on preemptions is a depth-first search's: asking for one asks for it.
-    let default = if options.contains_key("preemptions") {
-        "dfs"
-    } else {
-        "dpor"
-    };
-    let name = match options.get("strategy") {
-        None => default.to_string(),
-        Some(v) => v
-            .clone()
-            .into_string()
-            .map_err(|t| format!("explore: option 'strategy' must be a string, not {t}"))?,
-    };
-    let (strategy, bound) = match name.as_str() {
-        "dpor" => (
-            Strategy::Dpor(Box::default()),
-            "dpor: independent steps in one order only".to_string(),
-        ),
-        "dfs" => (
-            Strategy::dfs(preemptions as u32),
-            format!("dfs, at most {preemptions} preemptions"),
-        ),
-        "random" => (
-            Strategy::Random {
-                rng: strategy::Rng::new(seed),
-            },
-            format!("random, seed {seed}"),
-        ),
-        "pct" => (
-            Strategy::pct(seed, preemptions as u32 + 1),
-            format!("pct, depth {}, seed {seed}", preemptions + 1),
-        ),
-        other => {
-            return Err(format!(
-                "explore: unknown strategy '{other}' (\"dpor\", \"dfs\", \"random\" or \"pct\")"
-            )
-            .into())
-        }
-    };
-    let max_schedules = int_option(options, "max_schedules", 1000)?;
-    let max_steps = int_option(options, "max_steps", 10_000)?;
-    if max_schedules < 1 || max_steps < 1 {
-        return Err("explore: 'max_schedules' and 'max_steps' must be at least 1".into());
-    }
-    let expect = fn_option(options, "explore", "expect")?;
-    let show = bool_option(options, "explore", "show", true)?;
-    Ok(Options {
-        strategy,
-        bound,
-        max_schedules,
-        max_steps: max_steps as usize,
-        expect,
-        show,
-    })
 }
 
 /// How a run goes, besides its strategy.
@@ -369,141 +248,6 @@ impl Exploration {
             first_failure: self.first_failure.as_ref(),
         }
     }
-}
-
-/// How `play` is played: `expect` says whether the result is right (without it, a lost
-/// update or a deadlock counts as broken); `text` asks for the text game where a board of
-/// live controls could be shown.
-#[derive(Default)]
-struct Game {
-    expect: Option<FnPtr>,
-    text: bool,
-}
-
-impl Game {
-    fn from_options(options: &Map) -> Result<Game, Box<EvalAltResult>> {
-        const KNOWN: [&str; 2] = ["expect", "text"];
-        if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(format!(
-                "play: unknown option '{unknown}' (known: {})",
-                KNOWN.join(", ")
-            )
-            .into());
-        }
-        let expect = fn_option(options, "play", "expect")?;
-        let text = bool_option(options, "play", "text", false)?;
-        Ok(Game { expect, text })
-    }
-}
-
-/// `play`: one run in which the learner chooses who moves. Where the sink can show live
-/// controls (and the text game was not asked for), the board is shown, the run goes on in
-/// the background and `()` comes back at once; otherwise the text game asks through
-/// `input()` and returns the `Replay` of what was played.
-fn play_with(
-    ctx: &NativeCallContext,
-    f: &FnPtr,
-    game: Game,
-) -> Result<Dynamic, Box<EvalAltResult>> {
-    no_nesting()?;
-    let sink = crate::runtime::sink::current().ok_or("play needs an input channel")?;
-    if !game.text {
-        if let Some(board) = board::Board::open(sink.as_ref()) {
-            play_in_background(ctx, f, game.expect, sink, board)?;
-            return Ok(Dynamic::UNIT);
-        }
-    }
-    sink.write(crate::runtime::sink::Stream::Stdout, play::RULES);
-    let learner = Arc::new(play::Learner { sink: sink.clone() });
-    let (replay, verdict) = play_run(ctx, f, game.expect.as_ref(), learner)?;
-    sink.write(crate::runtime::sink::Stream::Stdout, &verdict);
-    Ok(Dynamic::from(replay))
-}
-
-/// One run with `player` choosing: what was played, and the verdict.
-fn play_run(
-    ctx: &NativeCallContext,
-    f: &FnPtr,
-    expect: Option<&FnPtr>,
-    player: Arc<dyn Player>,
-) -> Result<(Replay, String), Box<EvalAltResult>> {
-    let fixed = Strategy::Fixed {
-        choices: Vec::new(),
-    };
-    let (result, record) = run_once(ctx, f, fixed, Setup::traced(10_000, Some(player)));
-    let trace = record.trace();
-    let (value, wrong) = outcome(&record, result)?;
-    let broken = wrong
-        || match expect {
-            Some(expect) => !expect
-                .call_within_context::<Dynamic>(ctx, (value.clone(),))?
-                .as_bool()
-                .unwrap_or(false),
-            None => trace.conflict().is_some(),
-        };
-    let verdict = play::verdict(&value.to_string(), broken, &trace);
-    Ok((
-        Replay {
-            result: value,
-            trace,
-        },
-        verdict,
-    ))
-}
-
-/// Runs the game of `board` on a thread of its own, as script threads run (the session's
-/// engine, the cell's functions and sink), so that the cell can end while the learner
-/// clicks. Whatever ends the run (the verdict, an error, an interrupt, the board closed)
-/// is shown on the board.
-fn play_in_background(
-    ctx: &NativeCallContext,
-    f: &FnPtr,
-    expect: Option<FnPtr>,
-    sink: Arc<dyn crate::runtime::sink::OutputSink>,
-    board: board::Board,
-) -> Result<(), Box<EvalAltResult>> {
-    let engine = crate::runtime::engines::script_engine()?;
-    // The stored call context carries the cell's function library, as for a thread.
-    #[allow(deprecated)]
-    let store = ctx.store_data();
-    let mut f = f.clone();
-    // Handles captured by a closure sit behind Rhai's lock of the captured variable,
-    // which a blocking call would hold: the run uses the objects directly, as threads do.
-    for value in f.iter_curry_mut() {
-        if value.is_shared() {
-            let inner = value.flatten_clone();
-            if crate::runtime::is_handle(&inner) {
-                *value = inner;
-            }
-        }
-    }
-    let board = Arc::new(board);
-    let body = move || {
-        crate::runtime::sink::with_sink(sink, || {
-            #[allow(deprecated)]
-            let ctx = store.create_context(&engine);
-            let played = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                play_run(&ctx, &f, expect.as_ref(), board.clone())
-            }));
-            crate::runtime::sched::leaving();
-            match played {
-                Ok(Ok((replay, verdict))) => {
-                    let values = replay.trace.steps.last().map_or("", |s| s.values.as_str());
-                    board.finish(values, &verdict);
-                }
-                Ok(Err(error)) => {
-                    board.finish("", &format!("play ended: {}", describe_error(&error)))
-                }
-                Err(_) => board.finish("", "play ended: a native function panicked"),
-            }
-        })
-    };
-    std::thread::Builder::new()
-        .name("play".into())
-        .stack_size(crate::runtime::SCRIPT_STACK_SIZE)
-        .spawn(body)
-        .map(drop)
-        .map_err(|e| format!("play: cannot start the game: {e}").into())
 }
 
 /// What a run gave: its result, or what ended it (`"deadlock"`, `"more than n steps"`,

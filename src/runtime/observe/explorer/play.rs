@@ -2,9 +2,14 @@
 //! point where more than one worker could move, it shows each worker's next step and
 //! asks (with `input()`) which one moves; the goal is to make the program go wrong.
 
+use super::options::{bool_option, fn_option};
 use super::report::Trace;
 use super::run::{Ending, Player};
+use super::strategy::Strategy;
+use super::{board, no_nesting, outcome, run_once, Replay, Setup};
+use crate::runtime::failures::describe_error;
 use crate::runtime::sink::{InputError, OutputSink, Stream};
+use rhai::{Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 use std::sync::Arc;
 
 /// The learner at the keyboard: steps and choices go to the cell's output, answers come
@@ -122,4 +127,139 @@ mod tests {
         assert_eq!(parse("0", &choices, 0), None);
         assert_eq!(parse("two", &choices, 0), None);
     }
+}
+
+/// How `play` is played: `expect` says whether the result is right (without it, a lost
+/// update or a deadlock counts as broken); `text` asks for the text game where a board of
+/// live controls could be shown.
+#[derive(Default)]
+pub(super) struct Game {
+    pub(super) expect: Option<FnPtr>,
+    pub(super) text: bool,
+}
+
+impl Game {
+    pub(super) fn from_options(options: &Map) -> Result<Game, Box<EvalAltResult>> {
+        const KNOWN: [&str; 2] = ["expect", "text"];
+        if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(format!(
+                "play: unknown option '{unknown}' (known: {})",
+                KNOWN.join(", ")
+            )
+            .into());
+        }
+        let expect = fn_option(options, "play", "expect")?;
+        let text = bool_option(options, "play", "text", false)?;
+        Ok(Game { expect, text })
+    }
+}
+
+/// `play`: one run in which the learner chooses who moves. Where the sink can show live
+/// controls (and the text game was not asked for), the board is shown, the run goes on in
+/// the background and `()` comes back at once; otherwise the text game asks through
+/// `input()` and returns the `Replay` of what was played.
+pub(super) fn play_with(
+    ctx: &NativeCallContext,
+    f: &FnPtr,
+    game: Game,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    no_nesting()?;
+    let sink = crate::runtime::sink::current().ok_or("play needs an input channel")?;
+    if !game.text {
+        if let Some(board) = board::Board::open(sink.as_ref()) {
+            play_in_background(ctx, f, game.expect, sink, board)?;
+            return Ok(Dynamic::UNIT);
+        }
+    }
+    sink.write(crate::runtime::sink::Stream::Stdout, RULES);
+    let learner = Arc::new(Learner { sink: sink.clone() });
+    let (replay, verdict) = play_run(ctx, f, game.expect.as_ref(), learner)?;
+    sink.write(crate::runtime::sink::Stream::Stdout, &verdict);
+    Ok(Dynamic::from(replay))
+}
+
+/// One run with `player` choosing: what was played, and the verdict.
+fn play_run(
+    ctx: &NativeCallContext,
+    f: &FnPtr,
+    expect: Option<&FnPtr>,
+    player: Arc<dyn Player>,
+) -> Result<(Replay, String), Box<EvalAltResult>> {
+    let fixed = Strategy::Fixed {
+        choices: Vec::new(),
+    };
+    let (result, record) = run_once(ctx, f, fixed, Setup::traced(10_000, Some(player)));
+    let trace = record.trace();
+    let (value, wrong) = outcome(&record, result)?;
+    let broken = wrong
+        || match expect {
+            Some(expect) => !expect
+                .call_within_context::<Dynamic>(ctx, (value.clone(),))?
+                .as_bool()
+                .unwrap_or(false),
+            None => trace.conflict().is_some(),
+        };
+    let verdict = verdict(&value.to_string(), broken, &trace);
+    Ok((
+        Replay {
+            result: value,
+            trace,
+        },
+        verdict,
+    ))
+}
+
+/// Runs the game of `board` on a thread of its own, as script threads run (the session's
+/// engine, the cell's functions and sink), so that the cell can end while the learner
+/// clicks. Whatever ends the run (the verdict, an error, an interrupt, the board closed)
+/// is shown on the board.
+fn play_in_background(
+    ctx: &NativeCallContext,
+    f: &FnPtr,
+    expect: Option<FnPtr>,
+    sink: Arc<dyn crate::runtime::sink::OutputSink>,
+    board: board::Board,
+) -> Result<(), Box<EvalAltResult>> {
+    let engine = crate::runtime::engines::script_engine()?;
+    // The stored call context carries the cell's function library, as for a thread.
+    #[allow(deprecated)]
+    let store = ctx.store_data();
+    let mut f = f.clone();
+    // Handles captured by a closure sit behind Rhai's lock of the captured variable,
+    // which a blocking call would hold: the run uses the objects directly, as threads do.
+    for value in f.iter_curry_mut() {
+        if value.is_shared() {
+            let inner = value.flatten_clone();
+            if crate::runtime::is_handle(&inner) {
+                *value = inner;
+            }
+        }
+    }
+    let board = Arc::new(board);
+    let body = move || {
+        crate::runtime::sink::with_sink(sink, || {
+            #[allow(deprecated)]
+            let ctx = store.create_context(&engine);
+            let played = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                play_run(&ctx, &f, expect.as_ref(), board.clone())
+            }));
+            crate::runtime::sched::leaving();
+            match played {
+                Ok(Ok((replay, verdict))) => {
+                    let values = replay.trace.steps.last().map_or("", |s| s.values.as_str());
+                    board.finish(values, &verdict);
+                }
+                Ok(Err(error)) => {
+                    board.finish("", &format!("play ended: {}", describe_error(&error)))
+                }
+                Err(_) => board.finish("", "play ended: a native function panicked"),
+            }
+        })
+    };
+    std::thread::Builder::new()
+        .name("play".into())
+        .stack_size(crate::runtime::SCRIPT_STACK_SIZE)
+        .spawn(body)
+        .map(drop)
+        .map_err(|e| format!("play: cannot start the game: {e}").into())
 }

@@ -3,7 +3,8 @@
 //! and answers in one line: correct in every schedule, or wrong, with the first failing
 //! schedule's trace, or "not a proof" when the schedules were too many to try them all.
 
-use super::{explore_with, parse_options};
+use super::explore_with;
+use super::options::parse_options;
 use crate::runtime::display::{escape_html, show_rich};
 use rhai::plugin::*;
 use rhai::{FnPtr, Map};
