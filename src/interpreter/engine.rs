@@ -99,8 +99,14 @@ pub fn new_engine() -> Engine {
         }
     });
     engine.on_progress(|ops| {
-        // Called directly, not through the scheduling hooks, so that its usual case is
-        // inlined here: this closure runs before every operation.
+        // This closure runs before every operation: its usual case, nothing to look at
+        // (see `runtime::attention`), is one load, two thread-locals and a mask.
+        if crate::runtime::attention::calm()
+            && crate::runtime::gil::settled()
+            && !super::limits::sample_due(ops)
+        {
+            return None;
+        }
         crate::runtime::gil::on_operation(ops);
         if interrupt::is_requested() {
             Some(Dynamic::from(INTERRUPTED))

@@ -6,18 +6,17 @@
 //! every few thousand operations, and after every large allocation (a doubling string
 //! needs few operations to fill the memory), and stops the script once it is over.
 
-use crate::runtime::cgroup;
+use crate::runtime::{attention, cgroup};
 use rhai::{Dynamic, EvalAltResult};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Allocations of at least this size are counted, so the next operation samples memory.
 const LARGE_ALLOCATION: usize = 1 << 20;
-static LARGE_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
-thread_local! {
-    static SEEN_LARGE_ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+/// A large allocation: the next operation of any thread samples memory.
+fn counted_large() {
+    attention::raise(attention::LARGE_ALLOCATION);
 }
 
 /// The system allocator, counting large allocations (a single comparison for the rest).
@@ -27,13 +26,13 @@ pub struct CountingAllocator;
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= LARGE_ALLOCATION {
-            LARGE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            counted_large();
         }
         System.alloc(layout)
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= LARGE_ALLOCATION {
-            LARGE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            counted_large();
         }
         System.alloc_zeroed(layout)
     }
@@ -42,7 +41,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if new_size >= LARGE_ALLOCATION {
-            LARGE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            counted_large();
         }
         System.realloc(ptr, layout, new_size)
     }
@@ -111,12 +110,19 @@ pub fn resident_bytes() -> Option<u64> {
 /// over its memory limit.
 #[inline]
 pub fn check_memory(ops: u64) -> Option<Dynamic> {
-    let large = LARGE_ALLOCATIONS.load(Ordering::Relaxed);
-    let new_large = SEEN_LARGE_ALLOCATIONS.with(|seen| seen.replace(large) != large);
-    if !new_large && !ops.is_multiple_of(SAMPLE_EVERY) {
+    // Taken before the sample: a large allocation after this raises it again, and the
+    // one before is in the memory this sample sees.
+    let large = attention::take(attention::LARGE_ALLOCATION);
+    if !large && !sample_due(ops) {
         return None;
     }
     sample_memory()
+}
+
+/// Whether the operation numbered `ops` samples memory in any case.
+#[inline(always)]
+pub fn sample_due(ops: u64) -> bool {
+    ops.is_multiple_of(SAMPLE_EVERY)
 }
 
 #[inline(never)]

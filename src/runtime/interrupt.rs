@@ -23,6 +23,7 @@ pub fn on_request(hook: fn()) {
 /// Asks the running code to stop; wakes every interruptible wait.
 pub fn request() {
     REQUESTED.store(true, Ordering::SeqCst);
+    super::attention::raise(super::attention::INTERRUPT);
     {
         let _guard = WAKE.lock().unwrap_or_else(|e| e.into_inner());
         WAKE_CV.notify_all();
@@ -36,6 +37,7 @@ pub fn request() {
 /// Clears a pending interrupt (before a new cell starts).
 pub fn clear() {
     REQUESTED.store(false, Ordering::SeqCst);
+    super::attention::lower(super::attention::INTERRUPT);
 }
 
 pub fn is_requested() -> bool {

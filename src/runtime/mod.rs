@@ -6,6 +6,7 @@
 //! Nothing in this module knows about Jupyter: output leaves through [`sink::OutputSink`],
 //! which the kernel implements with IOPub and the command-line host with stdout/stderr.
 
+pub mod attention;
 pub mod cgroup;
 pub mod display;
 pub mod docs;

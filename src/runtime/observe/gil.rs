@@ -112,6 +112,13 @@ fn switch() {
     }
 }
 
+/// Whether the calling thread is counted as running and holds no GIL: with the GIL off
+/// (see `attention::GIL`), an operation then has nothing to do here.
+#[inline(always)]
+pub fn settled() -> bool {
+    IS_RUNNING.with(Cell::get) && !HOLDS.with(Cell::get)
+}
+
 /// Called before every script operation (from the engine's progress hook). The usual case,
 /// the GIL off and this thread already counted as running, is one load and two reads of
 /// thread-locals, inlined into the hook.
@@ -184,6 +191,13 @@ pub mod gil_api {
     /// no longer speed up, I/O-bound threads still overlap.
     pub fn set_gil(on: bool) {
         super::ENABLED.store(on, super::Ordering::SeqCst);
+        // Off, each thread still looks once more, to let go of the lock if it holds it
+        // (see `settled`).
+        if on {
+            crate::runtime::attention::raise(crate::runtime::attention::GIL);
+        } else {
+            crate::runtime::attention::lower(crate::runtime::attention::GIL);
+        }
     }
 
     /// Whether the global interpreter lock is on in this process.
