@@ -78,45 +78,84 @@ impl Part {
     }
 }
 
+/// One token or room a step moved: `given` for a release's token or an acquire's room,
+/// taken otherwise. `first`: an initial permit, which nobody gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Move {
+    pub part: Part,
+    pub given: bool,
+    pub first: bool,
+}
+
+impl Permits {
+    /// The tokens and rooms the step moved (the one rule that the race detector and the
+    /// explorer's reduction follow): an acquire takes its token and, in a bounded
+    /// semaphore, gives the room it made; a release, for each token it gives, takes the
+    /// room that token fills (bounded) first.
+    pub fn moves(self) -> Vec<Move> {
+        let mut moves = Vec::new();
+        match self {
+            Permits::Took {
+                token,
+                initial,
+                bounded,
+                ..
+            } => {
+                moves.push(Move {
+                    part: Part::Token(token),
+                    given: false,
+                    first: token < initial,
+                });
+                if bounded {
+                    moves.push(Move {
+                        part: Part::Room(token),
+                        given: true,
+                        first: false,
+                    });
+                }
+            }
+            Permits::Gave {
+                first,
+                count,
+                initial,
+                bounded,
+            } => {
+                for token in first..first.saturating_add(count) {
+                    if bounded {
+                        moves.push(Move {
+                            part: Part::Room(token.saturating_sub(initial)),
+                            given: false,
+                            first: false,
+                        });
+                    }
+                    moves.push(Move {
+                        part: Part::Token(token),
+                        given: true,
+                        first: false,
+                    });
+                }
+            }
+            Permits::Missing { .. } | Permits::Refused | Permits::GaveUp => {}
+        }
+        moves
+    }
+}
+
 /// The semaphore `object` did `what` with its permits (called with its monitor held).
 pub fn permits(object: Object, what: Permits) {
     if !watching() {
         return;
     }
-    let part = |p: Part| p.of_semaphore(object);
     let observers = observers();
-    match what {
-        Permits::Took {
-            token,
-            initial,
-            bounded,
-            ..
-        } => {
-            for o in &observers {
-                if token >= initial {
-                    o.take_over(part(Part::Token(token)));
-                }
-                if bounded {
-                    o.hand_over(part(Part::Room(token)));
-                }
+    for step in what.moves() {
+        let part = step.part.of_semaphore(object);
+        for o in &observers {
+            if step.given {
+                o.hand_over(part);
+            } else if !step.first {
+                o.take_over(part);
             }
         }
-        Permits::Gave {
-            first,
-            count,
-            initial,
-            bounded,
-        } => {
-            for token in first..first.saturating_add(count) {
-                for o in &observers {
-                    if bounded {
-                        o.take_over(part(Part::Room(token.saturating_sub(initial))));
-                    }
-                    o.hand_over(part(Part::Token(token)));
-                }
-            }
-        }
-        Permits::Missing { .. } | Permits::Refused | Permits::GaveUp => {}
     }
     if let Some(controller) = controller() {
         controller.permits(object, what);

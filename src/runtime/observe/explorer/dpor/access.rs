@@ -109,54 +109,44 @@ impl Access {
             target: Target::object(&part.of_semaphore(*semaphore), number),
             mode,
         };
-        match what {
+        // Which token the next acquire takes (the head) or the next release gives (the
+        // tail), then the tokens and rooms themselves.
+        let mut accesses = match what {
             Permits::Took {
                 token,
                 initial,
                 bounded,
-                timed,
+                ..
             } => {
-                // An acquire that may give up waiting could also have come before the
-                // release and timed out: then it races with it.
-                let take = if timed { Mode::Write } else { Mode::Consume };
                 let alike = token < initial && !bounded;
-                let mut accesses =
-                    vec![at(Part::Head, if alike { Mode::Add } else { Mode::Write })];
-                // An initial permit has no giver; it is still named, so that a step that
-                // took it is never taken for one that could have taken it too (sleep sets
-                // compare steps of different runs).
-                let take = if token < initial { Mode::Write } else { take };
-                accesses.push(at(Part::Token(token), take));
-                if bounded {
-                    accesses.push(at(Part::Room(token), Mode::Write));
-                }
-                accesses
+                vec![at(Part::Head, if alike { Mode::Add } else { Mode::Write })]
             }
-            Permits::Gave {
-                first,
-                count,
-                initial,
-                bounded,
-            } => {
-                let mut accesses = vec![at(Part::Tail, Mode::Write)];
-                for token in first..first.saturating_add(count) {
-                    accesses.push(at(Part::Token(token), Mode::Write));
-                    if bounded {
-                        accesses.push(at(Part::Room(token.saturating_sub(initial)), Mode::Write));
-                    }
-                }
-                accesses
-            }
+            Permits::Gave { .. } => vec![at(Part::Tail, Mode::Write)],
             // It could have had a token that an acquire before it took (the head), and
             // waits for the release that gives the token it misses.
-            Permits::Missing { token } => vec![
-                at(Part::Head, Mode::Attempt),
-                at(Part::Token(token), Mode::Attempt),
-            ],
-            Permits::Refused | Permits::GaveUp => {
-                vec![Access::read(Target::object(semaphore, number))]
+            Permits::Missing { token } => {
+                return vec![
+                    at(Part::Head, Mode::Attempt),
+                    at(Part::Token(token), Mode::Attempt),
+                ]
             }
+            Permits::Refused | Permits::GaveUp => {
+                return vec![Access::read(Target::object(semaphore, number))]
+            }
+        };
+        // An acquire that may give up waiting could also have come before the release
+        // and timed out: then it races with it. An initial permit has no giver; it is
+        // still named, so that a step that took it is never taken for one that could have
+        // taken it too (sleep sets compare steps of different runs).
+        let timed = matches!(what, Permits::Took { timed: true, .. });
+        for step in what.moves() {
+            let mode = match step.part {
+                Part::Token(_) if !step.given && !step.first && !timed => Mode::Consume,
+                _ => Mode::Write,
+            };
+            accesses.push(at(step.part, mode));
         }
+        accesses
     }
 
     pub fn read(target: Target) -> Access {
