@@ -113,7 +113,7 @@ pub use crate::runtime::running::unfinished;
 /// Handles to runtime objects are shared by reference between threads; inside a closure's
 /// captured variable they sit behind Rhai's own lock, which a blocking call would hold.
 /// Copy them out of that slot so each thread uses the object directly.
-fn detach(value: &Dynamic) -> Dynamic {
+pub(crate) fn detach(value: &Dynamic) -> Dynamic {
     if value.is_shared() {
         let inner = value.flatten_clone();
         if crate::runtime::is_handle(&inner) {

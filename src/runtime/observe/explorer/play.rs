@@ -225,15 +225,9 @@ fn play_in_background(
     #[allow(deprecated)]
     let store = ctx.store_data();
     let mut f = f.clone();
-    // Handles captured by a closure sit behind Rhai's lock of the captured variable,
-    // which a blocking call would hold: the run uses the objects directly, as threads do.
+    // The run uses the objects captured by `f` directly, as threads do.
     for value in f.iter_curry_mut() {
-        if value.is_shared() {
-            let inner = value.flatten_clone();
-            if crate::runtime::is_handle(&inner) {
-                *value = inner;
-            }
-        }
+        *value = crate::runtime::threads::detach(value);
     }
     let board = Arc::new(board);
     let body = move || {
