@@ -26,8 +26,8 @@ pub use shared::{
     deadlock, guard, holders, lifetime, locks, queues, ring, self_wait, shm, sync, transfer, values,
 };
 pub use workers::{
-    fork_server, globals, launch, pools, processes, random, running, shutdown, spawners, threads,
-    timers, worker_process,
+    fork_server, globals, launch, pools, processes, protocol, random, running, shutdown, spawners,
+    threads, timers, worker_process,
 };
 
 use rhai::def_package;
