@@ -11,7 +11,7 @@ use crate::runtime::sched::{self, Kind, Object};
 use crate::runtime::threads::{self, describe_error};
 use crate::runtime::{globals, launch, transfer};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, AST};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
@@ -86,7 +86,7 @@ impl WorkerRuntime {
             version: 0,
             sources: Some(vec![Cow::Borrowed(source)]),
             function,
-            items: Cow::Owned(vec![vec![json!(1)]]),
+            items: Cow::Owned(vec![vec![Value::from(1)]]),
             fold: false,
             globals: None,
             name: None,
