@@ -1,8 +1,8 @@
 //! The fork server's own side, the hidden `rhai-kernel worker --fork-server` mode: a
 //! single-threaded process that builds a worker's engine once, then forks a worker for
 //! every request on its stdin (a socket from the parent, see `workers::fork_server`), reaps
-//! them and reports how each one ended (see `protocol::ServerReport`). Forking is safe here, unlike in the kernel, because this process never
-//! starts a thread.
+//! them and reports how each one ended (see `protocol::ServerReport`). Forking is safe
+//! here, unlike in the kernel, because this process never starts a thread.
 
 use super::{serve_jobs, NewEngine, WorkerRuntime};
 use crate::runtime::launch::{self, Role};
