@@ -58,8 +58,7 @@ fn main() {
     let _ = rhai::config::hashing::set_hashing_seed(Some(HASHING_SEED));
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Worker { fork_server: false } => rhai_kernel::cli::worker::run_worker(),
-        Command::Worker { fork_server: true } => rhai_kernel::cli::fork_server::run_fork_server(),
+        Command::Worker { fork_server } => rhai_kernel::cli::worker::run_worker(fork_server),
         Command::Kernel { connection_file } => match rhai_kernel::kernel::run(&connection_file) {
             Ok(()) => 0,
             Err(e) => {

@@ -1,7 +1,6 @@
 //! The command line: `kernel`, `install` (kernelspec), `run` (the script host) and the
 //! hidden `worker` mode of child processes and of their fork server.
 
-pub mod fork_server;
 pub mod install;
 pub mod run;
 pub mod worker;

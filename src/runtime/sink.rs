@@ -9,8 +9,10 @@ use std::sync::Arc;
 /// A MIME bundle: `{"text/plain": "...", "text/html": "...", ...}`.
 pub type MimeBundle = Map<String, Value>;
 
-/// Which standard stream a piece of text belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which standard stream a piece of text belongs to (`"stdout"` or `"stderr"` on the wire
+/// from a worker process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stream {
     Stdout,
     Stderr,

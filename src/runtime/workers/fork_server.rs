@@ -4,12 +4,14 @@
 //! a fork of a small process instead of executing the program and building an engine,
 //! while the kernel itself (many threads) is still never forked.
 //!
-//! Requests and replies travel over a `SOCK_SEQPACKET` socket pair: a request carries the
-//! worker's two pipe ends as `SCM_RIGHTS`; the server answers with the new pid, and later
-//! reports each worker's exit status, because the workers are its children.
+//! Requests and replies travel over a `SOCK_SEQPACKET` socket pair (see `protocol`): a
+//! request carries the worker's two pipe ends as `SCM_RIGHTS`; the server answers with the
+//! new pid, and later reports each worker's exit status, because the workers are its
+//! children. The server's own side is `child::fork_server`.
 
 use crate::runtime::launch;
 use crate::runtime::worker_process::{ExitSlot, WorkerProcess};
+use crate::runtime::workers::protocol::{ServerReport, DATAGRAM_LEN, FORK_REQUEST};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -20,30 +22,6 @@ use std::time::Duration;
 /// Set to `off` to start every worker by executing the program (slower, but each worker
 /// starts from a clean process image).
 pub const ENV: &str = "RHAI_KERNEL_FORK_SERVER";
-
-/// Message kinds on the socket; every message is three native-endian `i64`s:
-/// `[kind, pid, value]`.
-pub const STARTED: i64 = 1;
-pub const ENDED: i64 = 2;
-pub const FAILED: i64 = 3;
-pub const MESSAGE_LEN: usize = 24;
-
-pub fn encode(kind: i64, pid: i64, value: i64) -> [u8; MESSAGE_LEN] {
-    let mut bytes = [0u8; MESSAGE_LEN];
-    bytes[..8].copy_from_slice(&kind.to_ne_bytes());
-    bytes[8..16].copy_from_slice(&pid.to_ne_bytes());
-    bytes[16..].copy_from_slice(&value.to_ne_bytes());
-    bytes
-}
-
-pub fn decode(bytes: &[u8; MESSAGE_LEN]) -> (i64, i64, i64) {
-    let word = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-        i64::from_ne_bytes(b)
-    };
-    (word(0), word(1), word(2))
-}
 
 fn enabled() -> bool {
     !std::env::var(ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off"))
@@ -121,40 +99,38 @@ fn read_reports(
 ) {
     let mut slots: HashMap<i32, Arc<ExitSlot>> = HashMap::new();
     loop {
-        let mut bytes = [0u8; MESSAGE_LEN];
+        let mut bytes = [0u8; DATAGRAM_LEN];
         // SAFETY: reading into a buffer of the given length from a socket we own.
         let n = unsafe {
             libc::recv(
                 socket.as_raw_fd(),
                 bytes.as_mut_ptr().cast(),
-                MESSAGE_LEN,
+                DATAGRAM_LEN,
                 0,
             )
         };
         if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
             continue;
         }
-        if n != MESSAGE_LEN as isize {
+        if n != DATAGRAM_LEN as isize {
             break;
         }
-        let (kind, pid, value) = decode(&bytes);
-        let pid = pid as i32;
-        match kind {
-            STARTED => {
+        match ServerReport::decode(&bytes) {
+            Some(ServerReport::Started { pid }) => {
                 let slot = Arc::new(ExitSlot::default());
                 slots.insert(pid, slot.clone());
                 let _ = started.send(Ok((pid, slot)));
             }
-            ENDED => {
+            Some(ServerReport::Ended { pid, code }) => {
                 if let Some(slot) = slots.remove(&pid) {
-                    slot.set(value);
+                    slot.set(code);
                 }
             }
-            FAILED => {
-                let error = std::io::Error::from_raw_os_error(value as i32);
+            Some(ServerReport::Failed { errno }) => {
+                let error = std::io::Error::from_raw_os_error(errno);
                 let _ = started.send(Err(format!("fork failed: {error}")));
             }
-            _ => {}
+            None => {}
         }
     }
     // The server's workers get SIGKILL when it ends (their parent-death signal).
@@ -166,7 +142,7 @@ fn read_reports(
 
 /// Sends the worker's pipe ends to the server.
 fn send_request(socket: &OwnedFd, fds: [RawFd; 2]) -> Result<(), String> {
-    let payload = encode(0, 0, 0);
+    let payload = FORK_REQUEST;
     let mut iov = libc::iovec {
         iov_base: payload.as_ptr() as *mut libc::c_void,
         iov_len: payload.len(),

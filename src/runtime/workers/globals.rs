@@ -13,18 +13,20 @@
 use crate::runtime::lifetime::{Held, Receive};
 use crate::runtime::transfer;
 use rhai::{Dynamic, GlobalRuntimeState, ImmutableString, NativeCallContext};
+use serde_json::value::{to_raw_value, RawValue};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// The caller's constants, encoded once for every job that needs them.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Globals {
     /// Changes whenever the encoded constants do: a pool worker that has this version is
     /// not sent them again.
     pub version: u64,
-    /// `{"values": {name: value…}, "unsendable": {name: why…}}` as JSON text.
-    pub json: String,
+    /// `{"values": {name: value…}, "unsendable": {name: why…}}`, encoded once for every
+    /// job that carries it.
+    pub json: Box<RawValue>,
     /// The shared objects the constants refer to, kept alive while a job that carries
     /// them is on its way (see `transfer::to_json`).
     pub kept: Vec<Held>,
@@ -61,10 +63,11 @@ pub fn of_state(state: &GlobalRuntimeState) -> Arc<Globals> {
     let mut encoded = Map::new();
     encoded.insert("values".into(), Value::Object(values));
     encoded.insert("unsendable".into(), Value::Object(unsendable));
-    let json = Value::Object(encoded).to_string();
+    // Encoding a `Value` does not fail; a worker would read `null` as no constants.
+    let json = to_raw_value(&Value::Object(encoded)).unwrap_or_else(|_| RawValue::NULL.to_owned());
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
     match &*last {
-        Some(globals) if globals.json == json => globals.clone(),
+        Some(globals) if globals.json.get() == json.get() => globals.clone(),
         previous => {
             let version = previous.as_ref().map_or(1, |g| g.version + 1);
             let globals = Arc::new(Globals {
@@ -169,8 +172,8 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen[0].version, seen[1].version);
         assert_ne!(seen[2].version, seen[1].version);
-        assert!(seen[0].json.contains(r#""N":5"#), "{}", seen[0].json);
-        assert!(seen[2].json.contains(r#""N":6"#), "{}", seen[2].json);
+        assert!(seen[0].json.get().contains(r#""N":5"#), "{}", seen[0].json);
+        assert!(seen[2].json.get().contains(r#""N":6"#), "{}", seen[2].json);
     }
 
     #[test]

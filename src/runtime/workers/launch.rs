@@ -1,13 +1,12 @@
 //! Starting worker processes, however they are used (`spawn_process` or a pool): what
-//! kind of process this is, the job a worker receives, the long-lived spawner thread,
+//! kind of process this is, what its jobs carry, the long-lived spawner thread,
 //! the registry of live children, interrupt forwarding and the cap on how many run.
 
-use crate::runtime::globals::Globals;
 use crate::runtime::lifetime::Held;
 use crate::runtime::worker_process::WorkerProcess;
 use crate::runtime::{cgroup, fork_server, interrupt, shm, transfer};
-use rhai::{Dynamic, FnPtr};
-use serde_json::{json, Value};
+use rhai::Dynamic;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -76,27 +75,6 @@ pub fn function_sources_versioned() -> (u64, Vec<Arc<str>>) {
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone()
-}
-
-/// The job a worker receives on its stdin (one JSON line): call `f` once per item, with
-/// the caller's `global::` constants. The handles of shared objects in `f` go to `kept`
-/// (see `transfer::to_json`).
-pub fn job_json(
-    f: &FnPtr,
-    items: &[Vec<Value>],
-    with_sources: bool,
-    globals: &Globals,
-    kept: &mut Vec<Held>,
-) -> Result<Value, String> {
-    let function = transfer::to_json(&Dynamic::from(f.clone()), "the function", kept)?;
-    let (version, sources) = function_sources_versioned();
-    let mut job = json!({ "version": version, "function": function, "items": items });
-    if with_sources {
-        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
-        job["sources"] = json!(sources);
-    }
-    job["globals"] = serde_json::from_str(&globals.json).map_err(|e| e.to_string())?;
-    Ok(job)
 }
 
 /// Encodes one call's arguments, naming the culprit when one cannot cross; the handles

@@ -7,19 +7,23 @@
 //! started it.
 
 use crate::runtime::actors;
-use crate::runtime::failures::{describe_error, report_uncaught, Failure};
+use crate::runtime::failures::{report_uncaught, Failure};
 use crate::runtime::globals::Globals;
-use crate::runtime::launch::{encode_args, forget_child, job_json, role, start_worker, Role};
+use crate::runtime::launch::{
+    encode_args, forget_child, function_sources_versioned, role, start_worker, Role,
+};
 use crate::runtime::lifetime::{self, Held};
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
-use crate::runtime::sink::{self, MimeBundle, OutputSink, Stream};
+use crate::runtime::sink::{self, OutputSink, Stream};
 use crate::runtime::threads::{self, ThreadHandle};
 use crate::runtime::worker_process::WorkerProcess;
+use crate::runtime::workers::protocol::{self, Event, Job, Request};
 use crate::runtime::{interrupted_error, transfer};
 use rhai::plugin::*;
 use rhai::{Dynamic, FnPtr, NativeCallContext};
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use serde_json::value::{to_raw_value, RawValue};
+use std::borrow::Cow;
+use std::io::{BufReader, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -154,71 +158,51 @@ pub fn process_object(pid: i32) -> Object {
     Object::new(Kind::Process, pid as u64, pid as u64)
 }
 
-/// Passes an output event of a worker on to `sink` (the cell that started the work);
-/// returns false for events that are not output.
-pub fn relay_output(event: &Value, sink: Option<&Arc<dyn OutputSink>>) -> bool {
+/// Passes an output event of a worker on to `sink` (the cell that started the work); the
+/// end of a job is not output, and is left alone.
+pub fn relay_output(event: Event, sink: Option<&Arc<dyn OutputSink>>) {
     let write = |stream: Stream, text: &str| match sink {
         Some(sink) => sink.write(stream, text),
         None => sink::write(stream, text),
     };
-    match event["t"].as_str().unwrap_or_default() {
-        "out" => {
-            let stream = if event["s"] == "stderr" {
-                Stream::Stderr
-            } else {
-                Stream::Stdout
-            };
-            write(stream, event["text"].as_str().unwrap_or_default());
-        }
-        "display" => {
-            if let (Some(sink), Some(bundle)) = (sink, event["bundle"].as_object()) {
-                sink.display(
-                    bundle.clone(),
-                    event["id"].as_str(),
-                    event["update"] == true,
-                );
-            }
-        }
-        "clear" => {
+    match event {
+        Event::Output { stream, text } => write(stream, &text),
+        Event::Display { bundle, id, update } => {
             if let Some(sink) = sink {
-                sink.clear_output(event["wait"] == true);
+                sink.display(bundle, id.as_deref(), update);
             }
         }
-        "page" => write(Stream::Stdout, event["text"].as_str().unwrap_or_default()),
-        _ => return false,
+        Event::ClearOutput { wait } => {
+            if let Some(sink) = sink {
+                sink.clear_output(wait);
+            }
+        }
+        Event::Page { text } => write(Stream::Stdout, &text),
+        Event::Done { .. } | Event::Failed(_) => {}
     }
-    true
 }
 
-/// Applies one event line from a spawned process.
-fn apply_event(event: &Value, sink: Option<&Arc<dyn OutputSink>>, state: &ProcessState) {
-    if relay_output(event, sink) {
-        return;
-    }
-    match event["t"].as_str().unwrap_or_default() {
-        "ok" => {
-            let outcome = match transfer::from_message(&event["value"][0]) {
+/// Applies one event from a spawned process.
+fn apply_event(event: Event, sink: Option<&Arc<dyn OutputSink>>, state: &ProcessState) {
+    let outcome = match event {
+        Event::Done { values } => {
+            match transfer::from_message(values.first().unwrap_or(&serde_json::Value::Null)) {
                 Ok(value) => Outcome::Value(value),
                 Err(e) => Outcome::Error(format!("its result could not be received: {e}")),
-            };
-            *state.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+            }
         }
-        "err" => {
-            let outcome = if event["interrupted"] == true {
-                Outcome::Interrupted
-            } else {
-                let message = event["message"].as_str().unwrap_or("unknown error");
-                // At once, like the traceback a Python child prints: nobody may join it.
-                report_uncaught(sink, &format!("process {}", state.name), message);
-                match event.get("thrown").map(transfer::from_message) {
-                    Some(Ok(value)) => Outcome::Thrown(value),
-                    _ => Outcome::Error(message.to_string()),
-                }
-            };
-            *state.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        Event::Failed(error) if error.interrupted => Outcome::Interrupted,
+        Event::Failed(error) => {
+            // At once, like the traceback a Python child prints: nobody may join it.
+            report_uncaught(sink, &format!("process {}", state.name), &error.message);
+            match error.thrown.as_ref().map(transfer::from_message) {
+                Some(Ok(value)) => Outcome::Thrown(value),
+                _ => Outcome::Error(error.message),
+            }
         }
-        _ => {}
-    }
+        output => return relay_output(output, sink),
+    };
+    *state.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
 }
 
 static PROCESS_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -278,11 +262,8 @@ pub fn spawn(
     // What the job refers to stays alive until the child has ended: by then it has taken
     // references of its own, or will never need them.
     let mut kept = globals.kept.clone();
-    let mut job = encode_args(&args, &mut kept)
-        .and_then(|args| job_json(&f, &[args], true, globals, &mut kept))
+    let job = process_job(&f, &args, &name, globals, &mut kept)
         .map_err(|e| format!("spawn_process: {e}"))?;
-    // The child names itself by it where the user reads about several processes.
-    job["name"] = json!(&name);
     let (mut child, _busy) = start_worker(true)?;
     let pid = child.id() as i32;
     // The child sees what its starter did so far (it begins as this object).
@@ -339,9 +320,39 @@ pub fn spawn(
     }
     // A worker that dies before reading its job makes this write fail; the reader
     // thread then reports how it ended.
-    let _ = stdin.write_all(format!("{job}\n").as_bytes());
+    let _ = stdin.write_all(&job);
     drop(stdin);
     Ok(ProcessHandle(state))
+}
+
+/// The job of a process named `name` that calls `f(args…)`, as the line to send it: the
+/// notebook's function sources and the caller's `global::` constants go along. The handles
+/// of shared objects in it go to `kept` (see `transfer::to_json`).
+fn process_job(
+    f: &FnPtr,
+    args: &[Dynamic],
+    name: &str,
+    globals: &Globals,
+    kept: &mut Vec<Held>,
+) -> Result<Vec<u8>, String> {
+    let args = encode_args(args, kept)?;
+    let function = transfer::to_json(&Dynamic::from(f.clone()), "the function", kept)?;
+    let function = to_raw_value(&function).map_err(|e| e.to_string())?;
+    let (version, sources) = function_sources_versioned();
+    let globals: &RawValue = &globals.json;
+    protocol::to_line(&Request::Job(Job {
+        version,
+        sources: Some(sources.iter().map(|s| Cow::Borrowed(&**s)).collect()),
+        function: &*function,
+        items: Cow::Owned(vec![args]),
+        fold: false,
+        globals: Some(globals),
+        // The child names itself by it where the user reads about several processes.
+        name: Some(Cow::Borrowed(name)),
+        handoff: None,
+        forget: Vec::new(),
+        store: Vec::new(),
+    }))
 }
 
 /// Relays a child's events until it closes its stdout, then reaps it.
@@ -354,18 +365,10 @@ fn follow_child(
     on_exit: impl FnOnce(&ProcessState),
     kept: Vec<Held>,
 ) {
-    for line in stdout.lines() {
-        let Ok(line) = line else { break };
-        match serde_json::from_str::<Value>(&line) {
-            Ok(event) => apply_event(&event, sink.as_ref(), &state),
-            Err(_) => {
-                let text = format!("{line}\n");
-                match &sink {
-                    Some(sink) => sink.write(Stream::Stdout, &text),
-                    None => sink::write(Stream::Stdout, &text),
-                }
-            }
-        }
+    let mut stdout = stdout;
+    let mut line = String::new();
+    while let Some(event) = protocol::read_event(&mut stdout, &mut line) {
+        apply_event(event, sink.as_ref(), &state);
     }
     let code = child.wait();
     // What it held and did not give back (it was killed, or never drops at exit).
@@ -540,69 +543,5 @@ pub mod process_api {
                 std::process::exit(code.clamp(0, 255) as i32)
             }
         }
-    }
-}
-
-/// Formats an error of the worker's function for the parent.
-pub fn error_event(err: &EvalAltResult) -> Value {
-    let interrupted = matches!(err, EvalAltResult::ErrorTerminated(..));
-    json!({ "t": "err", "message": describe_error(err), "interrupted": interrupted })
-}
-
-/// [`error_event`] of a process started with `spawn_process`: a thrown map (or number…)
-/// goes along, for `join` to throw it again as it was.
-pub fn process_error_event(err: &EvalAltResult) -> Value {
-    let mut event = error_event(err);
-    if let Some(value) = crate::runtime::failures::thrown_value(err) {
-        if let Ok(value) = transfer::to_message(&value, "the thrown value") {
-            event["thrown"] = value;
-        }
-    }
-    event
-}
-
-/// Output of a worker process: JSON lines on its stdout, read by the parent.
-pub struct WorkerSink {
-    out: Mutex<std::io::Stdout>,
-}
-
-impl Default for WorkerSink {
-    fn default() -> Self {
-        WorkerSink {
-            out: Mutex::new(std::io::stdout()),
-        }
-    }
-}
-
-impl WorkerSink {
-    pub fn send(&self, event: &Value) {
-        // One write of the whole line: the parent wakes once per event.
-        let mut line = serde_json::to_vec(event).unwrap_or_default();
-        line.push(b'\n');
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = out.write_all(&line);
-        let _ = out.flush();
-    }
-}
-
-impl OutputSink for WorkerSink {
-    fn write(&self, stream: Stream, text: &str) {
-        self.send(&json!({ "t": "out", "s": stream.name(), "text": text }));
-    }
-
-    fn display(&self, bundle: MimeBundle, display_id: Option<&str>, update: bool) {
-        self.send(&json!({ "t": "display", "bundle": bundle, "id": display_id, "update": update }));
-    }
-
-    fn clear_output(&self, wait: bool) {
-        self.send(&json!({ "t": "clear", "wait": wait }));
-    }
-
-    fn read_input(&self, _prompt: &str, _password: bool) -> Result<String, sink::InputError> {
-        Err(sink::InputError::NotAllowed)
-    }
-
-    fn page(&self, text: &str) {
-        self.send(&json!({ "t": "page", "text": text }));
     }
 }

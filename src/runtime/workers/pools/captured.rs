@@ -11,6 +11,7 @@ use crate::runtime::lifetime::Held;
 use crate::runtime::transfer;
 use foldhash::quality::RandomState;
 use rhai::{Dynamic, FnPtr};
+use serde_json::value::{to_raw_value, RawValue};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -29,14 +30,14 @@ const POOL_ENTRIES: usize = 16;
 #[derive(Clone)]
 pub(super) struct Stored {
     id: u64,
-    json: Arc<str>,
+    json: Arc<RawValue>,
 }
 
-/// A task's function, encoded for the job line, with the handles of the shared objects
+/// A task's function, encoded for the job, with the handles of the shared objects
 /// it captured (each task keeps its own copy of them until it is answered).
 #[derive(Clone)]
 pub(super) struct EncodedFunction {
-    pub(super) json: String,
+    pub(super) json: Box<RawValue>,
     pub(super) name: String,
     pub(super) stored: Vec<Stored>,
     pub(super) kept: Vec<Held>,
@@ -70,7 +71,7 @@ impl CapturedValues {
                 Some((id, value)) => {
                     let json = match self.find(id) {
                         Some(json) => json,
-                        None => self.remember(id, &transfer::to_json(value, &what, &mut kept)?),
+                        None => self.remember(id, &transfer::to_json(value, &what, &mut kept)?)?,
                     };
                     curry.push(transfer::stored_reference(id));
                     stored.push(Stored { id, json });
@@ -84,23 +85,23 @@ impl CapturedValues {
         let json = transfer::function_json(f, curry);
         Ok(EncodedFunction {
             name: json["name"].as_str().unwrap_or_default().to_string(),
-            json: json.to_string(),
+            json: encoded(&json)?,
             stored,
             kept,
         })
     }
 
-    fn find(&self, id: u64) -> Option<Arc<str>> {
+    fn find(&self, id: u64) -> Option<Arc<RawValue>> {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         touch(&mut recent, |s| s.id == id).map(|s| s.json.clone())
     }
 
-    fn remember(&self, id: u64, value: &Value) -> Arc<str> {
-        let json: Arc<str> = value.to_string().into();
+    fn remember(&self, id: u64, value: &Value) -> Result<Arc<RawValue>, String> {
+        let json: Arc<RawValue> = Arc::from(encoded(value)?);
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         // Another thread's call may have encoded the same value meanwhile.
         if let Some(known) = recent.iter().find(|s| s.id == id) {
-            return known.json.clone();
+            return Ok(known.json.clone());
         }
         if recent.len() >= POOL_ENTRIES {
             recent.pop_front();
@@ -109,8 +110,13 @@ impl CapturedValues {
             id,
             json: json.clone(),
         });
-        json
+        Ok(json)
     }
+}
+
+/// A value's JSON text, written once for every job that carries it.
+fn encoded(value: &Value) -> Result<Box<RawValue>, String> {
+    to_raw_value(value).map_err(|e| e.to_string())
 }
 
 /// Finds the entry of a least-recently-used list that `matches` and marks it used now (moves
@@ -130,13 +136,13 @@ pub(super) struct WorkerStore {
 }
 
 impl WorkerStore {
-    /// The job line's `forget` and `store` parts for a task that refers to `stored`,
-    /// appended to `job`; the mirror is updated as if the worker got the line.
-    pub(super) fn send_along(&mut self, stored: &[Stored], job: &mut String) {
-        self.send_within(stored, job, WORKER_BUDGET);
+    /// The job's `forget` and `store` parts for a task that refers to `stored`; the mirror
+    /// is updated as if the worker got the job.
+    pub(super) fn send_along<'a>(&mut self, stored: &'a [Stored]) -> SentAlong<'a> {
+        self.send_within(stored, WORKER_BUDGET)
     }
 
-    fn send_within(&mut self, stored: &[Stored], job: &mut String, budget: usize) {
+    fn send_within<'a>(&mut self, stored: &'a [Stored], budget: usize) -> SentAlong<'a> {
         let mut to_send = Vec::new();
         for s in stored {
             let held = touch(&mut self.held, |(id, _)| *id == s.id).is_some();
@@ -144,11 +150,11 @@ impl WorkerStore {
                 to_send.push(s);
             }
         }
-        if to_send.is_empty() {
-            return;
-        }
         let mut forget = Vec::new();
-        let arriving: usize = to_send.iter().map(|s| s.json.len()).sum();
+        if to_send.is_empty() {
+            return (forget, Vec::new());
+        }
+        let arriving: usize = to_send.iter().map(|s| s.json.get().len()).sum();
         // Make room, but never give up a value this task uses.
         while self.bytes + arriving > budget {
             let Some(at) = self
@@ -163,21 +169,19 @@ impl WorkerStore {
                 forget.push(id);
             }
         }
-        if !forget.is_empty() {
-            job.push_str(&format!(",\"forget\":{forget:?}"));
+        let mut store = Vec::with_capacity(to_send.len());
+        for s in to_send {
+            let json: &RawValue = &s.json;
+            store.push((s.id, json));
+            self.held.push_back((s.id, json.get().len()));
+            self.bytes += json.get().len();
         }
-        job.push_str(",\"store\":[");
-        for (i, s) in to_send.iter().enumerate() {
-            if i > 0 {
-                job.push(',');
-            }
-            job.push_str(&format!("[{},{}]", s.id, s.json));
-            self.held.push_back((s.id, s.json.len()));
-            self.bytes += s.json.len();
-        }
-        job.push(']');
+        (forget, store)
     }
 }
+
+/// The values a worker gives up (by id), and those it keeps from now on (id and JSON).
+pub(super) type SentAlong<'a> = (Vec<u64>, Vec<(u64, &'a RawValue)>);
 
 #[cfg(test)]
 mod tests {
@@ -186,14 +190,24 @@ mod tests {
     fn value(id: u64, json: &str) -> Stored {
         Stored {
             id,
-            json: json.into(),
+            json: Arc::from(RawValue::from_string(json.to_string()).unwrap()),
         }
     }
 
-    /// The `forget` and `store` parts `send_within` appends for one task.
+    /// The `forget` and `store` parts `send_within` gives for one task, as a job's JSON has
+    /// them.
     fn parts(store: &mut WorkerStore, stored: &[Stored], budget: usize) -> String {
+        let (forget, kept) = store.send_within(stored, budget);
         let mut job = String::new();
-        store.send_within(stored, &mut job, budget);
+        if !forget.is_empty() {
+            job.push_str(&format!(",\"forget\":{forget:?}"));
+        }
+        if !kept.is_empty() {
+            job.push_str(&format!(
+                ",\"store\":{}",
+                serde_json::to_string(&kept).unwrap()
+            ));
+        }
         job
     }
 

@@ -10,21 +10,24 @@ use crate::runtime::lifetime::{self, Held};
 use crate::runtime::processes::relay_output;
 use crate::runtime::sink::OutputSink;
 use crate::runtime::worker_process::{describe_end, WorkerProcess};
+use crate::runtime::workers::protocol::{self, Event, Job, Request};
 use crate::runtime::{interrupt, transfer, INTERRUPTED};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rhai::Dynamic;
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A chunk ready for a worker process: its job line and how to report the result.
+/// A chunk ready for a worker process: its job and how to report the result.
 struct ProcessTask {
-    /// The function as JSON text, ready for the job line.
-    function: String,
+    /// The function, encoded once for every job that carries it.
+    function: Box<RawValue>,
     /// Its name on the wire (closures have internal names).
     name: String,
     /// The big captured values `function` refers to by id.
@@ -299,7 +302,7 @@ fn replace_worker(worker: &mut Option<Worker>, slot: usize, pids: &Mutex<Vec<i64
     }
 }
 
-/// Sends a task's job line to the worker (starting one if needed). A task that cannot
+/// Sends a task's job to the worker (starting one if needed). A task that cannot
 /// be sent is answered at once and `None` returned.
 fn dispatch(
     task: ProcessTask,
@@ -353,40 +356,38 @@ fn dispatch(
     })
 }
 
-/// Writes a task's job line; the notebook's function sources and the `global::` constants
-/// go along when the worker does not have this version of them yet.
+/// Writes a task's job; the notebook's function sources and the `global::` constants go
+/// along when the worker does not have this version of them yet.
 fn send_job(worker: &mut Worker, task: &ProcessTask) -> Result<(), String> {
     let (version, sources) = launch::function_sources_versioned();
-    // Written out directly: the function is already JSON text, and a job per task is
-    // built thousands of times a second.
-    let items = serde_json::to_string(&task.items).map_err(|e| e.to_string())?;
-    let mut job = format!(
-        "{{\"version\":{version},\"fold\":{},\"function\":{},\"items\":{items}",
-        task.fold, task.function
-    );
-    if worker.version != Some(version) {
-        let sources: Vec<&str> = sources.iter().map(|s| &**s).collect();
-        let sources = serde_json::to_string(&sources).map_err(|e| e.to_string())?;
-        job.push_str(",\"sources\":");
-        job.push_str(&sources);
-    }
-    if crate::runtime::sched::watching() {
-        // The race detector is on: the worker passes on what happened before and after.
+    let sources = (worker.version != Some(version))
+        .then(|| sources.iter().map(|s| Cow::Borrowed(&**s)).collect());
+    // The race detector is on: the worker passes on what happened before and after.
+    let handoff = crate::runtime::sched::watching().then(|| {
         let Handoff {
             submitted,
             answered,
         } = task.handoff;
-        job.push_str(&format!(",\"handoff\":[{},{}]", submitted.id, answered.id));
-    }
-    worker.store.send_along(&task.stored, &mut job);
-    if worker.globals != Some(task.globals.version) {
-        job.push_str(",\"globals\":");
-        job.push_str(&task.globals.json);
-    }
-    job.push_str("}\n");
+        [submitted.id, answered.id]
+    });
+    let globals: &RawValue = &task.globals.json;
+    let (forget, store) = worker.store.send_along(&task.stored);
+    let job = Request::Job(Job {
+        version,
+        sources,
+        function: &*task.function,
+        items: Cow::Borrowed(&task.items),
+        fold: task.fold,
+        globals: (worker.globals != Some(task.globals.version)).then_some(globals),
+        name: None,
+        handoff,
+        forget,
+        store,
+    });
+    let line = protocol::to_line(&job)?;
     worker.busy.store(true, Ordering::SeqCst);
     // One write per job: the pipe is unbuffered, and a worker woken per JSON token is slow.
-    if worker.stdin.write_all(job.as_bytes()).is_err() {
+    if worker.stdin.write_all(&line).is_err() {
         return Err(format!("broken pool: {}", reap(worker)));
     }
     worker.version = Some(version);
@@ -399,28 +400,16 @@ fn send_job(worker: &mut Worker, task: &ProcessTask) -> Result<(), String> {
 fn await_result(worker: &mut Worker, task: &ProcessTask) -> ChunkResult {
     let mut line = String::new();
     loop {
-        line.clear();
-        match worker.stdout.read_line(&mut line) {
-            Ok(0) | Err(_) => {
-                return ChunkResult::Broken(format!(
-                    "broken pool: {} while running a task",
-                    reap(worker)
-                ))
-            }
-            Ok(_) => {}
-        }
-        // Results are parsed straight into their parts; other events (output) as a whole.
-        let Ok(reply) = serde_json::from_str::<WorkerReply>(&line) else {
-            relay_output(
-                &json!({ "t": "out", "s": "stdout", "text": line }),
-                task.sink.as_ref(),
-            );
-            continue;
+        let Some(event) = protocol::read_event(&mut worker.stdout, &mut line) else {
+            return ChunkResult::Broken(format!(
+                "broken pool: {} while running a task",
+                reap(worker)
+            ));
         };
-        match reply.t.as_str() {
-            "ok" => {
+        match event {
+            Event::Done { values } => {
                 let values: Result<Vec<Dynamic>, String> =
-                    reply.value.iter().map(transfer::from_message).collect();
+                    values.iter().map(transfer::from_message).collect();
                 return match values {
                     Ok(values) => ChunkResult::Values(values),
                     Err(e) => ChunkResult::Failed {
@@ -430,31 +419,16 @@ fn await_result(worker: &mut Worker, task: &ProcessTask) -> ChunkResult {
                     },
                 };
             }
-            "err" => {
+            Event::Failed(error) => {
                 return ChunkResult::Failed {
-                    index: reply.index as usize,
-                    message: reply.message.unwrap_or_else(|| "unknown error".into()),
+                    index: error.index,
+                    message: error.message,
                     worker: format!("pool worker {}", worker.child.id()),
                 }
             }
-            _ => {
-                if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                    relay_output(&event, task.sink.as_ref());
-                }
-            }
+            output => relay_output(output, task.sink.as_ref()),
         }
     }
-}
-
-/// The parts of a worker's event line that a result or an error has.
-#[derive(serde::Deserialize)]
-struct WorkerReply {
-    t: String,
-    #[serde(default)]
-    value: Vec<Value>,
-    #[serde(default)]
-    index: u64,
-    message: Option<String>,
 }
 
 impl Executor for ProcessExecutor {

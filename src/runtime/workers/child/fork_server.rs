@@ -1,13 +1,13 @@
-//! The hidden `rhai-kernel worker --fork-server` mode: a single-threaded process that
-//! builds a worker's engine once, then forks a worker for every request on its stdin (a
-//! socket from the parent, see `runtime::fork_server`), reaps them and reports how each
-//! one ended. Forking is safe here, unlike in the kernel, because this process never
-//! starts a thread.
+//! The fork server's own side, the hidden `rhai-kernel worker --fork-server` mode: a
+//! single-threaded process that builds a worker's engine once, then forks a worker for
+//! every request on its stdin (a socket from the parent, see `workers::fork_server`), reaps
+//! them and reports how each one ended (see `protocol::ServerReport`). Forking is safe
+//! here, unlike in the kernel, because this process never starts a thread.
 
-use super::worker::{serve_jobs, WorkerRuntime};
-use crate::runtime::fork_server::{encode, ENDED, FAILED, MESSAGE_LEN, STARTED};
+use super::{serve_jobs, NewEngine, WorkerRuntime};
 use crate::runtime::launch::{self, Role};
 use crate::runtime::worker_process::exit_code;
+use crate::runtime::workers::protocol::{ServerReport, DATAGRAM_LEN};
 use std::os::fd::RawFd;
 use std::os::unix::process::ExitStatusExt;
 
@@ -15,7 +15,7 @@ const SOCKET: RawFd = libc::STDIN_FILENO;
 
 /// Serves spawn requests until the parent closes the socket. In a forked worker this
 /// returns the worker's own exit code.
-pub fn run_fork_server() -> i32 {
+pub fn run_fork_server(new_engine: NewEngine) -> i32 {
     launch::set_role(Role::Worker);
     // Ctrl-C under `rhai-kernel run` reaches the whole process group: the server is not
     // interrupted, only the workers it forked (which set up their own handling).
@@ -24,7 +24,7 @@ pub fn run_fork_server() -> i32 {
     let Some((signals, old_mask)) = child_signals() else {
         return 1;
     };
-    let mut runtime = WorkerRuntime::new();
+    let mut runtime = WorkerRuntime::new(new_engine);
     runtime.warm_up();
     let mut runtime = Some(runtime);
     // SAFETY: getpid/getppid have no preconditions.
@@ -70,12 +70,12 @@ pub fn run_fork_server() -> i32 {
             }
             pid if pid > 0 => {
                 close_all(&fds);
-                report(STARTED, pid, 0);
+                report(ServerReport::Started { pid });
             }
             _ => {
                 let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
                 close_all(&fds);
-                report(FAILED, 0, errno.into());
+                report(ServerReport::Failed { errno });
             }
         }
     }
@@ -114,12 +114,12 @@ fn reap_children() {
             return;
         }
         let code = exit_code(std::process::ExitStatus::from_raw(status));
-        report(ENDED, pid, code);
+        report(ServerReport::Ended { pid, code });
     }
 }
 
-fn report(kind: i64, pid: i32, value: i64) {
-    let message = encode(kind, pid.into(), value);
+fn report(report: ServerReport) {
+    let message = report.encode();
     // SAFETY: sending a local buffer on our socket. A parent that is gone is noticed by
     // the next receive.
     unsafe {
@@ -134,7 +134,7 @@ fn report(kind: i64, pid: i32, value: i64) {
 
 /// Receives one request: the worker's job pipe (read end) and event pipe (write end).
 fn receive_request() -> Option<[RawFd; 2]> {
-    let mut payload = [0u8; MESSAGE_LEN];
+    let mut payload = [0u8; DATAGRAM_LEN];
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
         iov_len: payload.len(),
@@ -155,7 +155,7 @@ fn receive_request() -> Option<[RawFd; 2]> {
         if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
             continue;
         }
-        if n != MESSAGE_LEN as isize {
+        if n != DATAGRAM_LEN as isize {
             return None;
         }
         // SAFETY: the kernel filled the control buffer; the header is checked before use.
