@@ -68,3 +68,21 @@ pub fn report_uncaught(sink: Option<&Arc<dyn OutputSink>>, worker: &str, message
         None => sink::write(sink::Stream::Stderr, &text),
     }
 }
+
+/// What `join` gives for a worker that ended with `ended` (`worker`: `thread 'Thread-1'`,
+/// `process 'Process-1 (work)'`): its value, or an error that says how it failed, or what
+/// it threw, as it threw it.
+pub(crate) fn joined(
+    worker: &str,
+    ended: Result<Dynamic, Failure>,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    match ended {
+        Ok(value) => Ok(value),
+        // Interrupted earlier (the cell that was interrupted is over): a catchable error.
+        Err(Failure::Interrupted) => Err(format!("{worker} was interrupted").into()),
+        Err(Failure::Error(message)) => Err(format!("{worker} failed: {message}").into()),
+        Err(Failure::Thrown(value, _)) => {
+            Err(EvalAltResult::ErrorRuntime(value, rhai::Position::NONE).into())
+        }
+    }
+}

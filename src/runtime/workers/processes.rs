@@ -7,7 +7,7 @@
 //! started it.
 
 use crate::runtime::actors;
-use crate::runtime::failures::{report_uncaught, Failure};
+use crate::runtime::failures::{joined, report_uncaught, Failure};
 use crate::runtime::globals::Globals;
 use crate::runtime::launch::{
     encode_args, forget_child, function_sources_versioned, role, start_worker, Role,
@@ -29,14 +29,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 // ---- the parent's view of a child ---------------------------------------------------
 
-#[derive(Clone, Debug)]
-enum Outcome {
-    Value(Dynamic),
-    Error(String),
-    /// It threw a value that is not a string: `join` throws that value.
-    Thrown(Dynamic),
-    Interrupted,
-}
+/// What a process's function returned, or how it failed (a thread's outcome: `join`
+/// tells both alike, see `failures::joined`).
+type Outcome = Result<Dynamic, Failure>;
 
 struct ProcessState {
     name: String,
@@ -138,11 +133,11 @@ impl ProcessHandle {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let outcome = outcome.unwrap_or_else(|| {
-            Outcome::Error(if code < 0 {
+            Err(Failure::Error(if code < 0 {
                 format!("killed by signal {}", -code)
             } else {
                 format!("exited with code {code} before returning a result")
-            })
+            }))
         });
         Ok(Some((outcome, code)))
     }
@@ -187,17 +182,19 @@ fn apply_event(event: Event, sink: Option<&Arc<dyn OutputSink>>, state: &Process
     let outcome = match event {
         Event::Done { values } => {
             match transfer::from_message(values.first().unwrap_or(&serde_json::Value::Null)) {
-                Ok(value) => Outcome::Value(value),
-                Err(e) => Outcome::Error(format!("its result could not be received: {e}")),
+                Ok(value) => Ok(value),
+                Err(e) => Err(Failure::Error(format!(
+                    "its result could not be received: {e}"
+                ))),
             }
         }
-        Event::Failed(error) if error.interrupted => Outcome::Interrupted,
+        Event::Failed(error) if error.interrupted => Err(Failure::Interrupted),
         Event::Failed(error) => {
             // At once, like the traceback a Python child prints: nobody may join it.
             report_uncaught(sink, &format!("process {}", state.name), &error.message);
             match error.thrown.as_ref().map(transfer::from_message) {
-                Some(Ok(value)) => Outcome::Thrown(value),
-                _ => Outcome::Error(error.message),
+                Some(Ok(value)) => Err(Failure::Thrown(value, error.message)),
+                _ => Err(Failure::Error(error.message)),
             }
         }
         output => return relay_output(output, sink),
@@ -208,13 +205,9 @@ fn apply_event(event: Event, sink: Option<&Arc<dyn OutputSink>>, state: &Process
 static PROCESS_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// How the thread that played a process ended, as the process's outcome and exit code.
-fn played_outcome(ended: Result<Dynamic, Failure>) -> (Outcome, i64) {
-    match ended {
-        Ok(value) => (Outcome::Value(value), 0),
-        Err(Failure::Error(message)) => (Outcome::Error(message), 1),
-        Err(Failure::Thrown(value, _)) => (Outcome::Thrown(value), 1),
-        Err(Failure::Interrupted) => (Outcome::Interrupted, 1),
-    }
+fn played_outcome(ended: Outcome) -> (Outcome, i64) {
+    let code = if ended.is_ok() { 0 } else { 1 };
+    (ended, code)
 }
 
 /// Inside `explore`: a process is played by a thread the explorer schedules, with process
@@ -397,20 +390,6 @@ fn forget_process(state: &ProcessState) {
         .retain(|p| !std::ptr::eq(Arc::as_ptr(&p.0), state));
 }
 
-/// What `join` gives for a process that ended.
-fn joined(process: &ProcessHandle, outcome: Outcome) -> Result<Dynamic, Box<EvalAltResult>> {
-    match outcome {
-        Outcome::Value(value) => Ok(value),
-        Outcome::Interrupted => Err(format!("process '{}' was interrupted", process.0.name).into()),
-        Outcome::Error(message) => {
-            Err(format!("process '{}' failed: {message}", process.0.name).into())
-        }
-        Outcome::Thrown(value) => {
-            Err(EvalAltResult::ErrorRuntime(value, rhai::Position::NONE).into())
-        }
-    }
-}
-
 #[export_module]
 pub mod process_api {
     use super::*;
@@ -429,7 +408,7 @@ pub mod process_api {
         let process = process.clone();
         match process.wait() {
             None => Err(interrupted_error()),
-            Some((outcome, _)) => joined(&process, outcome),
+            Some((outcome, _)) => joined(&format!("process '{}'", process.0.name), outcome),
         }
     }
 
@@ -444,7 +423,7 @@ pub mod process_api {
         let process = process.clone();
         let until = crate::runtime::time::deadline(&timeout, "join")?;
         match process.wait_until(until)? {
-            Some((outcome, _)) => joined(&process, outcome),
+            Some((outcome, _)) => joined(&format!("process '{}'", process.0.name), outcome),
             None => Ok(Dynamic::UNIT),
         }
     }

@@ -7,7 +7,7 @@ use crate::runtime::actors::{
     os_thread_id, set_label, CurrentThread, Worker, CURRENT, EPOCH, THREAD_COUNTER,
 };
 use crate::runtime::engines::engine_for;
-use crate::runtime::failures::{describe_error, report_uncaught, thrown_value, Failure};
+use crate::runtime::failures::{describe_error, joined, report_uncaught, thrown_value, Failure};
 use crate::runtime::running;
 use crate::runtime::sched::{self, Action, Kind, Object, Op, Order};
 use crate::runtime::sink::{self, OutputSink};
@@ -293,27 +293,6 @@ pub(crate) fn start(
     Ok(handle)
 }
 
-/// What `join` gives for a thread that ended.
-fn joined(
-    thread: &ThreadHandle,
-    ended: Result<Dynamic, Failure>,
-) -> Result<Dynamic, Box<EvalAltResult>> {
-    match ended {
-        Ok(value) => Ok(value),
-        // Interrupted earlier (the cell that was interrupted is over): a catchable error.
-        Err(Failure::Interrupted) => {
-            Err(format!("thread '{}' was interrupted", thread.0.name).into())
-        }
-        Err(Failure::Error(message)) => {
-            Err(format!("thread '{}' failed: {message}", thread.0.name).into())
-        }
-        // What it threw, as it threw it.
-        Err(Failure::Thrown(value, _)) => {
-            Err(EvalAltResult::ErrorRuntime(value, rhai::Position::NONE).into())
-        }
-    }
-}
-
 #[export_module]
 pub mod thread_api {
     use super::*;
@@ -330,7 +309,7 @@ pub mod thread_api {
     #[rhai_fn(return_raw, pure)]
     pub fn join(thread: &mut ThreadHandle) -> Result<Dynamic, Box<EvalAltResult>> {
         let thread = thread.clone();
-        joined(&thread, thread.wait()?)
+        joined(&format!("thread '{}'", thread.0.name), thread.wait()?)
     }
 
     /// Waits at most `timeout` seconds (int or float) for the thread. If it finished,
@@ -349,7 +328,7 @@ pub mod thread_api {
         let thread = thread.clone();
         let until = crate::runtime::time::deadline(&timeout, "join")?;
         match thread.wait_until(until)? {
-            Some(ended) => joined(&thread, ended),
+            Some(ended) => joined(&format!("thread '{}'", thread.0.name), ended),
             None => Ok(Dynamic::UNIT),
         }
     }
