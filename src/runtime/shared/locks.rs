@@ -202,9 +202,8 @@ impl LockRef {
                 return Ok(Some(()));
             }
             // This thread holds the plain lock it asks for: another thread or process may
-            // release it (as in Python), so wait for that, and look at each wake-up (with
-            // the monitor held, so no release comes meanwhile) whether anyone is left who
-            // could. Such a wait is no cycle with others: it stays out of the waits-for
+            // release it (as in Python), so wait for that, and look at each wake-up
+            // whether anyone is left who could (see `self_wait::deadlock`). Such a wait is no cycle with others: it stays out of the waits-for
             // table. Under the schedule explorer, a deadlock is the explorer's to find.
             if mine {
                 if timeout.is_none() && sched::controller().is_none() {

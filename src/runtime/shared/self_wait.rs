@@ -10,13 +10,15 @@ use crate::runtime::locks::LockRef;
 use crate::runtime::{launch, pools, running};
 
 /// The report for the calling thread, which holds `lock` and waits for it, if nobody else
-/// could release it. Called with the lock's monitor held, so no release can happen while
-/// it looks (whoever could release it later is there now); it takes no lock's monitor.
+/// could release it. A release takes no monitor (see `locks`), so one may come while this
+/// looks: whoever made it was still there to be counted before it, or else it is over and
+/// the lock is seen released after the look, which is no deadlock. Takes no lock's
+/// monitor.
 pub fn deadlock(lock: LockRef) -> Option<String> {
-    if others_could_release(lock) {
+    let (pid, tid) = my_ids();
+    if others_could_release(lock) || lock.owner() != Some((pid, tid)) {
         return None;
     }
-    let (pid, tid) = my_ids();
     Some(format!(
         "deadlock detected: {} waits for {} which it already holds, and no other thread or process could release it (a re-entrant rlock() lets its holder acquire it again)",
         actors::thread_label(pid, tid),
