@@ -42,6 +42,22 @@ pub struct LockState {
     reentrant: u32,
 }
 
+impl LockState {
+    /// Takes the lock for `me` (a [`holders::pack`]ed id) if it is free, or once more if it
+    /// is a re-entrant lock that `me` holds: whether it did.
+    fn try_take(&self, me: u64) -> bool {
+        if self.owner.compare_exchange(0, me, SeqCst, Relaxed).is_ok() {
+            self.depth.store(1, Relaxed);
+            return true;
+        }
+        if self.reentrant != 0 && self.owner.load(Relaxed) == me {
+            self.depth.fetch_add(1, Relaxed);
+            return true;
+        }
+        false
+    }
+}
+
 /// A view of a lock in shared memory (copied freely; the handles that use it, `Lock` and
 /// `RLock`, hold the reference that keeps it alive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,15 +147,8 @@ impl LockRef {
         let state = self.state();
         // The fast path: a free lock (or a re-entrant one this thread holds), with nobody
         // watching operations. Anything else takes the whole way below.
-        if !sched::watching() {
-            if state.owner.compare_exchange(0, me, SeqCst, Relaxed).is_ok() {
-                state.depth.store(1, Relaxed);
-                return Ok(true);
-            }
-            if state.reentrant != 0 && state.owner.load(Relaxed) == me {
-                state.depth.fetch_add(1, Relaxed);
-                return Ok(true);
-            }
+        if !sched::watching() && state.try_take(me) {
+            return Ok(true);
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         // Set once this thread has waited and registered in the waits-for table (tried
@@ -160,16 +169,10 @@ impl LockRef {
             let owner = state.owner.load(SeqCst);
             let (owner_pid, _) = holders::unpack(owner);
             let mine = owner == me;
-            let taken = if owner == 0 {
-                // A thread on the fast path may take it meanwhile: then wait for it.
-                let won = state.owner.compare_exchange(0, me, SeqCst, Relaxed).is_ok();
-                if won {
-                    state.depth.store(1, Relaxed);
-                }
-                won
-            } else if mine && state.reentrant != 0 {
-                state.depth.fetch_add(1, Relaxed);
-                true
+            // A free lock may be taken meanwhile by a thread on the fast path: then this
+            // one waits for it.
+            let taken = if owner == 0 || (mine && state.reentrant != 0) {
+                state.try_take(me)
             } else {
                 let since = *last_liveness_check.get_or_insert_with(Instant::now);
                 let check_liveness = owner_pid != pid && since.elapsed() >= POLL;
