@@ -1,13 +1,33 @@
-//! The process-wide interrupt flag: set by the kernel's control channel, SIGINT or Ctrl-C,
-//! polled by the engine's progress hook and by every blocking native.
+//! The process-wide interrupt: requested by the kernel's control channel, SIGINT or
+//! Ctrl-C, polled by the engine's progress hook and by every blocking native.
+//!
+//! Requests are counted rather than flagged, because a flag cleared when the next cell
+//! starts could be cleared before a busy thread of the interrupted cell had looked at it,
+//! and that thread then ran on for ever. Each thread measures requests from a baseline: a
+//! script thread or pool task from the one it inherited from whoever started it, any
+//! other thread (the one running cells) from the last `clear`. So an interrupt stops
+//! every script thread started before it, however late the thread looks.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// How many interrupts were ever requested.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+/// How many of them the last `clear` put behind it.
+static CLEARED: AtomicU64 = AtomicU64::new(0);
+/// The baselines of the script threads and tasks running now (baseline → how many), so
+/// that the progress hook keeps looking while one of them has an interrupt to see.
+static RUNNING: Mutex<BTreeMap<u64, usize>> = Mutex::new(BTreeMap::new());
 static WAKE: Mutex<()> = Mutex::new(());
 static WAKE_CV: Condvar = Condvar::new();
+
+thread_local! {
+    /// This thread's inherited baseline while it runs a script thread or a pool task.
+    static BASELINE: Cell<Option<u64>> = const { Cell::new(None) };
+}
 
 /// Functions called on every interrupt request (e.g. to pass it on to child processes).
 static HOOKS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
@@ -22,8 +42,11 @@ pub fn on_request(hook: fn()) {
 
 /// Asks the running code to stop; wakes every interruptible wait.
 pub fn request() {
-    REQUESTED.store(true, Ordering::SeqCst);
-    super::attention::raise(super::attention::INTERRUPT);
+    REQUESTS.fetch_add(1, Ordering::SeqCst);
+    {
+        let _running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        super::attention::raise(super::attention::INTERRUPT);
+    }
     {
         let _guard = WAKE.lock().unwrap_or_else(|e| e.into_inner());
         WAKE_CV.notify_all();
@@ -34,14 +57,73 @@ pub fn request() {
     }
 }
 
-/// Clears a pending interrupt (before a new cell starts).
+/// Puts the interrupts so far behind (before a new cell starts). Script threads started
+/// before them still see them.
 pub fn clear() {
-    REQUESTED.store(false, Ordering::SeqCst);
-    super::attention::lower(super::attention::INTERRUPT);
+    CLEARED.fetch_max(REQUESTS.load(Ordering::SeqCst), Ordering::SeqCst);
+    update_attention();
 }
 
+/// Whether an interrupt was requested that this thread has to answer.
 pub fn is_requested() -> bool {
-    REQUESTED.load(Ordering::Relaxed)
+    REQUESTS.load(Ordering::SeqCst) > baseline()
+}
+
+/// The interrupts this thread answers are those counted after this baseline; a thread
+/// or task started now inherits it.
+pub fn baseline() -> u64 {
+    BASELINE
+        .with(Cell::get)
+        .unwrap_or_else(|| CLEARED.load(Ordering::SeqCst))
+}
+
+/// While this lives, the current thread runs a script thread or task started with
+/// `baseline` (from `baseline()` on the thread that started it).
+pub struct Inherited {
+    baseline: u64,
+    before: Option<u64>,
+}
+
+pub fn inherit(baseline: u64) -> Inherited {
+    *RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(baseline)
+        .or_default() += 1;
+    let before = BASELINE.with(|b| b.replace(Some(baseline)));
+    Inherited { baseline, before }
+}
+
+impl Drop for Inherited {
+    fn drop(&mut self) {
+        BASELINE.with(|b| b.set(self.before));
+        {
+            let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = running.get_mut(&self.baseline) {
+                *count -= 1;
+                if *count == 0 {
+                    running.remove(&self.baseline);
+                }
+            }
+        }
+        update_attention();
+    }
+}
+
+/// The progress hook looks for interrupts while some thread has one to see.
+fn update_attention() {
+    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    let oldest = running
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(u64::MAX)
+        .min(CLEARED.load(Ordering::SeqCst));
+    if REQUESTS.load(Ordering::SeqCst) > oldest {
+        super::attention::raise(super::attention::INTERRUPT);
+    } else {
+        super::attention::lower(super::attention::INTERRUPT);
+    }
 }
 
 /// Sleeps for `duration` unless interrupted; returns `false` when interrupted.
@@ -84,6 +166,31 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(10));
         waker.join().unwrap();
         clear();
+        assert!(!is_requested());
+        a_thread_sees_an_interrupt_cleared_before_it_looked();
+    }
+
+    /// (Run by the test above: both use the process-wide interrupt.)
+    fn a_thread_sees_an_interrupt_cleared_before_it_looked() {
+        let (started, look) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        let baseline = baseline();
+        let seen = std::thread::scope(|s| {
+            let worker = s.spawn(|| {
+                let _inherited = inherit(baseline);
+                started.wait();
+                look.wait();
+                let seen = is_requested();
+                (seen, super::super::attention::calm())
+            });
+            started.wait();
+            request();
+            // The next cell starts before the thread looks.
+            clear();
+            assert!(!is_requested(), "the new cell is not interrupted");
+            look.wait();
+            worker.join().unwrap()
+        });
+        assert_eq!(seen, (true, false), "(interrupted, calm)");
         assert!(!is_requested());
     }
 }

@@ -208,7 +208,10 @@ pub(crate) fn start(
     // The new thread sees what its starter did so far.
     sched::hand_over(handle.object());
     let controller = controlled.as_ref().map(|(c, _)| c.clone());
+    // An interrupt that stops the starter stops this thread too, however late it looks.
+    let interrupt_baseline = crate::runtime::interrupt::baseline();
     let body = move || {
+        let _interruptible = crate::runtime::interrupt::inherit(interrupt_baseline);
         let _controlled = match &controller {
             Some(controller) => Some(sched::control(controller.clone())),
             // This thread may have run an explorer's worker before, on one CPU.

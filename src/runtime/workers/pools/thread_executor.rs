@@ -37,7 +37,10 @@ impl Executor for ThreadExecutor {
         let terminated = self.lifecycle.terminated.clone();
         let pending = self.lifecycle.pending.clone();
         pending.add();
+        // An interrupt that stops the submitter stops the task too, however late it looks.
+        let interrupt_baseline = crate::runtime::interrupt::baseline();
         self.pool.spawn(move || {
+            let _interruptible = crate::runtime::interrupt::inherit(interrupt_baseline);
             let result = if terminated.load(Ordering::SeqCst) {
                 ChunkResult::Broken("the pool was terminated".into())
             } else if !chunk.may_start() {
