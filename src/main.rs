@@ -51,10 +51,6 @@ enum Command {
 const HASHING_SEED: [u64; 4] = [0x7268_6169, 0x6b65_726e, 0x656c_5f73, 0x6565_6421];
 
 fn main() {
-    // With Rust cells, this binary is also evcxr's child process (it loads and runs the
-    // compiled cells) and its rustc wrapper: then this call never returns.
-    #[cfg(feature = "rust")]
-    evcxr::runtime_hook();
     let _ = rhai::config::hashing::set_hashing_seed(Some(HASHING_SEED));
     let cli = Cli::parse();
     let code = match cli.command {
