@@ -10,7 +10,7 @@ static WORD: AtomicU32 = AtomicU32::new(0);
 
 /// The global interpreter lock is on.
 pub const GIL: u32 = 1;
-/// An interrupt was requested.
+/// Some thread has an interrupt to answer (see `interrupt`).
 pub const INTERRUPT: u32 = 1 << 1;
 /// A large allocation was made since memory was last sampled.
 pub const LARGE_ALLOCATION: u32 = 1 << 2;

@@ -61,7 +61,7 @@ pub fn request() {
 /// before them still see them.
 pub fn clear() {
     CLEARED.fetch_max(REQUESTS.load(Ordering::SeqCst), Ordering::SeqCst);
-    update_attention();
+    update_attention(&RUNNING.lock().unwrap_or_else(|e| e.into_inner()));
 }
 
 /// Whether an interrupt was requested that this thread has to answer.
@@ -97,22 +97,20 @@ pub fn inherit(baseline: u64) -> Inherited {
 impl Drop for Inherited {
     fn drop(&mut self) {
         BASELINE.with(|b| b.set(self.before));
-        {
-            let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = running.get_mut(&self.baseline) {
-                *count -= 1;
-                if *count == 0 {
-                    running.remove(&self.baseline);
-                }
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = running.get_mut(&self.baseline) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&self.baseline);
             }
         }
-        update_attention();
+        update_attention(&running);
     }
 }
 
-/// The progress hook looks for interrupts while some thread has one to see.
-fn update_attention() {
-    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+/// The progress hook looks for interrupts while some thread has one to see. Called with
+/// `RUNNING` locked, as `request` raises the bit, so that neither undoes the other.
+fn update_attention(running: &BTreeMap<u64, usize>) {
     let oldest = running
         .keys()
         .next()

@@ -337,9 +337,13 @@ fn read_events(
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
                 let text = format!("{line}\n");
+                let stream = if stderr {
+                    Stream::Stderr
+                } else {
+                    Stream::Stdout
+                };
                 match sink {
-                    Some(sink) if stderr => sink.write(Stream::Stderr, &text),
-                    Some(sink) => sink.write(Stream::Stdout, &text),
+                    Some(sink) => sink.write(stream, &text),
                     None => eprint!("{text}"),
                 }
             }
